@@ -1,0 +1,86 @@
+"""specs -> weights -> graph -> model.onnx: the `build` job as a library function."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import onnx
+
+from . import __version__
+from .errors import BadInput
+from .fsutil import atomic_path
+from .graph import DEFAULT_OPSET, emit, validate_opset
+from .meta import ModelMeta
+from .specs import ArchConfig, decode
+
+
+def resolve_padding(padding: str, weights: str) -> str:
+    """'auto' = TF 'same' for TF checkpoints (they were trained with it), symmetric for random init."""
+    if padding == "auto":
+        return "symmetric" if weights == "random" else "same"
+    if padding not in ("same", "symmetric"):
+        raise BadInput(f"--padding must be auto, same or symmetric, got {padding!r}")
+    return padding
+
+
+def build_model(
+    arch: str,
+    width: float = 1.0,
+    resolution: int = 224,
+    classes: int | None = None,
+    weights: str = "random",
+    seed: int = 0,
+    padding: str = "auto",
+    opset: int = DEFAULT_OPSET,
+    input_format: str = "float-nchw",
+) -> onnx.ModelProto:
+    """Build a MobileNet as an onnx.ModelProto.
+
+    weights: "random" (seeded He init), "pretrained" (the shipped checkpoint for arch/width), or a
+    path to a TFLite checkpoint of the same architecture.
+    classes: default 1000 for random weights; TF checkpoints fix it (1001, label offset 1).
+    """
+    validate_opset(opset)
+    if input_format not in ("float-nchw", "uint8-nhwc"):
+        raise BadInput(f"--input-format must be 'float-nchw' or 'uint8-nhwc', got {input_format!r}")
+    if weights == "random":
+        cfg = decode(arch, width, resolution, 1000 if classes is None else classes)
+        from .weights.random_init import random_weights
+
+        params = random_weights(cfg, seed)
+        meta = ModelMeta(weights="random", seed=seed)
+    else:
+        from .weights.tflite_import import load_checkpoint_weights
+
+        cfg = decode(arch, width, resolution, 1001 if classes is None else classes)
+        params, meta = load_checkpoint_weights(cfg, weights)
+        if classes is not None and classes != cfg.classes:
+            raise BadInput(f"--classes {classes} does not match the checkpoint's {cfg.classes} classes")
+    pad = resolve_padding(padding, weights)
+    meta = replace(
+        meta,
+        arch=cfg.arch,
+        width=cfg.width,
+        resolution=cfg.resolution,
+        classes=cfg.classes,
+        padding=pad,
+        opset=opset,
+        input_format=input_format,
+        layout="NHWC" if input_format == "uint8-nhwc" else "NCHW",
+        version=__version__,
+    )
+    return emit(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
+
+
+def config_of(arch: str, width: float, resolution: int, classes: int) -> ArchConfig:
+    return decode(arch, width, resolution, classes)
+
+
+def save_model(model: onnx.ModelProto, path: Path | str) -> Path:
+    """Serialise atomically (temp file + rename). Same model proto -> same bytes."""
+    path = Path(path)
+    data = model.SerializeToString(deterministic=True)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return path

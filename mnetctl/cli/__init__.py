@@ -1,0 +1,74 @@
+"""`mnetctl` command line: thin command modules over the library layer.
+
+Known errors become one red line on stderr (plus a hint) and an exit code; a full traceback is
+shown only with MNETCTL_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from ..errors import EXIT_USAGE, MnetctlError
+from ._app import app, err_console
+
+# One module per command (or command group); each registers itself on `app` when imported.
+COMMAND_MODULES = [
+    "build",
+    "inspect",
+    "archs",
+]
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"{__name__}.{_name}")
+
+
+def _debug() -> bool:
+    return os.environ.get("MNETCTL_DEBUG", "") not in ("", "0", "false", "no")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns (and exits with) the process exit code."""
+    try:
+        rc = app(args=argv, prog_name="mnetctl", standalone_mode=False)
+        code = rc if isinstance(rc, int) else 0
+    except MnetctlError as exc:
+        if _debug():
+            raise
+        err_console.print(f"[bold red]error:[/] {_one_line(exc.message)}", soft_wrap=True)
+        if exc.hint:
+            err_console.print(f"[dim]hint: {_one_line(exc.hint)}[/]", soft_wrap=True)
+        code = exc.exit_code
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        err_console.print("[bold red]aborted[/]")
+        code = 130
+    except click.ClickException as exc:
+        if _debug():
+            raise
+        exc.show()
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted[/]")
+        code = 130
+    except Exception as exc:  # unknown failure: one line unless debugging
+        if _debug():
+            raise
+        err_console.print(
+            f"[bold red]error:[/] {type(exc).__name__}: {_one_line(exc)}"
+            " [dim](set MNETCTL_DEBUG=1 for the traceback)[/]",
+            soft_wrap=True,
+        )
+        code = EXIT_USAGE if isinstance(exc, (ValueError, OSError)) else 1
+    sys.stdout.flush()
+    if argv is None:
+        sys.exit(code)
+    return code
