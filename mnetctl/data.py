@@ -1,0 +1,444 @@
+"""Images in, model-ready arrays out: decoding, preprocessing from metadata, dataset layouts, labels.
+
+The one module that imports cv2. Everything the model needs to know about its input comes from its
+`ModelMeta` (resolution, crop fraction, interpolation, mean/std, colour order, input format), so
+`eval`, `predict`, calibration for `quantize` and `sweep` all preprocess identically.
+
+Dataset layouts understood by `find_samples`:
+  * ImageFolder: `DIR/<wnid>/*.JPEG` (a sub-folder may also be named by the class index 0..999);
+  * flat folder: `DIR/<wnid>_<anything>.JPEG` (unlabeled if the name does not start with a wnid);
+  * CSV: `file,label` rows (label = class index 0..999 or a wnid), paths relative to the CSV file,
+    an optional header row;
+  * a single image file (labeled if its name starts with `<wnid>_`).
+Class indices are the 1000 ImageNet classes in the usual order (`classes.txt`), without any
+background offset; a model's own label offset is applied by the evaluator.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .errors import BadInput
+from .meta import ModelMeta
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+NUM_CLASSES = 1000
+_WNID = re.compile(r"^(n\d{8})(?:_|$)")
+
+
+class BadImage(BadInput):
+    """An image file that cannot be read or decoded (missing, truncated, not an image)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Shipped data and labels
+
+
+def data_dir() -> Path:
+    """The project's `data/` folder; MNETCTL_DATA_DIR overrides it."""
+    env = os.environ.get("MNETCTL_DATA_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1] / "data"
+
+
+def sample_dir() -> Path:
+    return data_dir() / "imagenet-sample"
+
+
+def default_val_dir() -> Path:
+    """The shipped labelled validation sample (ImageFolder, 200 images)."""
+    return sample_dir() / "val"
+
+
+def default_calib_dir() -> Path:
+    """The shipped calibration sample (flat folder, 100 images)."""
+    return sample_dir() / "calib"
+
+
+@functools.lru_cache(maxsize=None)
+def _classes() -> tuple[tuple[str, str], ...]:
+    path = sample_dir() / "classes.txt"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise BadInput(f"cannot read the class list {path}: {exc.strerror or exc}", "set MNETCTL_DATA_DIR") from exc
+    rows = []
+    for line in lines:
+        if not line.strip():
+            continue
+        wnid, _, name = line.strip().partition(" ")
+        rows.append((wnid, name.replace("_", " ")))
+    if len(rows) != NUM_CLASSES:
+        raise BadInput(f"{path} has {len(rows)} classes, expected {NUM_CLASSES}")
+    return tuple(rows)
+
+
+@functools.lru_cache(maxsize=None)
+def wnid_to_index() -> dict[str, int]:
+    """ImageNet synset id (e.g. 'n01440764') -> class index 0..999."""
+    return {wnid: i for i, (wnid, _) in enumerate(_classes())}
+
+
+def _labels_file() -> Path:
+    from .weights.registry import pretrained_dir
+
+    return pretrained_dir() / "coral" / "imagenet_labels.txt"
+
+
+@functools.lru_cache(maxsize=None)
+def class_names() -> list[str]:
+    """1000 human-readable class names in index order (no background entry).
+
+    Taken from the shipped TF label file (1001 lines, line 0 = 'background'); falls back to the
+    short names of `classes.txt` if that file is absent.
+    """
+    try:
+        lines = [ln.strip() for ln in _labels_file().read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except OSError:
+        lines = []
+    if len(lines) == NUM_CLASSES + 1 and lines[0].lower() == "background":
+        return lines[1:]
+    if len(lines) == NUM_CLASSES:
+        return lines
+    return [name for _, name in _classes()]
+
+
+def class_name(index: int) -> str:
+    names = class_names()
+    return names[index] if 0 <= index < len(names) else f"class {index}"
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+
+
+def _truncation(data: bytes) -> str | None:
+    """A reason if an encoded JPEG/PNG is visibly cut short (decoders may otherwise pad it silently)."""
+    if data[:2] == b"\xff\xd8":
+        body = data.rstrip(b"\x00")
+        sos = body.rfind(b"\xff\xda")
+        if sos < 0 or body.find(b"\xff\xd9", sos) < 0:
+            return "truncated JPEG (no end-of-image marker after the last scan)"
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":
+        if data.rfind(b"IEND") < 0:
+            return "truncated PNG (no IEND chunk)"
+    return None
+
+
+def load_image(path: Path | str) -> np.ndarray:
+    """Decode an image file to RGB uint8 HxWx3 (grey and alpha images are converted).
+
+    Raises BadImage (a BadInput) naming the file if it is missing, unreadable, truncated or not an image.
+    """
+    import cv2
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise BadImage(f"{path}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise BadImage(f"{path}: is a directory, not an image") from exc
+    except OSError as exc:
+        raise BadImage(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if not data:
+        raise BadImage(f"{path}: empty file")
+    reason = _truncation(data)
+    if reason:
+        raise BadImage(f"{path}: {reason}")
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None or bgr.ndim != 3 or bgr.shape[0] == 0 or bgr.shape[1] == 0:
+        raise BadImage(f"{path}: not a decodable image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+# --------------------------------------------------------------------------------------------
+# Preprocessing
+
+_INTERPOLATION = {"bilinear": "INTER_LINEAR", "linear": "INTER_LINEAR", "area": "INTER_AREA",
+                  "bicubic": "INTER_CUBIC", "cubic": "INTER_CUBIC", "nearest": "INTER_NEAREST"}
+_INPUT_FORMATS = ("float-nchw", "float-nhwc", "uint8-nhwc")
+
+
+@dataclass
+class Preprocessor:
+    """RGB uint8 image -> one model input sample (no batch dimension).
+
+    resize "short-side": scale so that the short side is round(resolution / crop_fraction), then
+    take the centre resolution x resolution crop; "full": resize the whole image to
+    resolution x resolution (aspect ratio not kept).
+    float-nchw: (x - mean) / std as float32 CHW. float-nhwc: the same, HWC.
+    uint8-nhwc: HWC uint8, normalisation happens inside the graph.
+    Mean/std are per RGB channel in 0..255 units; colour order "BGR" reverses the channels last.
+    """
+
+    resolution: int
+    crop_fraction: float = 0.875
+    resize: str = "short-side"
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    std: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    color_order: str = "RGB"
+    input_format: str = "float-nchw"
+    _scale: np.ndarray = field(init=False, repr=False)
+    _shift: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if int(self.resolution) <= 0:
+            raise BadInput(f"model resolution must be positive, got {self.resolution}")
+        self.resolution = int(self.resolution)
+        if not 0.0 < float(self.crop_fraction) <= 1.0:
+            raise BadInput(f"crop fraction must be in (0, 1], got {self.crop_fraction}")
+        if self.resize not in ("short-side", "full"):
+            raise BadInput(f"unknown resize policy {self.resize!r} in model metadata (short-side or full)")
+        if self.interpolation not in _INTERPOLATION:
+            raise BadInput(
+                f"unknown interpolation {self.interpolation!r} in model metadata",
+                f"one of {', '.join(sorted(_INTERPOLATION))}",
+            )
+        if self.color_order.upper() not in ("RGB", "BGR"):
+            raise BadInput(f"unknown colour order {self.color_order!r} in model metadata (RGB or BGR)")
+        if self.input_format not in _INPUT_FORMATS:
+            raise BadInput(f"unsupported model input format {self.input_format!r} ({', '.join(_INPUT_FORMATS)})")
+        std = np.asarray(self.std, np.float32).reshape(3)
+        if np.any(std == 0):
+            raise BadInput("model metadata has a zero std")
+        self._scale = (1.0 / std).astype(np.float32)
+        self._shift = (-np.asarray(self.mean, np.float32).reshape(3) / std).astype(np.float32)
+
+    @classmethod
+    def from_meta(cls, meta: ModelMeta) -> "Preprocessor":
+        return cls(
+            resolution=meta.resolution,
+            crop_fraction=meta.crop_fraction,
+            resize=meta.resize,
+            interpolation=meta.interpolation,
+            mean=tuple(meta.mean),
+            std=tuple(meta.std),
+            color_order=meta.color_order,
+            input_format=meta.input_format,
+        )
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.uint8 if self.input_format == "uint8-nhwc" else np.float32)
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        r = self.resolution
+        return (3, r, r) if self.input_format == "float-nchw" else (r, r, 3)
+
+    @property
+    def sample_bytes(self) -> int:
+        return int(np.prod(self.sample_shape)) * self.dtype.itemsize
+
+    def resize_crop(self, rgb: np.ndarray) -> np.ndarray:
+        """Geometric part only: RGB uint8 HxWx3 -> RGB uint8 RxRx3."""
+        import cv2
+
+        res = self.resolution
+        interp = getattr(cv2, _INTERPOLATION[self.interpolation])
+        h, w = rgb.shape[:2]
+        if self.resize == "full":
+            return cv2.resize(rgb, (res, res), interpolation=interp)
+        target = int(round(res / self.crop_fraction))
+        scale = target / min(h, w)
+        new_w = max(res, int(round(w * scale)))
+        new_h = max(res, int(round(h * scale)))
+        if (new_w, new_h) != (w, h):
+            rgb = cv2.resize(rgb, (new_w, new_h), interpolation=interp)
+        top = (new_h - res) // 2
+        left = (new_w - res) // 2
+        return rgb[top:top + res, left:left + res]
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise BadInput(f"expected an RGB uint8 HxWx3 image, got {rgb.dtype} {rgb.shape}")
+        img = self.resize_crop(rgb)
+        if self.color_order.upper() == "BGR":
+            img = img[:, :, ::-1]
+            scale, shift = self._scale[::-1], self._shift[::-1]
+        else:
+            scale, shift = self._scale, self._shift
+        if self.input_format == "uint8-nhwc":
+            return np.ascontiguousarray(img)
+        out = img.astype(np.float32) * scale + shift
+        if self.input_format == "float-nchw":
+            out = out.transpose(2, 0, 1)
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Dataset layouts
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int | None  # ImageNet class index 0..999, None if unknown
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def _label_from_name(name: str) -> int | None:
+    m = _WNID.match(name)
+    if not m:
+        return None
+    return wnid_to_index().get(m.group(1))
+
+
+def _folder_label(name: str) -> int | None:
+    if name in wnid_to_index():
+        return wnid_to_index()[name]
+    if name.isdigit() and 0 <= int(name) < NUM_CLASSES:
+        return int(name)
+    return None
+
+
+def _parse_label(text: str) -> int | None:
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    return wnid_to_index().get(text)
+
+
+def _from_csv(path: Path) -> list[Sample]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise BadInput(f"cannot read CSV {path}: {exc}") from exc
+    base = path.parent
+    samples: list[Sample] = []
+    for lineno, row in enumerate(rows, start=1):
+        cells = [c.strip() for c in row]
+        if not cells or not any(cells) or cells[0].startswith("#"):
+            continue
+        if len(cells) < 2:
+            raise BadInput(f"{path}:{lineno}: expected 'file,label', got {','.join(row)!r}")
+        label = _parse_label(cells[1])
+        if label is None:
+            if not samples and lineno == 1:
+                continue  # header row
+            raise BadInput(f"{path}:{lineno}: label {cells[1]!r} is neither a class index nor a known wnid")
+        if not 0 <= label < NUM_CLASSES:
+            raise BadInput(f"{path}:{lineno}: label {label} is outside 0..{NUM_CLASSES - 1}")
+        file = Path(cells[0])
+        samples.append(Sample(file if file.is_absolute() else base / file, label))
+    if not samples:
+        raise BadInput(f"CSV {path} lists no images", "rows are 'file,label_index', paths relative to the CSV")
+    return samples
+
+
+def _from_folder(root: Path) -> list[Sample]:
+    try:
+        entries = sorted(root.iterdir())
+    except OSError as exc:
+        raise BadInput(f"cannot list {root}: {exc.strerror or exc}") from exc
+    samples = [Sample(p, _label_from_name(p.name)) for p in entries if p.is_file() and _is_image(p)]
+    subdirs = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
+    unknown = []
+    for sub in subdirs:
+        label = _folder_label(sub.name)
+        images = sorted(p for p in sub.rglob("*") if p.is_file() and _is_image(p))
+        if not images:
+            continue
+        if label is None:
+            unknown.append(sub.name)
+            continue
+        samples.extend(Sample(p, label) for p in images)
+    if unknown:
+        shown = ", ".join(unknown[:3]) + (" ..." if len(unknown) > 3 else "")
+        raise BadInput(
+            f"{root}: sub-folders {shown} are not ImageNet class ids",
+            "name class folders by wnid (n01440764) or class index (0..999), or use a CSV of file,label",
+        )
+    return samples
+
+
+def find_samples(data: Path | str, limit: int | None = None) -> list[Sample]:
+    """The images (and labels) of a dataset folder, CSV file or single image; sorted and deterministic.
+
+    `limit` keeps the first N samples in that order. Raises BadInput naming the path when it is
+    missing, empty or holds no images.
+    """
+    data = Path(data)
+    if limit is not None and int(limit) <= 0:
+        raise BadInput(f"--limit must be a positive number, got {limit}")
+    if not data.exists():
+        raise BadInput(f"data {data} does not exist", "give a folder of images, a CSV of file,label or an image file")
+    if data.is_dir():
+        samples = _from_folder(data)
+        if not samples:
+            raise BadInput(
+                f"data folder {data} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})",
+                "layouts: DIR/<wnid>/*.JPEG, DIR/<wnid>_*.JPEG, or a CSV of file,label",
+            )
+        samples.sort(key=lambda s: str(s.path))
+    elif data.suffix.lower() == ".csv":
+        samples = _from_csv(data)  # keep the CSV's own order
+    elif _is_image(data) or data.is_file():
+        samples = [Sample(data, _label_from_name(data.name))]
+    else:
+        raise BadInput(f"data {data} is neither a folder, a CSV nor an image file")
+    if limit is not None:
+        samples = samples[: int(limit)]
+    return samples
+
+
+# --------------------------------------------------------------------------------------------
+# Batching
+
+
+@dataclass
+class Batch:
+    array: np.ndarray  # [n, ...] model input, n = len(samples_ok) (may be 0 when every image failed)
+    samples_ok: list[Sample]
+    failures: list[tuple[Sample, str]]
+
+    def __len__(self) -> int:
+        return len(self.samples_ok)
+
+
+def iter_batches(samples: Iterable[Sample], pre: Preprocessor, batch_size: int) -> Iterator[Batch]:
+    """Decode and preprocess lazily, `batch_size` images at a time (at most one batch held).
+
+    Unreadable images do not stop the stream: they come back in `Batch.failures` with the reason.
+    """
+    if int(batch_size) <= 0:
+        raise BadInput(f"--batch must be a positive number, got {batch_size}")
+    batch_size = int(batch_size)
+
+    def fresh() -> np.ndarray:
+        return np.empty((batch_size, *pre.sample_shape), pre.dtype)
+
+    buf = fresh()
+    ok: list[Sample] = []
+    failures: list[tuple[Sample, str]] = []
+    for sample in samples:
+        try:
+            buf[len(ok)] = pre(load_image(sample.path))
+            ok.append(sample)
+        except BadImage as exc:
+            failures.append((sample, _reason(exc.message, sample.path)))
+        if len(ok) + len(failures) == batch_size:
+            yield Batch(buf[: len(ok)], ok, failures)
+            buf, ok, failures = fresh(), [], []
+    if ok or failures:
+        yield Batch(buf[: len(ok)], ok, failures)
+
+
+def _reason(message: str, path: Path) -> str:
+    prefix = f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
