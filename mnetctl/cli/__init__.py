@@ -10,7 +10,7 @@ import importlib
 import os
 import sys
 
-import click
+import typer
 
 from ..errors import EXIT_USAGE, MnetctlError
 from ._app import app, err_console
@@ -20,6 +20,8 @@ COMMAND_MODULES = [
     "build",
     "inspect",
     "archs",
+    "eval",
+    "predict",
 ]
 
 for _name in COMMAND_MODULES:
@@ -46,20 +48,22 @@ def main(argv: list[str] | None = None) -> int:
         if exc.hint:
             err_console.print(f"[dim]hint: {_one_line(exc.hint)}[/]", soft_wrap=True)
         code = exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("[bold red]aborted[/]")
         code = 130
-    except click.ClickException as exc:
-        if _debug():
-            raise
-        exc.show()
-        code = exc.exit_code
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
         code = 130
-    except Exception as exc:  # unknown failure: one line unless debugging
+    except Exception as exc:  # usage errors of the CLI parser, then unknown failures
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()  # the parser's own usage message (exit 2)
+            code = exc.exit_code
+            sys.stdout.flush()
+            if argv is None:
+                sys.exit(code)
+            return code
         if _debug():
             raise
         err_console.print(

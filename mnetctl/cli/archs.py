@@ -1,0 +1,47 @@
+"""`mnetctl archs`: the MobileNet family this tool builds."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from ._app import JsonFlag, app, console, print_json
+
+
+@app.command()
+def archs(as_json: JsonFlag = False) -> None:
+    """List architectures, their usual widths/resolutions and which widths have shipped pretrained weights."""
+    from ..specs import FAMILIES, decode
+    from ..weights.registry import PRETRAINED
+
+    rows = []
+    for fam in FAMILIES.values():
+        cfg = decode(fam.name, fam.default_width, fam.default_resolution, 1000)
+        macs, params = cfg.count_macs_params()
+        rows.append({
+            "arch": fam.name,
+            "title": fam.title,
+            "paper": fam.paper,
+            "widths": list(fam.widths),
+            "resolutions": list(fam.resolutions),
+            "blocks": len(cfg.blocks),
+            "macs_at_default": macs,
+            "params_at_default": params,
+            "pretrained": [
+                {"width": c.width, "trained_resolution": c.trained_resolution, "files": list(c.files), "license": c.license}
+                for c in PRETRAINED if c.arch == fam.name
+            ],
+        })
+    if as_json:
+        print_json({"archs": rows})
+        return
+    table = Table(title="MobileNet family", header_style="bold")
+    for col in ("arch", "paper", "widths", "resolutions", "blocks", "MACs / params (1.0, 224)", "pretrained widths (trained res)"):
+        table.add_column(col)
+    for r in rows:
+        pre = ", ".join(f"{p['width']:g} ({p['trained_resolution']})" for p in r["pretrained"]) or "none"
+        table.add_row(
+            r["arch"], r["paper"], ", ".join(f"{w:g}" for w in r["widths"]), ", ".join(map(str, r["resolutions"])),
+            str(r["blocks"]), f"{r['macs_at_default'] / 1e6:.1f} M / {r['params_at_default'] / 1e6:.2f} M", pre,
+        )
+    console.print(table)
+    console.print("[dim]Any width > 0 and resolution >= 32 builds; pretrained weights fit any resolution of their width.[/]")

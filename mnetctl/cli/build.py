@@ -1,0 +1,53 @@
+"""`mnetctl build`: one MobileNet variant -> an ONNX file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import BadInput
+from ._app import app, console
+
+
+@app.command()
+def build(
+    arch: Annotated[str, typer.Argument(help="v1, v2, v3-large or v3-small.", show_default=False)],
+    width: Annotated[float, typer.Option("--width", "-w", help="Width multiplier (> 0).")] = 1.0,
+    resolution: Annotated[int, typer.Option("--resolution", "-r", help="Input side in pixels (>= 32).")] = 224,
+    classes: Annotated[Optional[int], typer.Option("--classes", help="Classifier outputs [default: 1000; TF checkpoints: 1001].", show_default=False)] = None,
+    weights: Annotated[str, typer.Option("--weights", help="random | pretrained | PATH to a .tflite checkpoint.")] = "random",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random (He) init.")] = 0,
+    padding: Annotated[str, typer.Option("--padding", help="auto | same (TensorFlow SAME) | symmetric. auto: same for checkpoints.")] = "auto",
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (>= 13); the IR version is set to match.")] = 17,
+    input_format: Annotated[str, typer.Option("--input-format", help="float-nchw | uint8-nhwc (preprocessing inside the graph).")] = "float-nchw",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file [default: models/<arch>-<width>-<res>.onnx].", show_default=False)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the output path.")] = False,
+) -> None:
+    """Build a MobileNet with the ONNX helper API (deploy form, readable node names, self-describing metadata)."""
+    from ..analysis import analyze
+    from ..builder import build_model, save_model
+    from ..fsutil import check_writable
+    from ..specs import default_filename, format_width, resolve_arch, validate_resolution, validate_width
+
+    name = resolve_arch(arch)
+    validate_width(width)
+    validate_resolution(resolution)
+    if weights not in ("random", "pretrained"):
+        wpath = Path(weights)
+        if not wpath.is_file():
+            raise BadInput(f"--weights {weights}: no such checkpoint file", "use random, pretrained or a path to a .tflite file")
+    out = output or Path("models") / default_filename(name, width, resolution)
+    check_writable(out, inputs=(Path(weights),) if weights not in ("random", "pretrained") else ())
+    model = build_model(name, width, resolution, classes, weights, seed, padding, opset, input_format)
+    save_model(model, out)
+    if quiet:
+        console.print(str(out))
+        return
+    stats = analyze(model)
+    console.print(
+        f"[green]wrote[/] {out}  [dim]{name} width {format_width(width)} res {resolution} classes {stats.outputs[0]['shape'][-1]}"
+        f" | {stats.macs / 1e6:.1f} M MACs, {stats.params / 1e6:.3f} M params | opset {opset} IR {model.ir_version}"
+        f" | weights {weights}[/]"
+    )

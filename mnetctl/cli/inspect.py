@@ -1,0 +1,47 @@
+"""`mnetctl inspect`: per-layer MACs/params of any ONNX classifier."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ._app import JsonFlag, ModelArg, app, console, print_json
+
+
+@app.command()
+def inspect(
+    model: ModelArg,
+    as_json: JsonFlag = False,
+    all_nodes: Annotated[bool, typer.Option("--all", help="List every node, not only conv/fc layers.")] = False,
+) -> None:
+    """Per-layer table (name, op, output shape, MACs, params) and totals."""
+    from ..analysis import analyze
+    from ..meta import PREFIX
+    from ..modelio import load_onnx
+
+    proto = load_onnx(model)
+    stats = analyze(proto, all_nodes=all_nodes)
+    meta = {p.key[len(PREFIX):]: p.value for p in proto.metadata_props if p.key.startswith(PREFIX)}
+    if as_json:
+        doc = {"file": str(model), "opset": _opset(proto), "ir_version": proto.ir_version, **stats.as_dict(), "metadata": meta}
+        print_json(doc)
+        return
+    table = Table(title=f"{model}", show_lines=False, header_style="bold")
+    for col, justify in (("#", "right"), ("layer", "left"), ("op", "left"), ("output", "left"), ("MACs", "right"), ("params", "right")):
+        table.add_column(col, justify=justify)
+    for i, layer in enumerate(stats.layers):
+        shape = "x".join(str(d) for d in layer.output_shape)
+        table.add_row(str(i), layer.name, layer.op, shape, f"{layer.macs:,}", f"{layer.params:,}")
+    console.print(table)
+    console.print(
+        f"[bold]total[/] {stats.macs:,} MACs ({stats.macs / 1e6:.2f} M), {stats.params:,} params ({stats.params / 1e6:.3f} M), "
+        f"{stats.nodes} nodes, opset {_opset(proto)}, IR {proto.ir_version}"
+    )
+    if meta:
+        console.print("[dim]" + "  ".join(f"{k}={v}" for k, v in meta.items() if k in ("arch", "width", "resolution", "classes", "weights", "precision", "input_format", "padding")) + "[/]")
+
+
+def _opset(proto) -> int:
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)

@@ -1,0 +1,28 @@
+"""Shared fixtures: the repo's shipped data and small real models built once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data" / "imagenet-sample"
+VAL = DATA / "val"
+CALIB = DATA / "calib"
+PRETRAINED = REPO / "models" / "pretrained"
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """V1 0.25 at 128 px, random weights: the cheapest real MobileNet."""
+    from mnetctl.builder import build_model, save_model
+
+    path = tmp_path_factory.mktemp("models") / "v1-0.25-128.onnx"
+    save_model(build_model("v1", 0.25, 128), path)
+    return path
