@@ -1,0 +1,44 @@
+"""`mnetctl eval`: top-1 / top-5 of a model on labelled images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._app import JsonFlag, ModelArg, app, console, err_console, print_json
+
+
+@app.command("eval")
+def eval_cmd(
+    model: ModelArg,
+    data: Annotated[
+        Optional[Path],
+        typer.Option("--data", "-d", help="Image folder (DIR/<wnid>/*.JPEG or DIR/<wnid>_*.JPEG), a CSV of file,label, or an image [default: the shipped val sample].", show_default=False),
+    ] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-n", help="Use only the first N images (sorted order).", show_default=False)] = None,
+    batch: Annotated[int, typer.Option("--batch", "-b", help="Images per inference call.")] = 32,
+    threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="ONNX Runtime intra-op threads [default: ORT's choice].", show_default=False)] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Top-1/top-5 accuracy on labelled images; preprocessing comes from the model's metadata."""
+    from rich.table import Table
+
+    from ..data import default_val_dir
+    from ..evaluate import evaluate
+
+    result = evaluate(model, data or default_val_dir(), limit=limit, batch=batch, threads=threads, progress=not json_out)
+    for path, reason in result.failed:
+        err_console.print(f"[yellow]unreadable:[/] {path}: {reason}", soft_wrap=True)
+    if json_out:
+        print_json(result.as_dict())
+        return
+    table = Table(title=f"{model} on {result.data}", title_justify="left")
+    for col in ("top-1", "top-5", "images", "unreadable", "images/s", "seconds"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"{100 * result.top1:.2f}%", f"{100 * result.top5:.2f}%", str(result.n), str(len(result.failed)),
+        f"{result.images_per_s:.1f}", f"{result.seconds:.2f}",
+    )
+    console.print(table)
