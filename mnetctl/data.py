@@ -388,10 +388,12 @@ def find_samples(data: Path | str, limit: int | None = None) -> list[Sample]:
         samples.sort(key=lambda s: str(s.path))
     elif data.suffix.lower() == ".csv":
         samples = _from_csv(data)  # keep the CSV's own order
-    elif _is_image(data) or data.is_file():
+    elif _is_image(data):
         samples = [Sample(data, _label_from_name(data.name))]
     else:
-        raise BadInput(f"data {data} is neither a folder, a CSV nor an image file")
+        raise BadInput(
+            f"data {data} is neither a folder, a CSV (.csv) nor an image ({', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
     if limit is not None:
         samples = samples[: int(limit)]
     return samples

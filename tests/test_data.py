@@ -138,6 +138,8 @@ def test_bad_data_paths(tmp_path):
     shutil.copy(TENCH, tmp_path / "cats" / "a.jpg")
     with pytest.raises(BadInput, match="cats"):
         find_samples(tmp_path)
+    with pytest.raises(BadInput, match="neither a folder"):
+        find_samples(tmp_path / "readme.txt")
     with pytest.raises(BadInput, match="--limit"):
         find_samples(default_val_dir(), limit=0)
 
