@@ -260,21 +260,30 @@ class Preprocessor:
         left = (new_w - res) // 2
         return rgb[top:top + res, left:left + res]
 
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+    def __call__(self, rgb: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Preprocess one image; with `out` (shape `sample_shape`, dtype `dtype`) write into it."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise BadInput(f"expected an RGB uint8 HxWx3 image, got {rgb.dtype} {rgb.shape}")
         img = self.resize_crop(rgb)
+        scale, shift = self._scale, self._shift
         if self.color_order.upper() == "BGR":
             img = img[:, :, ::-1]
-            scale, shift = self._scale[::-1], self._shift[::-1]
-        else:
-            scale, shift = self._scale, self._shift
+            scale, shift = scale[::-1], shift[::-1]
+        if out is None:
+            out = np.empty(self.sample_shape, self.dtype)
         if self.input_format == "uint8-nhwc":
-            return np.ascontiguousarray(img)
-        out = img.astype(np.float32) * scale + shift
+            out[...] = img
+            return out
         if self.input_format == "float-nchw":
-            out = out.transpose(2, 0, 1)
-        return np.ascontiguousarray(out, dtype=np.float32)
+            # transpose the uint8 pixels (cheap), then convert and normalise in place
+            out[...] = img.transpose(2, 0, 1)
+            out *= scale[:, None, None]
+            out += shift[:, None, None]
+        else:
+            out[...] = img
+            out *= scale
+            out += shift
+        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -430,7 +439,7 @@ def iter_batches(samples: Iterable[Sample], pre: Preprocessor, batch_size: int) 
     failures: list[tuple[Sample, str]] = []
     for sample in samples:
         try:
-            buf[len(ok)] = pre(load_image(sample.path))
+            pre(load_image(sample.path), out=buf[len(ok)])
             ok.append(sample)
         except BadImage as exc:
             failures.append((sample, _reason(exc.message, sample.path)))
