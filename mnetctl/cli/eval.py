@@ -15,11 +15,11 @@ def eval_cmd(
     model: ModelArg,
     data: Annotated[
         Optional[Path],
-        typer.Option("--data", "-d", help="Image folder (DIR/<wnid>/*.JPEG or DIR/<wnid>_*.JPEG), a CSV of file,label, or an image [default: the shipped val sample].", show_default=False),
+        typer.Option("--data", "-d", help="Image folder (DIR/<wnid>/*.JPEG or DIR/<wnid>_*.JPEG), a CSV of file,label, or an image \\[default: the shipped data/imagenet-sample/val].", show_default=False),
     ] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", "-n", help="Use only the first N images (sorted order).", show_default=False)] = None,
     batch: Annotated[int, typer.Option("--batch", "-b", help="Images per inference call.")] = 32,
-    threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="ONNX Runtime intra-op threads [default: ORT's choice].", show_default=False)] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="ONNX Runtime intra-op threads \\[default: all cores].", show_default=False)] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Top-1/top-5 accuracy on labelled images; preprocessing comes from the model's metadata."""
