@@ -325,6 +325,9 @@ class Prediction:
     top: list[tuple[int, str, float]]  # (class index, label, probability), best first
     error: str | None = None  # why the image could not be read (top is then empty)
 
+    def __iter__(self):  # unpacks as (path, top)
+        return iter((self.path, self.top))
+
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"path": self.path}
         if self.error:

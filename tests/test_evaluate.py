@@ -154,6 +154,8 @@ def test_predict_background_is_not_listed(tmp_path):
     (pred,) = predict(model, [GOLDFISH], top=1)
     expected = np.exp(3.0) / np.exp(logits).sum()  # softmax over all outputs, background left out of the list
     assert pred.top[0][0] == 4 and pred.top[0][2] == pytest.approx(expected, rel=1e-5)
+    path, top = pred
+    assert path == str(GOLDFISH) and top == pred.top
 
 
 @pytest.fixture(scope="module")
