@@ -1,0 +1,113 @@
+"""`mnetctl sweep`: variants -> accuracy/latency Pareto frontier (+ selection under a budget)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import BadInput, GateFailed
+from ._app import app, console, err_console
+
+
+def _split(text: str | None, cast=str) -> list | None:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise BadInput(f"empty list {text!r}")
+    try:
+        return [cast(t) for t in items]
+    except ValueError:
+        raise BadInput(f"cannot read {text!r} as a comma-separated list of {cast.__name__}") from None
+
+
+@app.command()
+def sweep(
+    arch: Annotated[Optional[str], typer.Option("--arch", help="Comma list, e.g. v1,v2 [default: every arch with weights].", show_default=False)] = None,
+    widths: Annotated[Optional[str], typer.Option("--widths", help="Comma list, e.g. 0.25,0.5,0.75,1.0 [default: the checkpoints' widths].", show_default=False)] = None,
+    resolutions: Annotated[Optional[str], typer.Option("--resolutions", help="Comma list, e.g. 128,160,192,224 [default: each checkpoint's trained resolution].", show_default=False)] = None,
+    precisions: Annotated[str, typer.Option("--precisions", help="Comma list of fp32,int8.")] = "fp32,int8",
+    weights: Annotated[str, typer.Option("--weights", help="pretrained | random.")] = "pretrained",
+    data: Annotated[Optional[Path], typer.Option("--data", help="Evaluation images [default: the shipped val set].", show_default=False)] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate on the first N images only.", show_default=False)] = None,
+    device: Annotated[str, typer.Option("--device", help="Device profile (name or TOML path) to bench on.")] = "host",
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Intra-op threads [default: the profile's].", show_default=False)] = None,
+    iterations: Annotated[int, typer.Option("--iterations", help="Measured runs per variant.")] = 100,
+    metric: Annotated[str, typer.Option("--metric", help="Latency statistic for the frontier and budget: p50, p90, p95, p99, mean.")] = "p50",
+    select: Annotated[bool, typer.Option("--select", help="Write the most accurate variant within --budget-ms to OUT/selected.onnx; exit 1 if none fits.")] = False,
+    budget_ms: Annotated[Optional[float], typer.Option("--budget-ms", help="Latency budget for --select [default: the profile's].", show_default=False)] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for sweep.json, pareto.png, report.md.")] = Path("results"),
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="Artifact cache [default: ~/.cache/mnetctl/sweep or $MNETCTL_CACHE].", show_default=False)] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Ignore cached artifacts and redo every stage.")] = False,
+) -> None:
+    """Build, quantize, evaluate and benchmark every variant; flag the Pareto frontier; optionally select one."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..fsutil import check_writable
+    from ..sweep import SweepSettings, plan_variants, run_sweep, select_best, write_outputs, write_selected
+
+    if limit is not None and limit < 1:
+        raise BadInput(f"--limit must be >= 1, got {limit}")
+    if iterations < 1:
+        raise BadInput(f"--iterations must be >= 1, got {iterations}")
+    if threads is not None and threads < 1:
+        raise BadInput(f"--threads must be >= 1, got {threads}")
+    variants, skipped = plan_variants(_split(arch), _split(widths, float), _split(resolutions, int),
+                                      _split(precisions), weights)
+    for s in skipped:
+        err_console.print(f"[yellow]skip[/] {s}")
+    check_writable(out / "sweep.json")
+    if select and budget_ms is None:
+        from ..profiles import load_profile
+
+        budget_ms = _profile_budget(load_profile(device))
+        if budget_ms is None:
+            raise BadInput("--select needs --budget-ms (the profile has no latency budget)")
+    settings = SweepSettings(weights=weights, data=data, limit=limit, device=device, threads=threads,
+                             iterations=iterations, metric=metric, fresh=fresh)
+    stages = ("build", "quantize", "eval", "bench")
+    with Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[what]}"),
+                  TimeElapsedColumn(), console=err_console, transient=False) as progress:
+        tasks = {
+            s: progress.add_task(s, total=sum(1 for v in variants if s != "quantize" or v.precision == "int8"), what="")
+            for s in stages
+        }
+
+        def on_stage(stage, variant, was_cached):
+            progress.update(tasks[stage], advance=1, what=f"{variant.name}{' (cached)' if was_cached else ''}")
+
+        result = run_sweep(variants, settings, cache_dir=cache, on_stage=on_stage)
+    result.skipped = skipped
+    if select:
+        result.budget_ms = budget_ms
+        result.selected = select_best(result.variants, budget_ms, metric)
+    paths = write_outputs(result, out, metric)
+    selected_path = write_selected(result, out) if select else None
+
+    table = Table(title=f"sweep on profile '{device}' ({metric})", header_style="bold")
+    for col in ("variant", "MACs (M)", "size MB", "top-1", "top-5", "p50 ms", "p90 ms", "Pareto", "cached"):
+        table.add_column(col, justify="right" if col not in ("variant", "cached") else "left")
+    for r in sorted(result.variants, key=lambda r: r.latency(metric)):
+        cached = ",".join(k for k, v in r.cached.items() if v) or "-"
+        table.add_row(r.name, f"{r.macs / 1e6:.1f}", f"{r.size_mb:.2f}", f"{100 * r.top1:.1f}%", f"{100 * r.top5:.1f}%",
+                      f"{r.p50_ms:.3f}", f"{r.p90_ms:.3f}", "[red]*[/]" if r.pareto else "", cached)
+    console.print(table)
+    console.print(f"wrote {paths['json']}, {paths['plot']}, {paths['report']}  [dim]({result.seconds:.0f} s)[/]")
+    if select:
+        if result.selected is None:
+            raise GateFailed(f"no variant fits the budget of {budget_ms:g} ms ({metric}); fastest is "
+                             f"{min(r.latency(metric) for r in result.variants):.3f} ms")
+        console.print(f"[green]selected[/] {result.selected.name} (top-1 {100 * result.selected.top1:.1f}%, "
+                      f"{metric} {result.selected.latency(metric):.3f} ms) -> {selected_path}")
+
+
+def _profile_budget(profile) -> float | None:
+    budgets = getattr(profile, "budgets", None)
+    for attr in ("latency_ms", "latency_budget_ms", "max_latency_ms"):
+        value = getattr(budgets, attr, None) if budgets is not None else None
+        if value is not None:
+            return float(value)
+    return None
