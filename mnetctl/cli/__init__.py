@@ -22,6 +22,9 @@ COMMAND_MODULES = [
     "archs",
     "eval",
     "predict",
+    "bench",
+    "profiles",
+    "doctor",
 ]
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,639 @@
+"""Benchmark one ONNX model on the execution providers a device profile (or --ep) names.
+
+Phases, reported separately: session creation, the cold first run, warm-up runs, then the measured runs. Inputs
+and outputs are allocated and bound once (onnxruntime IO binding), so the timed region is one
+`run_with_iobinding` call between two `perf_counter_ns` reads; the loop's own cost (wall time of the loop minus
+the sum of the timed runs) is reported as `loop_overhead_pct`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from . import __version__
+from .errors import BadInput
+from .profiles import PERCENTILES, Profile, host_matches_profile, load_profile
+
+DEFAULT_ITERATIONS = 100
+DEFAULT_WARMUP = 10
+SCHEMA = "mnetctl.bench/1"
+MB = 1_000_000  # model sizes and budgets are in MB = 10^6 bytes
+
+
+@dataclass
+class BudgetCheck:
+    """One budget (or compatibility/regression gate) with its outcome."""
+
+    name: str  # "latency", "size", "top1", "opset", "ir_version", "regression"
+    metric: str  # e.g. "p90", "size_mb", "top1"
+    limit: float | None
+    actual: float | None
+    unit: str
+    status: str  # "pass" | "fail" | "skip"
+    message: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status != "fail"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "metric": self.metric,
+            "limit": self.limit,
+            "actual": None if self.actual is None else round(float(self.actual), 6),
+            "unit": self.unit,
+            "status": self.status,
+            "passed": self.passed,
+            "message": self.message,
+        }
+
+
+@dataclass
+class BenchResult:
+    model_path: str
+    model_size_bytes: int
+    model: dict[str, Any]  # arch, width, resolution, precision, opset, ir_version, input
+    profile: str | None
+    profile_source: str | None
+    host_matches_profile: bool | None
+    host_mismatch: list[str]
+    host: dict[str, Any]
+    onnxruntime: dict[str, Any]
+    requested_eps: list[str]
+    providers: list[str]  # providers that actually run nodes
+    provider_options: dict[str, dict[str, str]]
+    node_assignment: dict[str, int]
+    assignment_source: str
+    ops_by_provider: dict[str, dict[str, int]]
+    fallback: dict[str, Any]
+    simulated: bool
+    threads: int | None
+    batch: int
+    session_create_ms: float
+    cold_run_ms: float
+    warmup_runs: int
+    warmup_ms: dict[str, float]
+    iterations: int
+    measured_s: float
+    loop_overhead_pct: float
+    latency_ms: dict[str, float]
+    throughput_ips: float
+    peak_rss_mb: float
+    rss_delta_mb: float
+    top1: float | None = None
+    op_profile: list[dict[str, Any]] | None = None
+    notes: list[str] = field(default_factory=list)
+    checks: list[BudgetCheck] = field(default_factory=list)
+    timestamp: str = ""
+
+    @property
+    def model_size_mb(self) -> float:
+        return self.model_size_bytes / MB
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failed_checks(self) -> list[BudgetCheck]:
+        return [c for c in self.checks if not c.passed]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "mnetctl_version": __version__,
+            "timestamp": self.timestamp,
+            "model": {"path": self.model_path, "size_bytes": self.model_size_bytes, "size_mb": round(self.model_size_mb, 4), **self.model},
+            "profile": self.profile,
+            "profile_source": self.profile_source,
+            "host_matches_profile": self.host_matches_profile,
+            "host_mismatch": list(self.host_mismatch),
+            "host": dict(self.host),
+            "onnxruntime": dict(self.onnxruntime),
+            "requested_eps": list(self.requested_eps),
+            "providers": list(self.providers),
+            "provider_options": {k: dict(v) for k, v in self.provider_options.items()},
+            "node_assignment": dict(self.node_assignment),
+            "assignment_source": self.assignment_source,
+            "ops_by_provider": {k: dict(v) for k, v in self.ops_by_provider.items()},
+            "fallback": dict(self.fallback),
+            "simulated": self.simulated,
+            "threads": self.threads,
+            "batch": self.batch,
+            "session_create_ms": round(self.session_create_ms, 3),
+            "cold_run_ms": round(self.cold_run_ms, 4),
+            "warmup": {"runs": self.warmup_runs, **{k: round(v, 4) for k, v in self.warmup_ms.items()}},
+            "iterations": self.iterations,
+            "measured_s": round(self.measured_s, 4),
+            "loop_overhead_pct": round(self.loop_overhead_pct, 4),
+            "latency_ms": {k: round(v, 4) for k, v in self.latency_ms.items()},
+            "throughput_ips": round(self.throughput_ips, 3),
+            "memory": {"peak_rss_mb": round(self.peak_rss_mb, 2), "rss_delta_mb": round(self.rss_delta_mb, 2)},
+            "top1": self.top1,
+            "op_profile": self.op_profile,
+            "notes": list(self.notes),
+            "checks": [c.as_dict() for c in self.checks],
+            "passed": self.passed,
+        }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Statistics
+
+
+def latency_stats(samples_ms: Sequence[float]) -> dict[str, float]:
+    """min/mean/std/p50/p90/p95/p99/max (linear-interpolated percentiles, sample standard deviation)."""
+    import numpy as np
+
+    if not len(samples_ms):
+        raise ValueError("no samples")
+    arr = np.asarray(samples_ms, dtype=np.float64)
+    p50, p90, p95, p99 = np.percentile(arr, [50, 90, 95, 99])
+    return {
+        "min": float(arr.min()),
+        "mean": float(arr.mean()),
+        "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
+        "p50": float(p50),
+        "p90": float(p90),
+        "p95": float(p95),
+        "p99": float(p99),
+        "max": float(arr.max()),
+    }
+
+
+def parse_tolerance(text: str | float) -> float:
+    """'10%' -> 0.10; '0.1' -> 0.10; '10' -> 0.10 (numbers above 1 are percent)."""
+    raw = str(text).strip()
+    try:
+        value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise BadInput(f"--tolerance {text!r} is not a number or percentage", "e.g. --tolerance 10%") from None
+    if not raw.endswith("%") and value > 1:
+        value /= 100.0
+    if not 0 <= value <= 10 or math.isnan(value):
+        raise BadInput(f"--tolerance {text!r} is out of range", "e.g. --tolerance 10%")
+    return value
+
+
+def parse_duration(text: str | float | None) -> float | None:
+    """'10', '10s', '2m', '500ms' -> seconds."""
+    if text is None:
+        return None
+    raw = str(text).strip().lower()
+    scale = 1.0
+    for suffix, factor in (("ms", 1e-3), ("s", 1.0), ("m", 60.0)):
+        if raw.endswith(suffix):
+            raw, scale = raw[: -len(suffix)], factor
+            break
+    try:
+        value = float(raw) * scale
+    except ValueError:
+        raise BadInput(f"--duration {text!r} is not a duration", "e.g. --duration 10s") from None
+    if not value > 0:
+        raise BadInput(f"--duration {text!r} must be positive")
+    return value
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Model facts
+
+
+def _model_facts(path: Path) -> tuple[dict[str, Any], int, float | None]:
+    """(model section of the report, size in bytes incl. external data, top-1 recorded in the metadata)."""
+    from .meta import read_meta
+    from .modelio import load_onnx
+
+    proto = load_onnx(path, load_external_data=False)
+    meta = read_meta(proto)
+    size = path.stat().st_size
+    seen: set[str] = set()
+    for init in proto.graph.initializer:
+        for entry in init.external_data:
+            if entry.key == "location" and entry.value not in seen:
+                seen.add(entry.value)
+                ext = path.parent / entry.value
+                if ext.is_file():
+                    size += ext.stat().st_size
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    top1 = None
+    for key in ("top1", "eval.top1"):
+        if key in meta.extra:
+            try:
+                top1 = _as_fraction(float(meta.extra[key]))
+            except ValueError:
+                pass
+    facts = {
+        "arch": meta.arch,
+        "width": meta.width,
+        "resolution": meta.resolution,
+        "input_format": meta.input_format,
+        "precision": meta.precision,
+        "opset": opset,
+        "ir_version": int(proto.ir_version),
+    }
+    return facts, size, top1
+
+
+def _as_fraction(value: float) -> float:
+    """Top-1 as a fraction: values above 1 are read as percent."""
+    return value / 100.0 if value > 1.0 else value
+
+
+def as_fraction(value: float | None) -> float | None:
+    return None if value is None else _as_fraction(float(value))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The benchmark
+
+
+def _resolve_profile(profile: Profile | str | Path | None) -> Profile | None:
+    if profile is None or isinstance(profile, Profile):
+        return profile
+    return load_profile(profile)
+
+
+def _requests(profile: Profile | None, eps, ep_options: Mapping[str, Mapping[str, Any]] | None):
+    from .runtime import EPRequest, as_requests
+
+    if eps is None and profile is not None:
+        reqs = profile.ep_requests()
+    else:
+        reqs = as_requests(eps)
+        if profile is not None:  # keep the profile's options for the providers it also names
+            by_name = {r.name: r.options for r in profile.ep_requests()}
+            reqs = [EPRequest(r.name, {**by_name.get(r.name, {}), **r.options}) for r in reqs]
+    for name, opts in (ep_options or {}).items():
+        from .runtime import resolve_ep
+
+        short = resolve_ep(name).name
+        matched = [r for r in reqs if r.name == short]
+        if not matched:
+            raise BadInput(f"--ep-option for {short}: {short} is not among the requested providers ({', '.join(r.name for r in reqs)})")
+        matched[0].options.update(opts)
+    return reqs
+
+
+def _rss_bytes() -> int:
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except Exception:  # pragma: no cover
+        return 0
+
+
+def _peak_rss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+class _Progress:
+    """A transient rich progress bar refreshed at most ~8 times a second (no background thread)."""
+
+    def __init__(self, enabled: bool, total: float, label: str):
+        self.bar = None
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        console = Console(stderr=True)
+        if not console.is_terminal:
+            return
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f}"),
+                            TimeRemainingColumn(), console=console, transient=True, auto_refresh=False)
+        self.bar.start()
+        self.task = self.bar.add_task(label, total=total)
+        self.last = time.perf_counter()
+
+    def update(self, done: float) -> None:
+        if self.bar is None:
+            return
+        now = time.perf_counter()
+        if now - self.last >= 0.125:
+            self.last = now
+            self.bar.update(self.task, completed=done)
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def timed_runs(run, arg, iterations: int | None, duration_s: float | None, progress: bool = False, label: str = "bench") -> tuple[list[int], int]:
+    """Call run(arg) `iterations` times (or for `duration_s`); returns (per-run ns, wall ns of the whole loop)."""
+    clock = time.perf_counter_ns
+    if duration_s is None:
+        n = int(iterations or DEFAULT_ITERATIONS)
+        samples = [0] * n
+        bar = _Progress(progress, n, label)
+        try:
+            start = clock()
+            if bar.bar is None:
+                for i in range(n):
+                    t0 = clock()
+                    run(arg)
+                    samples[i] = clock() - t0
+            else:
+                for i in range(n):
+                    t0 = clock()
+                    run(arg)
+                    samples[i] = clock() - t0
+                    if not i & 15:
+                        bar.update(i)
+            wall = clock() - start
+        finally:
+            bar.close()
+        return samples, wall
+    budget = int(duration_s * 1e9)
+    samples = []
+    append = samples.append
+    bar = _Progress(progress, duration_s, label)
+    try:
+        start = clock()
+        deadline = start + budget
+        t1 = start
+        while t1 < deadline:
+            t0 = clock()
+            run(arg)
+            t1 = clock()
+            append(t1 - t0)
+            if bar.bar is not None and not len(samples) & 15:
+                bar.update((t1 - start) / 1e9)
+        wall = clock() - start
+    finally:
+        bar.close()
+    return samples, wall
+
+
+def bench(
+    model_path: Path | str,
+    profile: Profile | str | Path | None = None,
+    eps: Sequence[str] | str | None = None,
+    threads: int | None = None,
+    iterations: int | None = None,
+    duration: float | str | None = None,
+    batch: int | None = None,
+    warmup: int | None = None,
+    allow_fallback: bool = False,
+    op_profile: bool = False,
+    progress: bool = True,
+    ep_options: Mapping[str, Mapping[str, Any]] | None = None,
+    op_top: int = 15,
+    seed: int = 0,
+) -> BenchResult:
+    """Benchmark `model_path`; the returned result carries the profile's budget checks (see `check_budgets`)."""
+    from .hostinfo import host_info
+    from .runtime import create_session, onnxruntime_info, op_profile as run_op_profile, random_feeds
+
+    path = Path(model_path)
+    prof = _resolve_profile(profile)
+    facts, size_bytes, meta_top1 = _model_facts(path)
+    duration_s = parse_duration(duration)
+    if iterations is not None and iterations < 1:
+        raise BadInput(f"--iterations must be >= 1, got {iterations}")
+    if iterations is not None and duration_s is not None:
+        raise BadInput("give --iterations or --duration, not both")
+    threads = threads if threads is not None else (prof.threads if prof else None)
+    if threads is not None and threads < 1:
+        raise BadInput(f"--threads must be >= 1, got {threads}")
+    batch = batch if batch is not None else (prof.batch if prof else 1)
+    if batch < 1:
+        raise BadInput(f"--batch must be >= 1, got {batch}")
+    warmup = warmup if warmup is not None else (prof.warmup if prof and prof.warmup is not None else DEFAULT_WARMUP)
+    if warmup < 0:
+        raise BadInput(f"--warmup must be >= 0, got {warmup}")
+    if iterations is None and duration_s is None:
+        iterations = prof.iterations if prof and prof.iterations else DEFAULT_ITERATIONS
+    requests = _requests(prof, eps, ep_options)
+
+    host = host_info()
+    matches, mismatch = (None, [])
+    if prof is not None:
+        matches, mismatch = host_matches_profile(prof, host)
+
+    rss_before = _rss_bytes()
+    sinfo = create_session(path, requests, threads=threads, batch=batch, allow_fallback=allow_fallback)
+    session = sinfo.session
+    feeds = random_feeds(session, batch=batch, seed=seed, sizes={"height": facts["resolution"], "width": facts["resolution"]})
+    _check_batch(session, feeds, batch)
+
+    io = session.io_binding()
+    for name, arr in feeds.items():
+        io.bind_cpu_input(name, arr)
+    for out in session.get_outputs():
+        io.bind_output(out.name, "cpu")
+    run = session.run_with_iobinding
+
+    t0 = time.perf_counter_ns()
+    run(io)
+    cold_ms = (time.perf_counter_ns() - t0) / 1e6
+    # Bind the outputs the cold run allocated so that no run allocates again.
+    for out, value in zip(session.get_outputs(), io.get_outputs()):
+        io.bind_ortvalue_output(out.name, value)
+
+    warm_samples, _ = timed_runs(run, io, warmup, None, progress and warmup > 50, "warm-up") if warmup else ([], 0)
+    samples, wall_ns = timed_runs(run, io, iterations, duration_s, progress, f"bench {path.name}")
+    if not samples:
+        raise BadInput("no measured run completed", "increase --duration or use --iterations")
+    rss_after = _rss_bytes()
+
+    samples_ms = [s / 1e6 for s in samples]
+    stats = latency_stats(samples_ms)
+    total_ns = sum(samples)
+    overhead = max(0.0, (wall_ns - total_ns) / wall_ns * 100.0) if wall_ns else 0.0
+    warm_ms = {}
+    if warm_samples:
+        w = [s / 1e6 for s in warm_samples]
+        warm_ms = {"mean_ms": sum(w) / len(w), "max_ms": max(w)}
+
+    ops = None
+    if op_profile:
+        ops = run_op_profile(path, requests, feeds, runs=min(max(10, len(samples) // 5), 100), threads=threads, batch=batch,
+                             allow_fallback=True, top=op_top)
+
+    notes = list(sinfo.notes)
+    if prof is not None and matches is False:
+        notes.append(f"this host is not a {prof.name}: {'; '.join(mismatch)} (latency does not transfer)")
+    if prof is not None and facts["resolution"] and facts["resolution"] != prof.resolution:
+        notes.append(f"model resolution {facts['resolution']} differs from the profile's default {prof.resolution}")
+    fb = sinfo.fallback_dict()
+    if fb["fell_back"]:
+        parts = []
+        if fb["unavailable"]:
+            parts.append(f"unavailable: {', '.join(fb['unavailable'])}")
+        if fb["no_nodes"]:
+            parts.append(f"loaded but ran no node: {', '.join(fb['no_nodes'])}")
+        if fb["cpu_fallback_ops"]:
+            parts.append(f"{sum(fb['cpu_fallback_ops'].values())} nodes on CPU")
+        notes.append("fell back (allowed): " + "; ".join(parts))
+
+    result = BenchResult(
+        model_path=str(path),
+        model_size_bytes=size_bytes,
+        model={**facts, "input": {n: {"shape": list(a.shape), "dtype": str(a.dtype)} for n, a in feeds.items()}},
+        profile=prof.name if prof else None,
+        profile_source=str(prof.source) if prof and prof.source else None,
+        host_matches_profile=matches,
+        host_mismatch=mismatch,
+        host=host,
+        onnxruntime=onnxruntime_info(),
+        requested_eps=[r.name for r in requests],
+        providers=list(sinfo.used),
+        provider_options=sinfo.provider_options,
+        node_assignment=dict(sinfo.assignment.counts),
+        assignment_source=sinfo.assignment.source,
+        ops_by_provider=sinfo.assignment.ops,
+        fallback=fb,
+        simulated=sinfo.simulated,
+        threads=threads,
+        batch=batch,
+        session_create_ms=sinfo.create_ms,
+        cold_run_ms=cold_ms,
+        warmup_runs=len(warm_samples),
+        warmup_ms=warm_ms,
+        iterations=len(samples),
+        measured_s=wall_ns / 1e9,
+        loop_overhead_pct=overhead,
+        latency_ms=stats,
+        throughput_ips=batch * 1000.0 / stats["mean"] if stats["mean"] > 0 else 0.0,
+        peak_rss_mb=_peak_rss_bytes() / 2**20,
+        rss_delta_mb=(rss_after - rss_before) / 2**20,
+        top1=meta_top1,
+        op_profile=ops,
+        notes=notes,
+        timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    result.checks = check_budgets(result, prof)
+    return result
+
+
+def _check_batch(session, feeds, batch: int) -> None:
+    for inp in session.get_inputs():
+        dim0 = inp.shape[0] if inp.shape else None
+        if isinstance(dim0, int) and dim0 > 0 and dim0 != batch:
+            raise BadInput(f"the model's input {inp.name!r} has a fixed batch of {dim0}; --batch {batch} cannot be used")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Budgets
+
+
+def load_baseline(path: Path | str) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"--baseline {path} does not exist", "write one with mnetctl bench ... --json PATH")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"--baseline {path} is not a JSON file ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("latency_ms"), dict):
+        raise BadInput(f"--baseline {path}: missing key 'latency_ms'", "use a file written by mnetctl bench --json")
+    return data
+
+
+def check_budgets(
+    result: BenchResult,
+    profile: Profile | str | Path | None = None,
+    latency_ms: float | None = None,
+    metric: str | None = None,
+    size_mb: float | None = None,
+    min_top1: float | None = None,
+    top1: float | None = None,
+    baseline: Mapping[str, Any] | Path | str | None = None,
+    tolerance: float | str | None = None,
+    regression_metric: str = "p50",
+) -> list[BudgetCheck]:
+    """Budgets from the profile, overridden by explicit arguments; plus opset/IR compatibility and regression."""
+    prof = _resolve_profile(profile)
+    b = prof.budgets if prof else None
+    checks: list[BudgetCheck] = []
+
+    metric = metric or (b.percentile if b else "p90")
+    if metric not in PERCENTILES:
+        raise BadInput(f"--budget-metric {metric!r} is not one of {', '.join(PERCENTILES)}")
+    limit = latency_ms if latency_ms is not None else (b.latency_ms if b else None)
+    if limit is not None:
+        if not limit > 0:
+            raise BadInput(f"--budget-ms must be > 0, got {limit}")
+        actual = result.latency_ms[metric]
+        ok = actual <= limit
+        if result.simulated:
+            checks.append(BudgetCheck("latency", metric, float(limit), actual, "ms", "skip",
+                                      f"{metric} latency {actual:.4g} ms comes from a simulated accelerator: not checked"))
+        else:
+            checks.append(BudgetCheck("latency", metric, float(limit), actual, "ms", "pass" if ok else "fail",
+                                      f"{metric} latency {actual:.4g} ms {'<=' if ok else '>'} budget {limit:g} ms"))
+
+    size_limit = size_mb if size_mb is not None else (b.size_mb if b else None)
+    if size_limit is not None:
+        if not size_limit > 0:
+            raise BadInput(f"--budget-size-mb must be > 0, got {size_limit}")
+        actual = result.model_size_mb
+        ok = actual <= size_limit
+        checks.append(BudgetCheck("size", "size_mb", float(size_limit), actual, "MB", "pass" if ok else "fail",
+                                  f"model size {actual:.3f} MB {'<=' if ok else '>'} budget {size_limit:g} MB"))
+
+    top1_limit = min_top1 if min_top1 is not None else (b.min_top1 if b else None)
+    figure = _as_fraction(top1) if top1 is not None else result.top1
+    if top1_limit is not None:
+        top1_limit = _as_fraction(float(top1_limit))
+        if figure is None:
+            checks.append(BudgetCheck("top1", "top1", top1_limit, None, "fraction", "skip",
+                                      "no top-1 figure: pass --top1 (e.g. from mnetctl eval) to check it"))
+        else:
+            ok = figure >= top1_limit
+            checks.append(BudgetCheck("top1", "top1", top1_limit, figure, "fraction", "pass" if ok else "fail",
+                                      f"top-1 {figure:.4f} {'>=' if ok else '<'} minimum {top1_limit:.4f}"))
+
+    if prof is not None:
+        opset, ir = result.model.get("opset"), result.model.get("ir_version")
+        if prof.max_opset is not None and opset is not None:
+            ok = opset <= prof.max_opset
+            checks.append(BudgetCheck("opset", "opset", float(prof.max_opset), float(opset), "", "pass" if ok else "fail",
+                                      f"opset {opset} {'<=' if ok else '>'} {prof.max_opset} that {prof.name}'s runtime loads"))
+        if prof.max_ir is not None and ir is not None:
+            ok = ir <= prof.max_ir
+            checks.append(BudgetCheck("ir_version", "ir_version", float(prof.max_ir), float(ir), "", "pass" if ok else "fail",
+                                      f"IR version {ir} {'<=' if ok else '>'} {prof.max_ir} that {prof.name}'s runtime loads"))
+
+    if baseline is not None:
+        base = baseline if isinstance(baseline, Mapping) else load_baseline(baseline)
+        if tolerance is None:
+            tol = 0.10
+        elif isinstance(tolerance, str):
+            tol = parse_tolerance(tolerance)
+        else:  # already a fraction
+            tol = float(tolerance)
+            if not 0 <= tol <= 10:
+                raise BadInput(f"tolerance {tolerance} is out of range (a fraction, e.g. 0.1 for 10%)")
+        if regression_metric not in PERCENTILES:
+            raise BadInput(f"--regression-metric {regression_metric!r} is not one of {', '.join(PERCENTILES)}")
+        ref = base["latency_ms"].get(regression_metric)
+        if not isinstance(ref, (int, float)) or ref <= 0:
+            raise BadInput(f"--baseline: key 'latency_ms.{regression_metric}' is missing or not a positive number")
+        actual = result.latency_ms[regression_metric]
+        allowed = ref * (1 + tol)
+        ok = actual <= allowed
+        change = (actual / ref - 1) * 100
+        where = ""
+        if base.get("providers") and list(base.get("providers")) != list(result.providers):
+            where = f" (baseline ran on {', '.join(base['providers'])})"
+        text = f"{regression_metric} {actual:.4g} ms vs baseline {ref:.4g} ms ({change:+.1f}%, tolerance {tol * 100:g}%){where}"
+        if result.simulated:
+            checks.append(BudgetCheck("regression", regression_metric, float(allowed), actual, "ms", "skip", text + "; simulated accelerator: not checked"))
+        else:
+            checks.append(BudgetCheck("regression", regression_metric, float(allowed), actual, "ms", "pass" if ok else "fail", text))
+    return checks

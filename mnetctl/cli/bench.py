@@ -1,0 +1,167 @@
+"""`mnetctl bench`: latency on a device profile's execution providers, budgets, regression gate, reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import EXIT_GATE, BadInput
+from ._app import ModelArg, app, console, err_console, print_json
+
+
+def _ep_options(items: list[str]) -> dict[str, dict[str, str]]:
+    """'openvino.device_type=GPU' -> {'openvino': {'device_type': 'GPU'}}."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        ep, dot, opt = key.partition(".")
+        if not eq or not dot or not ep or not opt:
+            raise BadInput(f"--ep-option {item!r} must look like EP.KEY=VALUE", "e.g. --ep-option openvino.device_type=CPU")
+        out.setdefault(ep.strip(), {})[opt.strip()] = value.strip()
+    return out
+
+
+@app.command("bench")
+def bench_cmd(
+    model: ModelArg,
+    device: Annotated[Optional[str], typer.Option("--device", "-d", help="Shipped device profile (mnetctl profiles list).", show_default=False)] = None,
+    profile: Annotated[Optional[Path], typer.Option("--profile", help="Your own device profile TOML file.", show_default=False)] = None,
+    ep: Annotated[Optional[str], typer.Option("--ep", help="Execution providers in priority order, e.g. openvino,cpu \\[default: the profile's, else cpu].", show_default=False)] = None,
+    ep_option: Annotated[Optional[list[str]], typer.Option("--ep-option", help="Provider option EP.KEY=VALUE (repeatable).", show_default=False)] = None,
+    allow_fallback: Annotated[bool, typer.Option("--allow-fallback", help="Run even if a requested EP is missing or nodes fall back to CPU (reported).")] = False,
+    threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="Intra-op threads \\[default: the profile's, else onnxruntime's].", show_default=False)] = None,
+    iterations: Annotated[Optional[int], typer.Option("--iterations", "-n", help="Measured runs \\[default: 100].", show_default=False)] = None,
+    duration: Annotated[Optional[str], typer.Option("--duration", help="Measure for this long instead, e.g. 10s.", show_default=False)] = None,
+    warmup: Annotated[Optional[int], typer.Option("--warmup", help="Warm-up runs after the cold run \\[default: 10].", show_default=False)] = None,
+    batch: Annotated[Optional[int], typer.Option("--batch", "-b", help="Batch size (models with a free batch axis).", show_default=False)] = None,
+    budget_ms: Annotated[Optional[float], typer.Option("--budget-ms", help="Latency budget in ms (overrides the profile's).", show_default=False)] = None,
+    budget_metric: Annotated[Optional[str], typer.Option("--budget-metric", help="Statistic the latency budget applies to: min mean p50 p90 p95 p99 max.", show_default=False)] = None,
+    budget_size_mb: Annotated[Optional[float], typer.Option("--budget-size-mb", help="Model size budget in MB (10^6 bytes).", show_default=False)] = None,
+    min_top1: Annotated[Optional[float], typer.Option("--min-top1", help="Minimum top-1 (0..1 or percent).", show_default=False)] = None,
+    top1: Annotated[Optional[float], typer.Option("--top1", help="The model's measured top-1 (e.g. from mnetctl eval) for the min-top1 budget.", show_default=False)] = None,
+    baseline: Annotated[Optional[Path], typer.Option("--baseline", help="Earlier bench --json output to compare against.", show_default=False)] = None,
+    tolerance: Annotated[str, typer.Option("--tolerance", help="Allowed slowdown against --baseline.")] = "10%",
+    regression_metric: Annotated[str, typer.Option("--regression-metric", help="Statistic compared with the baseline.")] = "p50",
+    op_profile: Annotated[bool, typer.Option("--op-profile", help="Also list the slowest operators (onnxruntime profiler, separate runs).")] = False,
+    op_top: Annotated[int, typer.Option("--op-top", help="How many operators --op-profile lists.")] = 15,
+    json_path: Annotated[Optional[str], typer.Option("--json", help="Write the JSON report to PATH ('-' prints it instead of the table).", show_default=False)] = None,
+    junit_path: Annotated[Optional[Path], typer.Option("--junit", help="Write JUnit XML (one testcase per budget) to PATH.", show_default=False)] = None,
+    markdown_path: Annotated[Optional[Path], typer.Option("--markdown", help="Write a Markdown summary to PATH (e.g. $GITHUB_STEP_SUMMARY).", show_default=False)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; print only the verdict line.")] = False,
+) -> int:
+    """Benchmark a model: cold run, warm-up, measured runs, statistics, EPs and node assignment, budgets.
+
+    Exit codes: 0 all budgets met, 1 a budget or the regression gate failed, 2 bad input, 3 a requested
+    execution provider is not available here.
+    """
+    from ..bench import as_fraction, bench, check_budgets, load_baseline, parse_tolerance
+    from ..fsutil import check_writable
+    from ..modelio import check_model_path
+    from ..profiles import load_profile
+    from ..report import write_bench_reports
+
+    if device and profile:
+        raise BadInput("give --device NAME or --profile PATH, not both")
+    check_model_path(model)
+    prof = load_profile(profile if profile is not None else device) if (device or profile) else None
+    base = load_baseline(baseline) if baseline is not None else None
+    tol = parse_tolerance(tolerance)
+    outputs = [p for p in (json_path if json_path not in (None, "-") else None, junit_path, markdown_path) if p is not None]
+    for out in outputs:
+        check_writable(Path(out), inputs=(model,))
+    to_stdout = json_path == "-"
+
+    result = bench(
+        model, profile=prof, eps=ep, threads=threads, iterations=iterations, duration=duration, batch=batch, warmup=warmup,
+        allow_fallback=allow_fallback, op_profile=op_profile, progress=not (quiet or to_stdout),
+        ep_options=_ep_options(ep_option or []), op_top=op_top,
+    )
+    if top1 is not None:
+        result.top1 = as_fraction(top1)
+    result.checks = check_budgets(
+        result, prof, latency_ms=budget_ms, metric=budget_metric, size_mb=budget_size_mb, min_top1=min_top1, top1=top1,
+        baseline=base, tolerance=tol, regression_metric=regression_metric,
+    )
+    write_bench_reports(result, json_path if not to_stdout else None, junit_path, markdown_path)
+    if to_stdout:
+        print_json(result.as_dict())
+    elif quiet:
+        _verdict(result)
+    else:
+        _print(result)
+    return 0 if result.passed else EXIT_GATE
+
+
+def _verdict(result) -> None:
+    lat = result.latency_ms
+    state = "[green]PASS[/]" if result.passed else "[bold red]FAIL[/]"
+    console.print(f"{state} {result.model_path}: p50 {lat['p50']:.3f} ms, p90 {lat['p90']:.3f} ms on {', '.join(result.providers)}", soft_wrap=True)
+    for check in result.failed_checks:
+        err_console.print(f"[bold red]budget broken:[/] {check.message}", soft_wrap=True)
+
+
+def _print(result) -> None:
+    from rich.table import Table
+
+    target = result.profile or "host"
+    head = Table(title=f"{result.model_path} on {target}", title_justify="left", show_header=False, box=None, pad_edge=False)
+    head.add_column(style="dim")
+    head.add_column()
+    m = result.model
+    head.add_row("model", f"{m.get('arch')} w{m.get('width')} r{m.get('resolution')} {m.get('precision')} | opset {m.get('opset')} IR {m.get('ir_version')} | {result.model_size_mb:.3f} MB")
+    head.add_row("host", f"{result.host.get('cpu')} ({result.host.get('cores_logical')} cores, {result.host.get('arch')}) | onnxruntime {result.onnxruntime.get('version')}")
+    if result.profile:
+        match = "[green]yes[/]" if result.host_matches_profile else f"[yellow]no[/] ({'; '.join(result.host_mismatch)})"
+        head.add_row("host is the device", match)
+    nodes = ", ".join(f"{p.replace('ExecutionProvider', '')}: {n}" for p, n in result.node_assignment.items())
+    head.add_row("providers", f"{', '.join(result.providers)}  [dim]nodes ({result.assignment_source}): {nodes}[/]")
+    if result.fallback.get("fell_back"):
+        head.add_row("fell back", f"[yellow]{_fallback_text(result.fallback)}[/]")
+    head.add_row("threads / batch", f"{result.threads or 'default'} / {result.batch}")
+    head.add_row("session / cold run", f"{result.session_create_ms:.1f} ms / {result.cold_run_ms:.3f} ms")
+    if result.warmup_runs:
+        head.add_row("warm-up", f"{result.warmup_runs} runs, mean {result.warmup_ms.get('mean_ms', 0):.3f} ms, max {result.warmup_ms.get('max_ms', 0):.3f} ms")
+    head.add_row("measured", f"{result.iterations} runs in {result.measured_s:.2f} s (loop overhead {result.loop_overhead_pct:.2f}%)")
+    head.add_row("memory", f"peak RSS {result.peak_rss_mb:.1f} MiB (+{result.rss_delta_mb:.1f} MiB for the session)")
+    console.print(head)
+
+    lat = result.latency_ms
+    stats = Table(title="latency (ms)", title_justify="left")
+    for col in ("min", "mean", "std", "p50", "p90", "p95", "p99", "max", "img/s"):
+        stats.add_column(col, justify="right")
+    stats.add_row(*[f"{lat[k]:.3f}" for k in ("min", "mean", "std", "p50", "p90", "p95", "p99", "max")], f"{result.throughput_ips:.1f}")
+    console.print(stats)
+
+    if result.op_profile:
+        ops = Table(title="slowest operators (onnxruntime profiler)", title_justify="left")
+        for col, just in (("node", "left"), ("op", "left"), ("provider", "left"), ("mean ms", "right"), ("share", "right")):
+            ops.add_column(col, justify=just)
+        for row in result.op_profile:
+            ops.add_row(row["node"], row["op"], str(row["provider"]).replace("ExecutionProvider", ""), f"{row['mean_ms']:.4f}", f"{100 * row['share']:.1f}%")
+        console.print(ops)
+
+    if result.checks:
+        checks = Table(title="budgets", title_justify="left")
+        for col in ("check", "result", "detail"):
+            checks.add_column(col)
+        for check in result.checks:
+            mark = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skip": "[yellow]skip[/]"}[check.status]
+            checks.add_row(check.name if check.name != "latency" else f"latency {check.metric}", mark, check.message)
+        console.print(checks)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+    state = "[green]PASS[/]" if result.passed else "[bold red]FAIL[/]"
+    console.print(f"{state} {len([c for c in result.checks if c.status == 'pass'])}/{len(result.checks)} checks passed")
+
+
+def _fallback_text(fb: dict) -> str:
+    parts = []
+    if fb.get("unavailable"):
+        parts.append(f"unavailable: {', '.join(fb['unavailable'])}")
+    if fb.get("no_nodes"):
+        parts.append(f"ran no node: {', '.join(fb['no_nodes'])}")
+    if fb.get("cpu_fallback_ops"):
+        parts.append(f"{sum(fb['cpu_fallback_ops'].values())} nodes on CPU")
+    return "; ".join(parts)

@@ -1,0 +1,209 @@
+"""Device profiles: `profiles/*.toml`, data only, validated by a schema that rejects unknown keys.
+
+A profile names a device's hardware, the execution providers to try (in order, with their options), the threads,
+the newest opset/IR version its runtime loads, its default input resolution and the budgets a model must meet.
+Errors name the file and the key: "profiles/x.toml: unknown key 'hardware.gpu'".
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from .errors import BadInput
+
+PERCENTILES = ("min", "mean", "p50", "p90", "p95", "p99", "max")
+Percentile = Literal["min", "mean", "p50", "p90", "p95", "p99", "max"]
+OptionValue = Union[bool, int, float, str]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Hardware(_Strict):
+    """What the device is; `host_matches_profile` compares these with the machine bench runs on."""
+
+    arch: Literal["any", "x86_64", "aarch64", "armv7l"] = "any"
+    cores: Optional[int] = Field(default=None, ge=1, le=512)
+    cpu: str = ""
+    model: Optional[str] = None  # text in the board's device-tree model, e.g. "Raspberry Pi 4"
+    memory_gb: Optional[float] = Field(default=None, gt=0)
+    accelerator: Literal["none", "gpu", "npu", "vpu"] = "none"
+    accelerator_name: str = ""
+
+
+class EPEntry(_Strict):
+    """One execution provider of the preference list, with its provider options."""
+
+    name: str
+    options: dict[str, OptionValue] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from .runtime import EP_REGISTRY, resolve_ep
+
+        try:
+            return resolve_ep(value).name
+        except BadInput:
+            raise ValueError(f"unknown execution provider {value!r} (known: {', '.join(EP_REGISTRY)})") from None
+
+
+class Budgets(_Strict):
+    latency_ms: Optional[float] = Field(default=None, gt=0)
+    percentile: Percentile = "p90"
+    size_mb: Optional[float] = Field(default=None, gt=0)
+    min_top1: Optional[float] = Field(default=None, ge=0, le=1)
+
+
+class Profile(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    description: str
+    hardware: Hardware = Field(default_factory=Hardware)
+    runtime: str = ""  # which onnxruntime build the device runs, in words
+    eps: list[EPEntry] = Field(min_length=1)
+    threads: Optional[int] = Field(default=None, ge=1, le=256)
+    max_opset: Optional[int] = Field(default=None, ge=1)
+    max_ir: Optional[int] = Field(default=None, ge=3)
+    resolution: int = Field(default=224, ge=32, le=1024)
+    batch: int = Field(default=1, ge=1)
+    warmup: Optional[int] = Field(default=None, ge=0)
+    iterations: Optional[int] = Field(default=None, ge=1)
+    budgets: Budgets = Field(default_factory=Budgets)
+    notes: str = ""
+
+    _source: Optional[Path] = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Optional[Path]:
+        return self._source
+
+    @property
+    def ep_names(self) -> list[str]:
+        return [e.name for e in self.eps]
+
+    def ep_requests(self):
+        from .runtime import EPRequest
+
+        return [EPRequest(e.name, dict(e.options)) for e in self.eps]
+
+    def summary(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        data["source"] = str(self._source) if self._source else None
+        return data
+
+
+def profiles_dir() -> Path:
+    """Shipped profiles: `profiles/` at the repository root (MNETCTL_PROFILES_DIR overrides)."""
+    env = os.environ.get("MNETCTL_PROFILES_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "profiles"
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        else:
+            parts.append(str(item))
+    return ".".join(parts)
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        key = _key_path(tuple(err.get("loc", ())))
+        if err.get("type") == "extra_forbidden":
+            problems.append(f"unknown key '{key}'")
+        elif err.get("type") == "missing":
+            problems.append(f"missing key '{key}'")
+        else:
+            msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+            problems.append(f"key '{key}': {msg}")
+    return f"{path}: " + "; ".join(problems)
+
+
+def parse_profile(path: Path | str) -> Profile:
+    """Read and validate one TOML profile file."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"profile file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"{path}: not valid TOML ({exc})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: cannot read the profile ({exc})") from None
+    try:
+        profile = Profile.model_validate(data)
+    except ValidationError as exc:
+        raise BadInput(_describe(path, exc), "see docs/devices.md for the profile keys") from None
+    profile._source = path
+    return profile
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """A shipped profile by name (`jetson-nano`) or a user's TOML file by path."""
+    text = str(name_or_path)
+    candidate = Path(text)
+    if candidate.suffix == ".toml" or os.sep in text or candidate.is_file():
+        return parse_profile(candidate)
+    path = profiles_dir() / f"{text}.toml"
+    if not path.is_file():
+        known = ", ".join(p.name for p in list_profiles()) or "none"
+        raise BadInput(f"unknown device profile {text!r}", f"shipped profiles: {known}; or pass --profile PATH to a TOML file")
+    profile = parse_profile(path)
+    if profile.name != text:
+        raise BadInput(f"{path}: key 'name' is {profile.name!r} but the file is named {text}.toml")
+    return profile
+
+
+def list_profiles() -> list[Profile]:
+    """Every shipped profile, sorted by name (a broken one raises BadInput naming its file)."""
+    folder = profiles_dir()
+    if not folder.is_dir():
+        return []
+    return [parse_profile(p) for p in sorted(folder.glob("*.toml"))]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Does this host look like the profile's device?
+
+_ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "armv8": "aarch64", "armv7": "armv7l"}
+
+
+def normalize_arch(machine: str) -> str:
+    m = machine.lower()
+    return _ARCH_ALIASES.get(m, m)
+
+
+def host_matches_profile(profile: Profile, host: dict[str, Any] | None = None) -> tuple[bool, list[str]]:
+    """(matches, reasons it does not): compares arch, core count, board model and accelerator with this host."""
+    if host is None:
+        from .hostinfo import host_info
+
+        host = host_info()
+    hw = profile.hardware
+    reasons: list[str] = []
+    host_arch = normalize_arch(str(host.get("arch", "")))
+    if hw.arch != "any" and hw.arch != host_arch:
+        reasons.append(f"arch {host_arch} != {hw.arch}")
+    if hw.cores is not None and host.get("cores_logical") not in (None, hw.cores):
+        reasons.append(f"{host.get('cores_logical')} CPU cores != {hw.cores}")
+    if hw.model:
+        board = str(host.get("board") or "")
+        if hw.model.lower() not in board.lower():
+            reasons.append(f"board {board or 'unknown'!r} is not {hw.model!r}")
+    if hw.accelerator != "none":
+        accels = set(host.get("accelerators") or [])
+        if hw.accelerator not in accels:
+            name = hw.accelerator_name or hw.accelerator
+            reasons.append(f"no {hw.accelerator} ({name}) found on this host")
+    return (not reasons), reasons

@@ -1,0 +1,194 @@
+"""Report writers: JSON, JUnit XML (one testcase per budget) and Markdown (e.g. a CI job summary).
+
+All files are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from .fsutil import write_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .bench import BenchResult
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
+
+
+def write_json(path: Path | str, data: Any) -> Path:
+    if hasattr(data, "as_dict"):
+        data = data.as_dict()
+    return write_text(path, to_json(data))
+
+
+@dataclass
+class JUnitCase:
+    """One JUnit testcase: failure/skipped text when it did not pass."""
+
+    name: str
+    classname: str
+    time_s: float = 0.0
+    failure: str | None = None
+    skipped: str | None = None
+    output: str = ""
+
+
+@dataclass
+class JUnitSuite:
+    name: str
+    cases: list[JUnitCase]
+    properties: dict[str, str] = field(default_factory=dict)
+    time_s: float = 0.0
+    timestamp: str = ""
+    system_out: str = ""
+
+
+def junit_xml(suites: Iterable[JUnitSuite]) -> str:
+    suites = list(suites)
+    root = ET.Element("testsuites")
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for suite in suites:
+        failures = sum(1 for c in suite.cases if c.failure is not None)
+        skipped = sum(1 for c in suite.cases if c.skipped is not None and c.failure is None)
+        attrs = {
+            "name": suite.name,
+            "tests": str(len(suite.cases)),
+            "failures": str(failures),
+            "errors": "0",
+            "skipped": str(skipped),
+            "time": f"{suite.time_s:.3f}",
+        }
+        if suite.timestamp:
+            attrs["timestamp"] = suite.timestamp
+        el = ET.SubElement(root, "testsuite", attrs)
+        totals["tests"] += len(suite.cases)
+        totals["failures"] += failures
+        totals["skipped"] += skipped
+        if suite.properties:
+            props = ET.SubElement(el, "properties")
+            for key, value in suite.properties.items():
+                ET.SubElement(props, "property", {"name": key, "value": str(value)})
+        for case in suite.cases:
+            c = ET.SubElement(el, "testcase", {"name": case.name, "classname": case.classname, "time": f"{case.time_s:.3f}"})
+            if case.failure is not None:
+                f = ET.SubElement(c, "failure", {"message": case.failure, "type": "BudgetExceeded"})
+                f.text = case.failure
+            elif case.skipped is not None:
+                ET.SubElement(c, "skipped", {"message": case.skipped})
+            if case.output:
+                ET.SubElement(c, "system-out").text = case.output
+        if suite.system_out:
+            ET.SubElement(el, "system-out").text = suite.system_out
+    for key, value in totals.items():
+        root.set(key, str(value))
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def write_junit(path: Path | str, suites: Iterable[JUnitSuite]) -> Path:
+    return write_text(path, junit_xml(suites))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Bench results
+
+
+def _check_title(check) -> str:
+    if check.name == "latency":
+        return f"latency {check.metric} <= {check.limit:g} ms"
+    if check.name == "size":
+        return f"model size <= {check.limit:g} MB"
+    if check.name == "top1":
+        return f"top-1 >= {check.limit:.4f}"
+    if check.name in ("opset", "ir_version"):
+        return f"{check.name} <= {check.limit:g}"
+    if check.name == "regression":
+        return f"no {check.metric} regression (<= {check.limit:.4g} ms)"
+    return check.name
+
+
+def bench_suite(result: "BenchResult") -> JUnitSuite:
+    """One testsuite per bench run; one testcase per budget/gate."""
+    from pathlib import PurePath
+
+    target = result.profile or "host"
+    classname = f"mnetctl.bench.{target}.{PurePath(result.model_path).stem}"
+    cases = []
+    for check in result.checks:
+        cases.append(
+            JUnitCase(
+                name=_check_title(check),
+                classname=classname,
+                failure=check.message if check.status == "fail" else None,
+                skipped=check.message if check.status == "skip" else None,
+                output=check.message,
+            )
+        )
+    lat = result.latency_ms
+    props = {
+        "model": result.model_path,
+        "profile": target,
+        "host_matches_profile": str(result.host_matches_profile).lower(),
+        "providers": ",".join(result.providers),
+        "fell_back": str(result.fallback.get("fell_back", False)).lower(),
+        "p50_ms": f"{lat['p50']:.4f}",
+        "p90_ms": f"{lat['p90']:.4f}",
+        "p99_ms": f"{lat['p99']:.4f}",
+        "mean_ms": f"{lat['mean']:.4f}",
+        "size_mb": f"{result.model_size_mb:.4f}",
+    }
+    return JUnitSuite(
+        name=f"mnetctl bench {PurePath(result.model_path).name} on {target}",
+        cases=cases,
+        properties=props,
+        time_s=result.measured_s,
+        timestamp=result.timestamp,
+        system_out="\n".join(result.notes),
+    )
+
+
+def bench_markdown(result: "BenchResult") -> str:
+    lat = result.latency_ms
+    target = result.profile or "host"
+    verdict = "PASS" if result.passed else "FAIL"
+    lines = [
+        f"### mnetctl bench: `{Path(result.model_path).name}` on `{target}`: **{verdict}**",
+        "",
+        f"Providers: {', '.join(result.providers)} ({', '.join(f'{k}: {v} nodes' for k, v in result.node_assignment.items())}); "
+        f"threads {result.threads or 'default'}, batch {result.batch}, {result.iterations} runs",
+        "",
+        "| min | mean | p50 | p90 | p95 | p99 | max | throughput | size |",
+        "|---|---|---|---|---|---|---|---|---|",
+        "| " + " | ".join(f"{lat[k]:.3f} ms" for k in ("min", "mean", "p50", "p90", "p95", "p99", "max"))
+        + f" | {result.throughput_ips:.1f} img/s | {result.model_size_mb:.2f} MB |",
+        "",
+    ]
+    if result.checks:
+        lines += ["| check | result | detail |", "|---|---|---|"]
+        for check in result.checks:
+            mark = {"pass": "pass", "fail": "**FAIL**", "skip": "skipped"}[check.status]
+            lines.append(f"| {_check_title(check)} | {mark} | {check.message} |")
+        lines.append("")
+    if result.host_matches_profile is False:
+        lines.append(f"> This host is not a `{target}`: {'; '.join(result.host_mismatch)}.")
+    for note in result.notes:
+        if not note.startswith("this host is not"):
+            lines.append(f"> {note}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_bench_reports(result: "BenchResult", json_path=None, junit_path=None, markdown_path=None) -> list[Path]:
+    written = []
+    if json_path is not None:
+        written.append(write_json(json_path, result.as_dict()))
+    if junit_path is not None:
+        written.append(write_junit(junit_path, [bench_suite(result)]))
+    if markdown_path is not None:
+        written.append(write_text(markdown_path, bench_markdown(result)))
+    return written
