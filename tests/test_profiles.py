@@ -130,3 +130,12 @@ def test_host_matching():
     assert host_matches_profile(load_profile("host"), x86) == (True, [])
     ncs_host = {"arch": "AMD64", "cores_logical": 8, "board": None, "accelerators": ["vpu"]}
     assert host_matches_profile(load_profile("intel-ncs2"), ncs_host) == (True, [])
+
+
+def test_ci_example_profile_and_workflow():
+    repo = Path(__file__).resolve().parents[1]
+    prof = load_profile(repo / "examples" / "ci" / "github-runner.toml")
+    assert prof.ep_names == ["cpu"] and prof.budgets.latency_ms
+    workflow = (repo / "examples" / "github-actions-latency-gate.yml").read_text()
+    for flag in ("--profile examples/ci/github-runner.toml", "--junit bench.xml", "--baseline", "--top1", "--device jetson-orin-nano"):
+        assert flag in workflow
