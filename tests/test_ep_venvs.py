@@ -61,7 +61,8 @@ def build_venv(name: str) -> tuple[Path | None, str, float]:
     for args in (("-e", str(REPO), "--no-deps"), tuple(_project_deps())):
         res = _pip(py, *args)
         if res.returncode:
-            raise RuntimeError(f"{name} venv: pip install {' '.join(args)} failed:\n{res.stderr[-2000:]}")
+            tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["?"]
+            return None, f"pip cannot install mnetctl's dependencies next to {PACKAGES[name]}: {tail[0]}", time.perf_counter() - start
     check = subprocess.run([str(py), "-c", "import onnxruntime, mnetctl.cli; print(onnxruntime.__version__)"],
                            capture_output=True, text=True)
     if check.returncode:

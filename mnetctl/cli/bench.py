@@ -53,8 +53,7 @@ def bench_cmd(
 ) -> int:
     """Benchmark a model: cold run, warm-up, measured runs, statistics, EPs and node assignment, budgets.
 
-    Exit codes: 0 all budgets met, 1 a budget or the regression gate failed, 2 bad input, 3 a requested
-    execution provider is not available here.
+    Exit codes: 0 all budgets met, 1 a budget or the regression gate failed, 2 bad input, 3 a requested execution provider is not available here.
     """
     from ..bench import as_fraction, bench, check_budgets, load_baseline, parse_tolerance
     from ..fsutil import check_writable
