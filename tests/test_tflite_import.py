@@ -136,6 +136,177 @@ def test_v3_small_structure_is_checked_not_skipped():
 
 
 # ------------------------------------------------------------------------------------------------
+# A tiny hand-written .tflite for the paths the shipped checkpoints do not take: float input,
+# float16 weights behind DEQUANTIZE, explicit PAD + VALID conv, FULLY_CONNECTED with int8 weights.
+
+
+def _write_tflite(path, tensors, ops):
+    """Serialise a one-subgraph TFLite model. tensors: dicts(name, shape, type, data=None, scale=None,
+    zp=None); ops: (builtin code, options type, options writer or None, inputs, outputs)."""
+    import importlib
+
+    import flatbuffers
+
+    def mod(name):
+        return importlib.import_module(f"tflite.{name}")
+
+    b = flatbuffers.Builder(4096)
+
+    def offsets(start, items):
+        start(b, len(items))
+        for item in reversed(items):
+            b.PrependUOffsetTRelative(item)
+        return b.EndVector()
+
+    Buf, T, Q, O, OC, SG, M = (mod(n) for n in ("Buffer", "Tensor", "QuantizationParameters", "Operator",
+                                                "OperatorCode", "SubGraph", "Model"))
+    buffers = []
+    for data in [b""] + [t.get("data") or b"" for t in tensors]:
+        vec = b.CreateByteVector(data) if data else None
+        Buf.Start(b)
+        if vec is not None:
+            Buf.AddData(b, vec)
+        buffers.append(Buf.End(b))
+    tensor_offs = []
+    for i, t in enumerate(tensors):
+        name = b.CreateString(t["name"])
+        shape = b.CreateNumpyVector(np.array(t["shape"], np.int32))
+        quant = None
+        if t.get("scale") is not None:
+            scale = b.CreateNumpyVector(np.array(t["scale"], np.float32))
+            zp = b.CreateNumpyVector(np.array(t["zp"], np.int64))
+            Q.Start(b)
+            Q.AddScale(b, scale)
+            Q.AddZeroPoint(b, zp)
+            quant = Q.End(b)
+        T.Start(b)
+        T.AddShape(b, shape)
+        T.AddType(b, t["type"])
+        T.AddBuffer(b, i + 1 if t.get("data") else 0)
+        T.AddName(b, name)
+        if quant is not None:
+            T.AddQuantization(b, quant)
+        tensor_offs.append(T.End(b))
+    codes = sorted({op[0] for op in ops})
+    code_offs = []
+    for c in codes:
+        OC.Start(b)
+        OC.AddDeprecatedBuiltinCode(b, c)
+        OC.AddBuiltinCode(b, c)
+        OC.AddVersion(b, 1)
+        code_offs.append(OC.End(b))
+    op_offs = []
+    for code, opt_type, write_opts, ins, outs in ops:
+        opts = write_opts(b) if write_opts else None
+        ins_v = b.CreateNumpyVector(np.array(ins, np.int32))
+        outs_v = b.CreateNumpyVector(np.array(outs, np.int32))
+        O.Start(b)
+        O.AddOpcodeIndex(b, codes.index(code))
+        O.AddInputs(b, ins_v)
+        O.AddOutputs(b, outs_v)
+        if opts is not None:
+            O.AddBuiltinOptionsType(b, opt_type)
+            O.AddBuiltinOptions(b, opts)
+        op_offs.append(O.End(b))
+    t_vec = offsets(SG.StartTensorsVector, tensor_offs)
+    o_vec = offsets(SG.StartOperatorsVector, op_offs)
+    in_v = b.CreateNumpyVector(np.array([0], np.int32))
+    out_v = b.CreateNumpyVector(np.array([ops[-1][4][0]], np.int32))
+    SG.Start(b)
+    SG.AddTensors(b, t_vec)
+    SG.AddOperators(b, o_vec)
+    SG.AddInputs(b, in_v)
+    SG.AddOutputs(b, out_v)
+    sub = SG.End(b)
+    c_vec = offsets(M.StartOperatorCodesVector, code_offs)
+    s_vec = offsets(M.StartSubgraphsVector, [sub])
+    b_vec = offsets(M.StartBuffersVector, buffers)
+    M.Start(b)
+    M.AddVersion(b, 3)
+    M.AddOperatorCodes(b, c_vec)
+    M.AddSubgraphs(b, s_vec)
+    M.AddBuffers(b, b_vec)
+    b.Finish(M.End(b), file_identifier=b"TFL3")
+    path.write_bytes(bytes(b.Output()))
+    return path
+
+
+def _tiny_float_model(path, pads):
+    import importlib
+
+    conv_opts = importlib.import_module("tflite.Conv2DOptions")
+    rng = np.random.default_rng(0)
+    w16 = rng.standard_normal((4, 3, 3, 3)).astype(np.float16)
+    bias = np.arange(4, dtype=np.float32)
+    fc_q = rng.integers(-127, 128, (5, 4)).astype(np.int8)
+    fc_b = np.linspace(-1, 1, 5).astype(np.float32)
+    side = 8 + pads[0] + pads[1]
+
+    def conv(b):
+        conv_opts.Start(b)
+        conv_opts.AddPadding(b, 1)  # VALID
+        conv_opts.AddStrideW(b, 2)
+        conv_opts.AddStrideH(b, 2)
+        conv_opts.AddFusedActivationFunction(b, 3)  # RELU6
+        return conv_opts.End(b)
+
+    tensors = [
+        dict(name="input", shape=[1, 8, 8, 3], type=0),
+        dict(name="paddings", shape=[4, 2], type=2,
+             data=np.array([[0, 0], list(pads), list(pads), [0, 0]], np.int32).tobytes()),
+        dict(name="padded", shape=[1, side, side, 3], type=0),
+        dict(name="conv/w16", shape=[4, 3, 3, 3], type=1, data=w16.tobytes()),
+        dict(name="conv/w", shape=[4, 3, 3, 3], type=0),
+        dict(name="conv/b", shape=[4], type=0, data=bias.tobytes()),
+        dict(name="conv/out", shape=[1, 4, 4, 4], type=0),
+        dict(name="axes", shape=[2], type=2, data=np.array([1, 2], np.int32).tobytes()),
+        dict(name="pooled", shape=[1, 4], type=0),
+        dict(name="fc/w", shape=[5, 4], type=9, data=fc_q.tobytes(), scale=[0.1], zp=[0]),
+        dict(name="fc/b", shape=[5], type=0, data=fc_b.tobytes()),
+        dict(name="logits", shape=[1, 5], type=0),
+    ]
+    ops = [  # DEQUANTIZE 6, PAD 34, CONV_2D 3, MEAN 40, FULLY_CONNECTED 9
+        (6, 0, None, [3], [4]),
+        (34, 0, None, [0, 1], [2]),
+        (3, 1, conv, [2, 4, 5], [6]),
+        (40, 0, None, [6, 7], [8]),
+        (9, 0, None, [8, 9, 10], [11]),
+    ]
+    _write_tflite(path, tensors, ops)
+    return w16, bias, fc_q, fc_b
+
+
+def test_float_model_with_pad_valid_float16_and_fully_connected(tmp_path):
+    path = tmp_path / "tiny.tflite"
+    w16, bias, fc_q, fc_b = _tiny_float_model(path, (0, 1))  # what TF SAME pads for 8 px, k3, s2
+    ck = read_tflite(path)
+    assert (ck.input_dtype, ck.input_scale, ck.ops) == (
+        "float32", None, ("DEQUANTIZE", "PAD", "CONV_2D", "MEAN", "FULLY_CONNECTED"))
+    conv, fc = ck.layers
+    assert (conv.op, conv.padding, conv.stride, conv.activation, conv.dtype) == ("CONV_2D", "same", 2, "relu", "float16")
+    np.testing.assert_array_equal(conv.weight, w16.astype(np.float32).transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(conv.bias, bias)
+    assert (fc.op, fc.weight.shape, fc.activation, fc.dtype) == ("FULLY_CONNECTED", (5, 4), "none", "int8")
+    np.testing.assert_allclose(fc.weight, fc_q.astype(np.float32) * 0.1, rtol=1e-6)
+    np.testing.assert_array_equal(fc.bias, fc_b)
+
+    symmetric = tmp_path / "sym.tflite"
+    _tiny_float_model(symmetric, (1, 1))
+    assert read_tflite(symmetric).layers[0].padding == "explicit [1, 1, 1, 1]"
+
+
+def test_float_input_checkpoint_gets_minus_one_to_one_preprocessing(tmp_path):
+    from mnetctl.weights import tflite_import
+
+    path = tmp_path / "tiny.tflite"
+    _tiny_float_model(path, (0, 1))
+    mean, std = tflite_import._preprocessing(read_tflite(path))
+    assert mean == (127.5,) * 3 and std == (127.5,) * 3
+    with pytest.raises(BadInput, match=r"tiny.tflite layer 0 .* expects stem.conv \[32, 3, 3, 3\]"):
+        load_checkpoint_weights(decode("v2", 1.0, 224, 1001), str(path))
+
+
+# ------------------------------------------------------------------------------------------------
 # Metadata and the pretrained registry
 
 

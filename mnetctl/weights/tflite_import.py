@@ -47,7 +47,7 @@ WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 # Operators that may appear between the weight layers of a MobileNet checkpoint and carry no weights.
 PASS_OPS = frozenset({
     "QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE", "SOFTMAX", "AVERAGE_POOL_2D", "MEAN", "ADD", "MUL",
-    "SUB", "DIV", "HARD_SWISH", "RELU", "RELU6", "LOGISTIC", "PAD", "PADV2", "CONCATENATION",
+    "SUB", "DIV", "HARD_SWISH", "RELU", "RELU6", "LOGISTIC", "PAD", "PADV2",
 })
 BACKGROUND_CLASSES = 1001  # the TF-slim checkpoints: class 0 is "background"
 SHA_CHARS = 16

@@ -1,0 +1,134 @@
+#!/usr/bin/env python
+"""Top-1 of every shipped checkpoint imported into our ONNX graphs vs the same .tflite run in LiteRT.
+
+Builds each model the way `mnetctl build ... --weights pretrained|PATH` does, evaluates it with the
+product's eval path on the shipped 200-image val sample, runs the original .tflite in LiteRT (optimized
+and reference kernels) on the same crops, and prints a Markdown table with top-1 figures and the
+per-image top-1 agreement. LiteRT columns are left out when ai-edge-litert is not installed.
+
+    python scripts/pretrained_accuracy.py [--data DIR] [--limit N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from mnetctl.builder import build_model, save_model
+from mnetctl.data import Preprocessor, default_val_dir, find_samples, load_image
+from mnetctl.evaluate import evaluate
+from mnetctl.meta import read_meta
+from mnetctl.weights.registry import pretrained_dir
+
+CASES = [  # (label, arch, width, resolution, --weights, .tflite files run in LiteRT)
+    ("v1 0.25/128", "v1", 0.25, 128, "pretrained", ["coral/mobilenet_v1_0.25_128_quant.tflite"]),
+    ("v1 0.5/160", "v1", 0.5, 160, "pretrained", ["coral/mobilenet_v1_0.5_160_quant.tflite"]),
+    ("v1 0.75/192", "v1", 0.75, 192, "pretrained", ["coral/mobilenet_v1_0.75_192_quant.tflite"]),
+    ("v1 1.0/224", "v1", 1.0, 224, "pretrained",
+     ["coral/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite", "coral/mobilenet_quant_v1_224_head_layers.tflite"]),
+    ("v2 1.0/224 quant", "v2", 1.0, 224, "pretrained", ["coral/mobilenet_v2_1.0_224_quant.tflite"]),
+    ("v2 1.0/224 tf2 ptq", "v2", 1.0, 224, "coral/tf2_mobilenet_v2_1.0_224_ptq.tflite",
+     ["coral/tf2_mobilenet_v2_1.0_224_ptq.tflite"]),
+    ("v3-small 1.0/224", "v3-small", 1.0, 224, "pretrained", ["atu/v3-small_224_1.0_uint8.tflite"]),
+]
+
+
+def litert_top1(files: list[Path], crops: list[np.ndarray], meta, kernels: str) -> list[set[int]]:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    chain = []
+    for f in files:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            it = Interpreter(model_path=str(f), experimental_op_resolver_type=getattr(OpResolverType, kernels))
+        it.allocate_tensors()
+        chain.append(it)
+    mean, std = np.asarray(meta.mean, np.float32), np.asarray(meta.std, np.float32)
+    tops = []
+    for crop in crops:
+        detail = chain[0].get_input_details()[0]
+        x = (crop[None].astype(np.float32) - mean) / std
+        if detail["dtype"] != np.float32:
+            scale, zp = detail["quantization"]
+            info = np.iinfo(detail["dtype"])
+            x = np.clip(np.round(x / scale + zp), info.min, info.max).astype(detail["dtype"])
+        for it in chain:
+            it.set_tensor(it.get_input_details()[0]["index"], x)
+            it.invoke()
+            x = it.get_tensor(it.get_output_details()[0]["index"])
+        s = x.reshape(-1)
+        tops.append({int(i) - meta.label_offset for i in np.flatnonzero(s == s.max())})  # ties of the uint8 softmax
+    return tops
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=default_val_dir())
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--json", action="store_true", help="one JSON object per model instead of the table")
+    args = ap.parse_args()
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+
+        have_litert = True
+    except ImportError:
+        have_litert = False
+    samples = find_samples(args.data, args.limit)
+    labels = [s.label for s in samples]
+    images = [load_image(s.path) for s in samples]
+    root = pretrained_dir()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, arch, width, res, weights, files in CASES:
+            w = weights if weights == "pretrained" else str(root / weights)
+            model = build_model(arch, width, res, weights=w)
+            path = Path(tmp) / "m.onnx"
+            save_model(model, path)
+            start = time.perf_counter()
+            result = evaluate(path, samples, batch=50, progress=False)
+            row = {"model": label, "weights": read_meta(model).weights, "n": result.n,
+                   "top1": round(100 * result.top1, 2), "top5": round(100 * result.top5, 2),
+                   "eval_s": round(time.perf_counter() - start, 2)}
+            if have_litert:
+                meta = read_meta(model)
+                crops = [Preprocessor.from_meta(meta).resize_crop(im) for im in images]
+                for kernels, key in (("AUTO", "litert"), ("BUILTIN_REF", "litert_ref")):
+                    tops = litert_top1([root / f for f in files], crops, meta, kernels)
+                    row[f"{key}_top1"] = round(100 * float(np.mean([min(t) == y for t, y in zip(tops, labels)])), 2)
+                    row[f"{key}_agree"] = round(100 * float(np.mean([p in t for p, t in zip(result.predictions, tops)])), 2)
+            rows.append(row)
+            if args.json:
+                print(json.dumps(row))
+    if args.json:
+        return 0
+    print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
+          f"python {platform.python_version()}; data {args.data} ({len(samples)} images)\n")
+    head = "| model | weights | top-1 % | top-5 % |"
+    rule = "|---|---|---:|---:|"
+    if have_litert:
+        head += " LiteRT top-1 % | agree % | LiteRT ref-kernels top-1 % | agree % |"
+        rule += "---:|---:|---:|---:|"
+    print(head)
+    print(rule)
+    for r in rows:
+        line = f"| {r['model']} | `{r['weights'].split(':', 1)[1].split('+')[0].split('/')[-1]}` | {r['top1']:.1f} | {r['top5']:.1f} |"
+        if have_litert:
+            line += (f" {r['litert_top1']:.1f} | {r['litert_agree']:.1f} |"
+                     f" {r['litert_ref_top1']:.1f} | {r['litert_ref_agree']:.1f} |")
+        print(line)
+    if not have_litert:
+        print("\n(ai-edge-litert not installed: LiteRT columns left out; pip install 'mnetctl[litert]')", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
