@@ -125,7 +125,7 @@ def test_cpu_session_assignment_matches_profiler(tiny_model):
     from_prof = assignment_from_profile(events)
     assert from_prof.source == "profiling"
     assert set(from_prof.counts) == set(counts)
-    assert 27 <= from_prof.counts[CPU_PROVIDER] < counts[CPU_PROVIDER]
+    assert 27 <= from_prof.counts[CPU_PROVIDER] <= counts[CPU_PROVIDER]
     rows = summarize_op_events(events, runs=1, top=5)
     assert len(rows) == 5 and rows[0]["total_ms"] >= rows[-1]["total_ms"]
     assert {r["provider"] for r in rows} == {CPU_PROVIDER}
