@@ -12,6 +12,16 @@ _API = {
     "save_model": ("mnetctl.builder", "save_model"),
     "decode": ("mnetctl.specs", "decode"),
     "analyze": ("mnetctl.analysis", "analyze"),
+    "evaluate": ("mnetctl.evaluate", "evaluate"),
+    "predict": ("mnetctl.evaluate", "predict"),
+    "quantize_model": ("mnetctl.quantize", "quantize_model"),
+    "simplify_model": ("mnetctl.quantize", "simplify_model"),
+    "bench": ("mnetctl.bench", "bench"),
+    "check_budgets": ("mnetctl.bench", "check_budgets"),
+    "load_profile": ("mnetctl.profiles", "load_profile"),
+    "list_profiles": ("mnetctl.profiles", "list_profiles"),
+    "plan_variants": ("mnetctl.sweep", "plan_variants"),
+    "run_sweep": ("mnetctl.sweep", "run_sweep"),
 }
 
 __all__ = ["__version__", *_API]
