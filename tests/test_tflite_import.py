@@ -22,6 +22,7 @@ from mnetctl.specs import decode
 from mnetctl.weights import registry
 from mnetctl.weights.tflite_import import (
     _dequantize,
+    activation_fits,
     expected_activations,
     guess_architecture,
     load_checkpoint_weights,
@@ -129,9 +130,13 @@ def test_v3_small_structure_is_checked_not_skipped():
     assert unknown and all(n.endswith(".se.expand") for n in unknown)
     want = expected_activations(cfg)
     found = {n: layer.activation for n, layer in zip(names, ck.layers)}
-    assert found["stem.conv"] == "hswish" and found["blocks.0.dw"] == "relu" and found["blocks.3.dw"] == "hswish"
-    assert found["blocks.0.se.reduce"] == "relu" and found["head.hidden"] == "hswish" and found["head.fc"] == "none"
-    assert all(found[n] == want[n] for n in names if want[n] is not None)
+    # the converter dropped the fused ReLUs: the output ranges starting at 0 still show them
+    assert found["stem.conv"] == "hswish" and found["blocks.0.dw"] == "relu-range" and found["blocks.3.dw"] == "hswish"
+    assert found["blocks.0.se.reduce"] == "relu-range" and found["head.hidden"] == "hswish" and found["head.fc"] == "none"
+    assert all(activation_fits(found[n], want[n]) for n in names)
+    assert {found[n] for n in names if want[n] == "none"} == {"none"}  # projections really are linear
+    assert not activation_fits("relu-range", "hswish") and not activation_fits("hswish", "relu")
+    assert activation_fits("relu-range", "none") and activation_fits(None, "relu")
     assert {layer.padding for layer in ck.layers} == {"same"}
 
 

@@ -55,7 +55,7 @@ SHA_CHARS = 16
 # TFLite schema enums (tflite.TensorType, tflite.Padding, tflite.ActivationFunctionType).
 _NUMPY_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 7: np.int16, 9: np.int8, 10: np.float64}
 _TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8", 10: "float64", 17: "int4"}
-_PAD_SAME, _PAD_VALID = 0, 1
+_PAD_SAME = 0
 _FUSED_RELU = {1: "relu", 3: "relu"}  # RELU, RELU6 (same family for the structure check)
 
 
@@ -72,7 +72,9 @@ class TFLiteLayer:
     bias: np.ndarray
     stride: int
     padding: str  # "same", "valid" (harmless only for 1x1 stride-1 convs) or "explicit [t, l, b, r]"
-    activation: str | None  # "none", "relu" (ReLU/ReLU6), "hswish"; None when it cannot be told
+    # "none", "relu" (ReLU/ReLU6), "hswish", "relu-range" (output range starts at 0: a ReLU, or a
+    # layer whose values happened to be >= 0 when the ranges were calibrated); None: cannot tell
+    activation: str | None
     dtype: str  # storage type of the weights (uint8, int8, float16, float32)
 
     @property
@@ -364,7 +366,7 @@ class _Reader:
             ttype = self.tensor(out).Type()
             qmin = {3: 0, 9: -128, 7: -32768}.get(ttype)
             if qmin is not None and int(zp[0]) == qmin:
-                return "relu"
+                return "relu-range"
         for c in self.consumers.get(out, []):
             user = self.op_name(c)
             if user == "LOGISTIC" or (user in ("ADD", "SUB", "MUL", "DIV") and self._has_constant_input(c)):
@@ -373,7 +375,6 @@ class _Reader:
 
     def _has_constant_input(self, k: int) -> bool:
         return any(i >= 0 and self.raw(i) is not None for i in self._inputs(self.graph.Operators(k)))
-
 
 
 def _dequantize(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: int) -> np.ndarray:
@@ -418,6 +419,15 @@ def expected_activations(cfg: ArchConfig) -> dict[str, str | None]:
     acts["head.hidden"] = family[cfg.head_act]
     acts["head.fc"] = "none"
     return acts
+
+
+def activation_fits(found: str | None, want: str | None) -> bool:
+    """Whether the activation seen in a checkpoint can be the one our graph has (None: unchecked)."""
+    if found is None or want is None:
+        return True
+    if found == "relu-range":  # a range clamped at 0 cannot tell a ReLU from a non-negative layer
+        return want in ("relu", "none")
+    return found == want
 
 
 def _as_target(layer: TFLiteLayer, target: ParamLayer) -> np.ndarray:
@@ -505,7 +515,7 @@ def map_layers(cfg: ArchConfig, layers: list[TFLiteLayer], source: str) -> Weigh
                 f"padding for checkpoints ({target.name})"
             )
         want = acts.get(target.name)
-        if want is not None and layer.activation is not None and layer.activation != want:
+        if not activation_fits(layer.activation, want):
             raise BadInput(
                 f"checkpoint {layer.describe()} is followed by {layer.activation!r} but {label} has "
                 f"{want!r} after {target.name}",
