@@ -14,10 +14,13 @@ import onnx
 import pytest
 from onnx.utils import Extractor
 
-litert = pytest.importorskip(
-    "ai_edge_litert.interpreter",
-    reason="ai-edge-litert is not installed (pip install 'mnetctl[test]'); it runs the original .tflite files",
-)
+try:
+    import ai_edge_litert.interpreter as litert
+except ImportError as exc:  # not installed, or installed but unusable here
+    pytest.skip(
+        f"ai-edge-litert cannot be imported ({exc}); install the test extra: pip install 'mnetctl[test]'",
+        allow_module_level=True,
+    )
 
 from mnetctl.builder import build_model, save_model  # noqa: E402
 from mnetctl.data import Preprocessor, find_samples, load_image  # noqa: E402
