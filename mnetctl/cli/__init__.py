@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "archs",
     "eval",
     "predict",
+    "compare",
     "bench",
     "profiles",
     "doctor",
@@ -36,7 +37,10 @@ def _debug() -> bool:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    """One line, with rich markup escaped (a hint like `pip install 'mnetctl[litert]'` must print as is)."""
+    from rich.markup import escape
+
+    return escape(" ".join(str(text).split()))
 
 
 def main(argv: list[str] | None = None) -> int:
