@@ -420,6 +420,7 @@ def plot_pareto(results: list[VariantResult], path: Path, metric: str = "p50") -
     ax.set_xlabel(f"latency {metric} (ms, batch 1)")
     ax.set_ylabel("top-1 (%)")
     ax.set_title("MobileNet variants: accuracy vs latency")
+    ax.margins(x=0.12, y=0.08)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()

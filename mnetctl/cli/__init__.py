@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "bench",
     "profiles",
     "doctor",
+    "sweep",
 ]
 
 for _name in COMMAND_MODULES:

@@ -88,10 +88,13 @@ def sweep(
     selected_path = write_selected(result, out) if select else None
 
     table = Table(title=f"sweep on profile '{device}' ({metric})", header_style="bold")
-    for col in ("variant", "MACs (M)", "size MB", "top-1", "top-5", "p50 ms", "p90 ms", "Pareto", "cached"):
-        table.add_column(col, justify="right" if col not in ("variant", "cached") else "left")
+    table.add_column("variant", no_wrap=True)
+    for col in ("MACs M", "MB", "top-1", "top-5", "p50 ms", "p90 ms", "front"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("cached")
     for r in sorted(result.variants, key=lambda r: r.latency(metric)):
-        cached = ",".join(k for k, v in r.cached.items() if v) or "-"
+        hits = [k for k, v in r.cached.items() if v]
+        cached = "all" if len(hits) == len(r.cached) else (",".join(hits) or "-")
         table.add_row(r.name, f"{r.macs / 1e6:.1f}", f"{r.size_mb:.2f}", f"{100 * r.top1:.1f}%", f"{100 * r.top5:.1f}%",
                       f"{r.p50_ms:.3f}", f"{r.p90_ms:.3f}", "[red]*[/]" if r.pareto else "", cached)
     console.print(table)
