@@ -270,6 +270,7 @@ def run_sweep(
     started = time.perf_counter()
     data_id = data_digest(data, settings.limit)
     profile = _load_profile(settings.device)
+    opset = opset_for_profile(profile)
     host = _host_info()
     results: list[VariantResult] = []
 
@@ -282,12 +283,12 @@ def run_sweep(
         # build (fp32) --------------------------------------------------------------------
         build_key = _digest({
             "arch": variant.arch, "width": variant.width, "res": variant.resolution, "weights": settings.weights,
-            "ckpt": _checkpoint_id(variant, settings.weights), "version": __version__,
+            "ckpt": _checkpoint_id(variant, settings.weights), "opset": opset, "version": __version__,
         })
         fp32_path = cache.model("build", build_key)
         cached["build"] = cache.enabled and fp32_path.is_file()
         if not cached["build"]:
-            model = build_model(variant.arch, variant.width, variant.resolution, weights=settings.weights)
+            model = build_model(variant.arch, variant.width, variant.resolution, weights=settings.weights, opset=opset)
             save_model(model, fp32_path)
         note("build", variant, cached["build"])
         model_path = fp32_path
@@ -351,6 +352,18 @@ def _checkpoint_id(variant: Variant, weights: str) -> str | None:
     if ckpt is None:
         return None
     return _digest([file_digest(registry.pretrained_dir() / f) for f in ckpt.files])
+
+
+def opset_for_profile(profile) -> int:
+    """The newest opset (up to the default) whose IR version the device's runtime accepts."""
+    from .graph import DEFAULT_OPSET, MIN_OPSET, ir_version_for
+
+    top = min(DEFAULT_OPSET, getattr(profile, "max_opset", None) or DEFAULT_OPSET)
+    max_ir = getattr(profile, "max_ir", None)
+    for opset in range(top, MIN_OPSET - 1, -1):
+        if max_ir is None or ir_version_for(opset) <= max_ir:
+            return opset
+    return MIN_OPSET
 
 
 def _load_profile(device: str):

@@ -79,3 +79,12 @@ def test_plan_grid_skips_widths_without_weights():
 def test_plan_rejects_bad_grids(kwargs, needle):
     with pytest.raises(BadInput, match=needle):
         plan_variants(**kwargs)
+
+
+def test_opset_follows_the_device_runtime():
+    from mnetctl.profiles import load_profile
+    from mnetctl.sweep import opset_for_profile
+
+    assert opset_for_profile(load_profile("host")) == 17
+    assert opset_for_profile(load_profile("jetson-nano")) == 13  # max_opset 13, IR 7
+    assert opset_for_profile(load_profile("intel-ncs2")) == 15  # max_opset 15, IR 8
