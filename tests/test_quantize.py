@@ -1,0 +1,344 @@
+"""Static int8 quantization and simplification: real checkpoints, real images, real ORT sessions."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from mnetctl.errors import BadInput, GateFailed
+from mnetctl.meta import read_meta_file
+from mnetctl.quantize import (
+    ARCH_DEFAULTS,
+    calibration_hash,
+    checkpoint_grid,
+    quantize_model,
+    resolve_settings,
+    simplify_model,
+)
+
+from .conftest import CALIB, REPO
+
+PRETRAINED_CASES = {
+    "v2-1.0-224": ("v2", 1.0, 224),
+    "v1-0.5-160": ("v1", 0.5, 160),
+    "v3-small-1.0-224": ("v3-small", 1.0, 224),
+}
+
+
+@pytest.fixture(scope="session")
+def pretrained_dir(tmp_path_factory) -> Path:
+    from mnetctl.builder import build_model, save_model
+
+    folder = tmp_path_factory.mktemp("pretrained")
+    for name, (arch, width, res) in PRETRAINED_CASES.items():
+        save_model(build_model(arch, width, res, weights="pretrained"), folder / f"{name}.onnx")
+    save_model(build_model("v1", 0.25, 128, weights="pretrained", input_format="uint8-nhwc"), folder / "v1-0.25-128-u8.onnx")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def quantized(pretrained_dir, tmp_path_factory):
+    """Each pretrained model quantized once with the default settings, evaluated on the full val sample."""
+    out = tmp_path_factory.mktemp("int8")
+    reports = {}
+    for name in PRETRAINED_CASES:
+        reports[name] = quantize_model(pretrained_dir / f"{name}.onnx", out / f"{name}.int8.onnx", progress=False)
+    return reports
+
+
+# --------------------------------------------------------------------------------------------
+# Acceptance: <= 1 point of top-1 lost, >= 3.5x smaller, on the shipped 200-image val sample
+
+
+@pytest.mark.parametrize("name", list(PRETRAINED_CASES))
+def test_int8_keeps_accuracy_and_shrinks(quantized, name):
+    rep = quantized[name]
+    assert rep.eval_n == 200
+    assert rep.top1_drop is not None and rep.top1_drop <= 1.0, rep.as_dict()
+    assert rep.size_ratio >= 3.5, rep.as_dict()
+    assert Path(rep.output).stat().st_size == rep.size_after
+    assert 0.8 <= rep.agreement <= 1.0
+    assert rep.calib_samples == 100 and rep.calib_failed == 0
+    assert rep.simplify_max_abs_diff <= 1e-4
+
+
+@pytest.mark.parametrize("name", list(PRETRAINED_CASES))
+def test_metadata_records_settings_and_calibration_hash(quantized, name):
+    from mnetctl.data import find_samples
+
+    rep = quantized[name]
+    meta = read_meta_file(rep.output)
+    assert meta.precision == "int8"
+    assert meta.arch == PRETRAINED_CASES[name][0]
+    assert meta.extra["quant.calib_sha256"] == calibration_hash(find_samples(CALIB, 100)) == rep.calib_sha256
+    assert meta.extra["quant.calib_samples"] == "100"
+    settings = json.loads(meta.extra["quant.settings"])
+    assert settings == rep.settings == ARCH_DEFAULTS[meta.arch].as_dict()
+    assert meta.extra["quant.method"] == settings["method"]
+    # the float model's own metadata (preprocessing, weights source) is carried over
+    float_meta = read_meta_file(rep.model)
+    assert (meta.mean, meta.std, meta.label_offset, meta.weights) == (float_meta.mean, float_meta.std, float_meta.label_offset, float_meta.weights)
+
+
+def test_checkpoint_weights_keep_their_grid_exactly(quantized):
+    """Weights imported from an 8-bit checkpoint are re-quantized onto the very same grid (no new error)."""
+    rep = quantized["v2-1.0-224"]
+    float_w = {i.name: numpy_helper.to_array(i) for i in onnx.load(rep.model).graph.initializer}
+    q = onnx.load(rep.output)
+    inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    checked = 0
+    for node in q.graph.node:
+        if node.op_type != "DequantizeLinear" or not node.input[0].endswith(".weight_quantized"):
+            continue
+        x, scale, zp = (inits[n] for n in node.input[:3])
+        w = float_w[node.input[0][: -len("_quantized")]]
+        deq = (x.astype(np.float64) - zp.astype(np.float64)) * scale.astype(np.float64)
+        assert np.max(np.abs(deq - w)) <= 1e-6 * max(1.0, float(np.abs(w).max())), node.input[0]
+        checked += 1
+    assert checked == rep.weights_on_checkpoint_grid == 53  # every Conv/Gemm weight of V2
+
+
+def test_grid_detection():
+    rng = np.random.default_rng(0)
+    scale = 0.0123
+    k = rng.integers(-100, 156, size=(32, 16, 3, 3))
+    found = checkpoint_grid((k * scale).astype(np.float32))
+    assert found is not None
+    assert abs(found[0] - scale) / scale < 1e-5 and (found[1], found[2]) == (int(k.min()), int(k.max()))
+    # every other level only: the step is still the grid's
+    even = checkpoint_grid((2 * k[:, :, :1] * scale).astype(np.float32))
+    assert even is not None
+    assert checkpoint_grid(rng.standard_normal((64, 32)).astype(np.float32)) is None  # trained float weights
+    assert checkpoint_grid((np.arange(300) * scale).astype(np.float32)) is None  # more than 256 levels
+    assert checkpoint_grid((np.arange(200) * scale).astype(np.float32), levels=128) is None  # 7-bit target
+
+
+# --------------------------------------------------------------------------------------------
+# Options, formats, input layouts
+
+
+def test_settings_resolution():
+    assert resolve_settings("v2").per_channel == ARCH_DEFAULTS["v2"].per_channel
+    assert resolve_settings("v2", per_channel=False).per_channel is False
+    assert resolve_settings("unknown-arch", method="entropy").method == "entropy"
+    with pytest.raises(BadInput, match="--method"):
+        resolve_settings("v2", method="kl")
+    with pytest.raises(BadInput, match="--format"):
+        resolve_settings("v2", fmt="onnx")
+    with pytest.raises(BadInput, match="unknown quantization setting"):
+        resolve_settings("v2", bogus=True)
+
+
+def test_uint8_input_model_keeps_preprocessing_float(pretrained_dir, tmp_path):
+    rep = quantize_model(pretrained_dir / "v1-0.25-128-u8.onnx", tmp_path / "u8.int8.onnx", progress=False)
+    assert rep.top1_drop <= 1.0, rep.as_dict()
+    assert "preprocess.sub_mean" in rep.nodes_kept_float
+    q = onnx.load(rep.output)
+    assert q.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert read_meta_file(rep.output).input_format == "uint8-nhwc"
+
+
+@pytest.mark.parametrize(
+    "opts, op, act_zp_type",
+    [
+        ({"fmt": "qoperator"}, "QLinearConv", onnx.TensorProto.UINT8),
+        ({"activations": "int8", "method": "percentile"}, "DequantizeLinear", onnx.TensorProto.INT8),
+        ({"per_channel": False, "checkpoint_grid": False, "method": "entropy", "samples": 10}, "DequantizeLinear", onnx.TensorProto.UINT8),
+    ],
+)
+def test_formats_types_and_methods(pretrained_dir, tiny_model, tmp_path, opts, op, act_zp_type):
+    opts = dict(opts)
+    samples = opts.pop("samples", 100)
+    source = tiny_model if opts.get("method") == "entropy" else pretrained_dir / "v1-0.5-160.onnx"  # entropy is slow
+    rep = quantize_model(source, tmp_path / "m.int8.onnx", samples=samples, eval_data=None, progress=False, **opts)
+    q = onnx.load(rep.output)
+    ops = {n.op_type for n in q.graph.node}
+    assert op in ops
+    inits = {i.name: i for i in q.graph.initializer}
+    first_q = next(n for n in q.graph.node if n.op_type == "QuantizeLinear")
+    assert inits[first_q.input[2]].data_type == act_zp_type
+    meta = read_meta_file(rep.output)
+    assert json.loads(meta.extra["quant.settings"])["method"] == opts.get("method", "minmax")
+    assert rep.top1_before is None and rep.calib_samples == samples
+    if opts.get("checkpoint_grid") is False:
+        assert rep.weights_on_checkpoint_grid == 0
+
+
+def test_same_input_same_bytes(tiny_model, tmp_path):
+    a = quantize_model(tiny_model, tmp_path / "a.onnx", samples=20, eval_data=None, progress=False)
+    b = quantize_model(tiny_model, tmp_path / "b.onnx", samples=20, eval_data=None, progress=False)
+    assert Path(a.output).read_bytes() == Path(b.output).read_bytes()
+    assert a.weights_on_checkpoint_grid == 0  # random init lies on no 8-bit grid
+
+
+def test_default_output_name(tiny_model, tmp_path):
+    src = tmp_path / "tiny.onnx"
+    src.write_bytes(tiny_model.read_bytes())
+    rep = quantize_model(src, samples=10, eval_data=None, progress=False)
+    assert Path(rep.output) == tmp_path / "tiny.int8.onnx" and Path(rep.output).exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Failures leave nothing behind
+
+
+def test_refuses_bad_inputs(quantized, tiny_model, tmp_path):
+    with pytest.raises(BadInput, match="already quantized"):
+        quantize_model(quantized["v1-0.5-160"].output, tmp_path / "x.onnx", eval_data=None, progress=False)
+    with pytest.raises(BadInput, match="does not exist"):
+        quantize_model(tiny_model, tmp_path / "x.onnx", calib=tmp_path / "missing", eval_data=None, progress=False)
+    with pytest.raises(BadInput, match="overwrite the input"):
+        quantize_model(tiny_model, tiny_model, eval_data=None, progress=False)
+    with pytest.raises(BadInput, match="--samples"):
+        quantize_model(tiny_model, tmp_path / "x.onnx", samples=0, eval_data=None, progress=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(BadInput, match="no images"):
+        quantize_model(tiny_model, tmp_path / "x.onnx", calib=empty, eval_data=None, progress=False)
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_unreadable_calibration_images_are_skipped_or_refused(tiny_model, tmp_path):
+    good = sorted(CALIB.iterdir())[:3]
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    for src in good:
+        (folder / src.name).write_bytes(src.read_bytes())
+    (folder / "n01440764_cut.JPEG").write_bytes(good[0].read_bytes()[:2000])  # truncated JPEG
+    rep = quantize_model(tiny_model, tmp_path / "a.onnx", calib=folder, eval_data=None, progress=False)
+    assert (rep.calib_samples, rep.calib_failed) == (3, 1)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "n01440764_cut.JPEG").write_bytes(good[0].read_bytes()[:2000])
+    with pytest.raises(BadInput, match="could be read"):
+        quantize_model(tiny_model, tmp_path / "b.onnx", calib=broken, eval_data=None, progress=False)
+    assert not (tmp_path / "b.onnx").exists()
+
+
+def test_accuracy_gate_failure_writes_nothing(pretrained_dir, tmp_path):
+    out = tmp_path / "gate.int8.onnx"
+    # a limit no quantized model can meet (int8 would have to beat float by 100 points)
+    with pytest.raises(GateFailed, match="not written"):
+        quantize_model(pretrained_dir / "v1-0.5-160.onnx", out, eval_limit=20, max_drop=-100, progress=False)
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_interrupt_during_calibration_leaves_nothing(tiny_model, tmp_path, monkeypatch):
+    import tempfile
+
+    import mnetctl.quantize as q
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    calls = {"n": 0}
+    real = q.ImageCalibrationReader.get_next
+
+    def interrupted(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(q.ImageCalibrationReader, "get_next", interrupted)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        quantize_model(tiny_model, out_dir / "m.int8.onnx", samples=50, eval_data=None, progress=False)
+    assert calls["n"] == 3
+    assert list(out_dir.iterdir()) == []
+    assert _leftovers(scratch) == []  # our temp folder and ORT's are gone
+
+
+def test_sigint_to_cli_leaves_nothing(pretrained_dir, tmp_path):
+    """A real Ctrl-C (SIGINT) in the middle of `mnetctl quantize`: exit 130, no output, no temp files."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    out = tmp_path / "out" / "v2.int8.onnx"
+    env = {**os.environ, "TMPDIR": str(scratch), "MNETCTL_DEBUG": ""}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnetctl", "quantize", str(pretrained_dir / "v2-1.0-224.onnx"), "-o", str(out), "--json"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while not list(scratch.glob("*/augmented.onnx")):  # the calibration model is written: calibration starts
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "calibration did not start"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert not out.exists()
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+    assert _leftovers(scratch) == []
+
+
+def _leftovers(folder: Path) -> list[str]:
+    """What is left in a temp folder, minus the session marker `import onnxruntime` itself drops there."""
+    return sorted(p.name for p in folder.iterdir() if p.name != ".ses")
+
+
+# --------------------------------------------------------------------------------------------
+# simplify
+
+
+def test_simplify_verified(tiny_model, tmp_path):
+    out = tmp_path / "tiny.sim.onnx"
+    rep = simplify_model(tiny_model, out)
+    assert out.exists() and rep.output == str(out)
+    assert rep.max_abs_diff <= 1e-4 and rep.check_images == 8
+    assert rep.nodes_after <= rep.nodes_before
+    assert read_meta_file(out) == read_meta_file(tiny_model)
+    onnx.checker.check_model(onnx.load(out))
+
+
+def test_simplify_that_changes_outputs_fails_and_writes_nothing(tiny_model, tmp_path, monkeypatch):
+    import onnxsim
+
+    def broken(model, **_):
+        model = onnx.ModelProto.FromString(model.SerializeToString())
+        bias = next(i for i in model.graph.initializer if i.name == "head.fc.bias")
+        values = numpy_helper.to_array(bias) + np.float32(1e-3)
+        bias.CopyFrom(numpy_helper.from_array(values, bias.name))
+        return model, True
+
+    monkeypatch.setattr(onnxsim, "simplify", broken)
+    out = tmp_path / "bad.sim.onnx"
+    with pytest.raises(GateFailed, match="changes the logits"):
+        simplify_model(tiny_model, out)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+
+
+def test_cli_quantize_and_simplify(tiny_model, tmp_path, capsys):
+    from mnetctl.cli import main
+
+    out = tmp_path / "cli.int8.onnx"
+    rc = main(["quantize", str(tiny_model), "-o", str(out), "--samples", "10", "--eval-limit", "16", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out.exists()
+    assert report["output"] == str(out) and report["eval_n"] == 16 and report["calib_samples"] == 10
+    assert report["size_ratio"] > 3.0 and "top1_drop" in report and "agreement" in report
+
+    rc = main(["quantize", str(tiny_model), "-o", str(tmp_path / "x.onnx"), "--method", "kl"])
+    assert rc == 2 and "--method" in capsys.readouterr().err
+    rc = main(["quantize", str(out), "-o", str(tmp_path / "y.onnx"), "--no-eval"])
+    assert rc == 2 and "already quantized" in capsys.readouterr().err
+
+    rc = main(["simplify", str(tiny_model), "-o", str(tmp_path / "s.onnx")])
+    assert rc == 0 and (tmp_path / "s.onnx").exists()
+    assert "max |diff|" in capsys.readouterr().out
