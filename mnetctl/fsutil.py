@@ -14,23 +14,35 @@ from typing import Iterator
 from .errors import BadInput
 
 
-def check_writable(path: Path, inputs: tuple[Path, ...] = ()) -> Path:
-    """Fail early (before long work) if `path` cannot be written or would overwrite an input."""
+def check_writable(path: Path, inputs: tuple[Path, ...] = (), flag: str = "-o/--output") -> Path:
+    """Fail early (before long work) if `path` cannot be written or would overwrite an input.
+
+    `flag` names the option that gave `path` in the messages. Writability is tested by creating (and
+    removing) a probe file in the nearest existing folder: permission bits alone say nothing for root,
+    read-only mounts or pseudo file systems such as /proc.
+    """
     path = Path(path)
     for src in inputs:
         try:
-            if src.exists() and path.exists() and path.resolve() == Path(src).resolve():
-                raise BadInput(f"output {path} would overwrite the input file", "choose another -o/--output")
+            same = Path(src).exists() and path.exists() and os.path.samefile(path, src)
         except OSError:
-            pass
-    parent = path.parent if str(path.parent) else Path(".")
+            same = False
+        if same:
+            raise BadInput(f"{flag} {path} would overwrite the input file {src}", f"choose another {flag}")
     if path.exists() and path.is_dir():
-        raise BadInput(f"output {path} is a directory", "give a file name with -o/--output")
-    probe = parent
-    while not probe.exists():
+        raise BadInput(f"{flag} {path} is a directory", f"give a file name to {flag}")
+    probe = path.parent if str(path.parent) else Path(".")
+    while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise BadInput(f"cannot write {path}: {probe} is not a writable directory", "choose another -o/--output")
+    if not probe.is_dir():
+        raise BadInput(f"cannot write {path} ({flag}): {probe} is not a directory", f"choose another {flag}")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".mnetctl-probe-", suffix=".tmp", dir=probe)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise BadInput(f"cannot write {path} ({flag}): {probe} is not writable ({exc.strerror or exc})",
+                       f"choose another {flag}") from None
     return path
 
 

@@ -67,9 +67,10 @@ def bench_cmd(
     prof = load_profile(profile if profile is not None else device) if (device or profile) else None
     base = load_baseline(baseline) if baseline is not None else None
     tol = parse_tolerance(tolerance)
-    outputs = [p for p in (json_path if json_path not in (None, "-") else None, junit_path, markdown_path) if p is not None]
-    for out in outputs:
-        check_writable(Path(out), inputs=(model,))
+    outputs = {"--json": json_path if json_path not in (None, "-") else None, "--junit": junit_path, "--markdown": markdown_path}
+    for flag, out in outputs.items():
+        if out is not None:
+            check_writable(Path(out), inputs=(model,), flag=flag)
     to_stdout = json_path == "-"
 
     result = bench(
