@@ -224,9 +224,11 @@ def _rich_progress(total: int, description: str):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    console = Console(stderr=True)
+    # A transient bar has nothing to show when stderr is a file or pipe, and would leave a blank line there.
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True), transient=True,
+        console=console, transient=True, disable=not console.is_terminal,
     )
     task = progress.add_task(description, total=total)
     return progress, (lambda done, _total: progress.update(task, completed=done))
