@@ -94,10 +94,10 @@ def inspect_io(model, path: Path | str = "model") -> ModelIO:
 
 def open_model(model_path: Path | str, threads: int | None = None):
     """Load + check a model file and open a CPU session: (session, ModelIO, Preprocessor)."""
-    from .runtime import cpu_session
+    from .runtime import check_threads, cpu_session
 
-    if threads is not None and int(threads) <= 0:
-        raise BadInput(f"--threads must be a positive number, got {threads}")
+    if threads is not None:
+        check_threads(threads)  # before the session, whose errors are reported as a bad model
     model = load_onnx(model_path, load_external_data=False)
     io = inspect_io(model, model_path)
     pre = Preprocessor.from_meta(io.meta)

@@ -378,13 +378,30 @@ def simulated(info: EPInfo) -> bool:
 # Sessions
 
 
+THREADS_PER_CORE_LIMIT = 4  # more intra-op threads than this per core only makes them starve each other
+
+
+def check_threads(threads: int) -> int:
+    """A usable intra-op thread count, or BadInput: ORT takes minutes to start (and then crawls) with
+    thousands of spinning threads, so an absurd --threads is refused rather than left to hang."""
+    n = int(threads)
+    if n < 1:
+        raise BadInput(f"--threads must be >= 1, got {threads}")
+    cores = os.cpu_count() or 1
+    limit = max(16, THREADS_PER_CORE_LIMIT * cores)
+    if n > limit:
+        raise BadInput(f"--threads {n} is more than this host can use (at most {limit} for {cores} cores)",
+                       "lower --threads, or leave it out for onnxruntime's default")
+    return n
+
+
 def cpu_session(model: Path | str | bytes, threads: int | None = None):
     """A plain CPU execution-provider session (used by eval/predict/verification)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     if threads:
-        opts.intra_op_num_threads = int(threads)
+        opts.intra_op_num_threads = check_threads(threads)
     opts.log_severity_level = 3
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
@@ -467,7 +484,7 @@ def _session_options(threads: int | None, batch: int | None, batch_dims: Sequenc
     so = ort.SessionOptions()
     so.log_severity_level = 3
     if threads:
-        so.intra_op_num_threads = int(threads)
+        so.intra_op_num_threads = check_threads(threads)
     if batch:
         # Fixed shapes let accelerator EPs (QNN, NNAPI, TensorRT) take the whole graph.
         for dim in batch_dims:
