@@ -376,22 +376,22 @@ def _from_folder(root: Path) -> list[Sample]:
     return samples
 
 
-def find_samples(data: Path | str, limit: int | None = None) -> list[Sample]:
+def find_samples(data: Path | str, limit: int | None = None, flag: str = "data") -> list[Sample]:
     """The images (and labels) of a dataset folder, CSV file or single image; sorted and deterministic.
 
-    `limit` keeps the first N samples in that order. Raises BadInput naming the path when it is
-    missing, empty or holds no images.
+    `limit` keeps the first N samples in that order. Raises BadInput naming the path (and `flag`, the
+    option that gave it, e.g. "--calib") when it is missing, empty or holds no images.
     """
     data = Path(data)
     if limit is not None and int(limit) <= 0:
         raise BadInput(f"--limit must be a positive number, got {limit}")
     if not data.exists():
-        raise BadInput(f"data {data} does not exist", "give a folder of images, a CSV of file,label or an image file")
+        raise BadInput(f"{flag} {data} does not exist", "give a folder of images, a CSV of file,label or an image file")
     if data.is_dir():
         samples = _from_folder(data)
         if not samples:
             raise BadInput(
-                f"data folder {data} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})",
+                f"{flag} folder {data} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})",
                 "layouts: DIR/<wnid>/*.JPEG, DIR/<wnid>_*.JPEG, or a CSV of file,label",
             )
         samples.sort(key=lambda s: str(s.path))
@@ -401,7 +401,7 @@ def find_samples(data: Path | str, limit: int | None = None) -> list[Sample]:
         samples = [Sample(data, _label_from_name(data.name))]
     else:
         raise BadInput(
-            f"data {data} is neither a folder, a CSV (.csv) nor an image ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            f"{flag} {data} is neither a folder, a CSV (.csv) nor an image ({', '.join(sorted(IMAGE_SUFFIXES))})"
         )
     if limit is not None:
         samples = samples[: int(limit)]

@@ -254,7 +254,7 @@ def evaluate(
     if data is None:
         data = default_val_dir()
     if isinstance(data, (str, Path)):
-        samples = find_samples(data, limit)
+        samples = find_samples(data, limit, flag="--data")
         data_name = str(data)
     else:
         samples = list(data)[:limit] if limit else list(data)
