@@ -427,8 +427,9 @@ def bench(
     rss_before = _rss_bytes()
     sinfo = create_session(path, requests, threads=threads, batch=batch, allow_fallback=allow_fallback)
     session = sinfo.session
+    _check_batch(session, batch)
+    _check_batch_memory(session, batch, facts["resolution"])
     feeds = random_feeds(session, batch=batch, seed=seed, sizes={"height": facts["resolution"], "width": facts["resolution"]})
-    _check_batch(session, feeds, batch)
 
     io = session.io_binding()
     for name, arr in feeds.items():
@@ -520,11 +521,36 @@ def bench(
     return result
 
 
-def _check_batch(session, feeds, batch: int) -> None:
+def _check_batch(session, batch: int) -> None:
     for inp in session.get_inputs():
         dim0 = inp.shape[0] if inp.shape else None
         if isinstance(dim0, int) and dim0 > 0 and dim0 != batch:
             raise BadInput(f"the model's input {inp.name!r} has a fixed batch of {dim0}; --batch {batch} cannot be used")
+
+
+# Peak inference memory per sample as a multiple of its input in float32: MobileNet activations reach ~8x the
+# input and ORT keeps a few alive (the estimate eval uses for its --batch check).
+_ACTIVATION_FACTOR = 24
+
+
+def _check_batch_memory(session, batch: int, resolution: int | None) -> None:
+    """Refuse a --batch whose inputs and activations cannot fit in free memory (instead of an OOM kill)."""
+    from .hostinfo import available_memory
+
+    per_sample = 0
+    for inp in session.get_inputs():
+        elems = 1
+        for dim in list(inp.shape)[1:]:
+            elems *= dim if isinstance(dim, int) and dim > 0 else (resolution or 224)
+        per_sample += elems * 4 * (1 + _ACTIVATION_FACTOR)
+    need = batch * per_sample
+    avail = available_memory()
+    if per_sample and need > 0.8 * avail:
+        fits = max(1, int(0.8 * avail // per_sample))
+        raise BadInput(
+            f"--batch {batch} needs about {need / 2**30:.1f} GiB, but only {avail / 2**30:.1f} GiB is free",
+            f"lower --batch (at most ~{fits} fits)",
+        )
 
 
 # --------------------------------------------------------------------------------------------------------------

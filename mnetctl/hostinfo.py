@@ -45,6 +45,16 @@ def accelerators() -> list[str]:
     return sorted(found)
 
 
+def available_memory() -> int:
+    """Bytes of memory available to new allocations now (psutil; sysconf as a fallback)."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # pragma: no cover - psutil is a dependency
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
 def host_info() -> dict[str, Any]:
     """A fresh copy of the (cached) description of this host."""
     return dict(_host_info())
