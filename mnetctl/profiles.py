@@ -133,6 +133,8 @@ def _describe(path: Path, exc: ValidationError) -> str:
 def parse_profile(path: Path | str) -> Profile:
     """Read and validate one TOML profile file."""
     path = Path(path)
+    if path.is_dir():
+        raise BadInput(f"profile {path} is a directory, not a TOML file", "pass --profile PATH/TO/device.toml")
     if not path.is_file():
         raise BadInput(f"profile file {path} does not exist")
     try:
@@ -150,10 +152,10 @@ def parse_profile(path: Path | str) -> Profile:
 
 
 def load_profile(name_or_path: str | Path) -> Profile:
-    """A shipped profile by name (`jetson-nano`) or a user's TOML file by path."""
+    """A shipped profile by name (`jetson-nano`) or a user's TOML file by path (a `Path` is always a file)."""
     text = str(name_or_path)
     candidate = Path(text)
-    if candidate.suffix == ".toml" or os.sep in text or candidate.is_file():
+    if isinstance(name_or_path, Path) or candidate.suffix == ".toml" or os.sep in text or candidate.is_file():
         return parse_profile(candidate)
     path = profiles_dir() / f"{text}.toml"
     if not path.is_file():
