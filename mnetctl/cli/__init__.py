@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     except MnetctlError as exc:
         if _debug():
             raise
-        err_console.print(f"[bold red]error:[/] {_one_line(exc.message)}", soft_wrap=True)
-        if exc.hint:
-            err_console.print(f"[dim]hint: {_one_line(exc.hint)}[/]", soft_wrap=True)
+        # One line, whatever the terminal width: what went wrong (naming the file or flag), then what to do.
+        hint = f" [dim]- hint: {_one_line(exc.hint)}[/]" if exc.hint else ""
+        err_console.print(f"[bold red]error:[/] {_one_line(exc.message)}{hint}", soft_wrap=True)
         code = exc.exit_code
     except typer.Exit as exc:
         code = exc.exit_code
@@ -67,7 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         code = 130
     except Exception as exc:  # usage errors of the CLI parser, then unknown failures
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()  # the parser's own usage message (exit 2)
+            if hasattr(exc, "format_message") and type(exc).__name__ != "NoArgsIsHelpError":
+                # the parser's usage errors (unknown option, value of the wrong type, ...) as one line too
+                ctx = getattr(exc, "ctx", None)
+                where = f"{ctx.command_path} --help" if ctx is not None else "mnetctl --help"
+                err_console.print(f"[bold red]error:[/] {_one_line(exc.format_message())} [dim]- hint: see {where}[/]",
+                                  soft_wrap=True)
+            else:
+                exc.show()  # `mnetctl` or a command group without arguments: its help
             code = exc.exit_code
             sys.stdout.flush()
             if argv is None:
