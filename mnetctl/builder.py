@@ -10,8 +10,8 @@ import onnx
 from . import __version__
 from .errors import BadInput
 from .fsutil import atomic_path
-from .graph import DEFAULT_OPSET, emit, validate_opset
-from .meta import ModelMeta
+from .graph import DEFAULT_OPSET, emit, insert_qdq, validate_opset
+from .meta import ModelMeta, write_meta
 from .specs import ArchConfig, decode
 
 
@@ -34,16 +34,28 @@ def build_model(
     padding: str = "auto",
     opset: int = DEFAULT_OPSET,
     input_format: str = "float-nchw",
+    precision: str = "fp32",
 ) -> onnx.ModelProto:
     """Build a MobileNet as an onnx.ModelProto.
 
     weights: "random" (seeded He init), "pretrained" (the shipped checkpoint for arch/width), or a
     path to a TFLite checkpoint of the same architecture.
     classes: default 1000 for random weights; TF checkpoints fix it (1001, label offset 1).
+    precision: "fp32" (float weights, dequantized from a checkpoint) or "int8": a QDQ model carrying the
+    checkpoint's own quantization (its integer weights, scales and zero points, and its activation
+    quantization); needs an integer checkpoint.
     """
     validate_opset(opset)
     if input_format not in ("float-nchw", "uint8-nhwc"):
         raise BadInput(f"--input-format must be 'float-nchw' or 'uint8-nhwc', got {input_format!r}")
+    if precision not in ("fp32", "int8"):
+        raise BadInput(f"--precision must be fp32 or int8, got {precision!r}")
+    if precision == "int8" and weights == "random":
+        raise BadInput(
+            "--precision int8 imports a quantized checkpoint's own quantization; random weights have none",
+            "use --weights pretrained or a .tflite checkpoint, or build fp32 and run `mnetctl quantize`",
+        )
+    checkpoint = None
     if weights == "random":
         cfg = decode(arch, width, resolution, 1000 if classes is None else classes)
         from .weights.random_init import random_weights
@@ -51,10 +63,11 @@ def build_model(
         params = random_weights(cfg, seed)
         meta = ModelMeta(weights="random", seed=seed)
     else:
-        from .weights.tflite_import import load_checkpoint_weights
+        from .weights.tflite_import import load_checkpoint
 
         cfg = decode(arch, width, resolution, 1001 if classes is None else classes)
-        params, meta = load_checkpoint_weights(cfg, weights)
+        checkpoint = load_checkpoint(cfg, weights)
+        params, meta = checkpoint.params, checkpoint.meta
         if classes is not None and classes != cfg.classes:
             raise BadInput(f"--classes {classes} does not match the checkpoint's {cfg.classes} classes")
     pad = resolve_padding(padding, weights)
@@ -70,7 +83,25 @@ def build_model(
         layout="NHWC" if input_format == "uint8-nhwc" else "NCHW",
         version=__version__,
     )
-    return emit(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
+    if checkpoint is None or precision == "fp32":
+        return emit(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
+    if pad != "same":
+        raise BadInput("--precision int8 needs the checkpoint's own padding: use --padding auto or same")
+    qweights = checkpoint.quantized_weights()
+    dtypes = sorted({str(q.values.dtype) for q in qweights.values()})
+    per_channel = any(q.scale.size > 1 for q in qweights.values())
+    float_model = emit(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
+    activations = checkpoint.activation_quantization(float_model)
+    meta = replace(meta, precision="int8").with_extra(**{
+        "quant.source": "checkpoint",
+        "quant.method": "checkpoint",
+        "quant.format": "qdq",
+        "quant.weights": ",".join(dtypes),
+        "quant.activations": ",".join(sorted({q.dtype for q in activations.values()})),
+        "quant.per_channel": str(per_channel).lower(),
+    })
+    write_meta(float_model, meta)
+    return insert_qdq(float_model, activations, qweights)
 
 
 def config_of(arch: str, width: float, resolution: int, classes: int) -> ArchConfig:

@@ -14,7 +14,7 @@ Both give the same output shapes; they differ in where the zero border lies.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import onnx
@@ -216,3 +216,171 @@ def emit(
     )
     write_meta(model, meta)
     return model
+
+
+# --------------------------------------------------------------------------------------------
+# QDQ form: an emitted float model carrying a given integer quantization
+# --------------------------------------------------------------------------------------------
+
+QUANT_TYPES = {"uint8": (TensorProto.UINT8, np.uint8), "int8": (TensorProto.INT8, np.int8)}
+
+
+class ActivationQuant(NamedTuple):
+    """Per-tensor quantization of one activation tensor: real = scale * (q - zero_point)."""
+
+    scale: float
+    zero_point: int
+    dtype: str  # "uint8" | "int8"
+
+
+class QuantizedWeight(NamedTuple):
+    """A weight layer's integers in ONNX layout (the shape of `<layer>.weight`), with its bias.
+
+    scale/zero_point: one value (per tensor) or one per slice along `axis`; bias: int32 with
+    real = bias * bias_scale (one scale, or one per output channel), as integer conv kernels expect
+    (bias_scale = input scale x weight scale).
+    """
+
+    values: np.ndarray  # uint8 | int8
+    scale: np.ndarray
+    zero_point: np.ndarray
+    axis: int
+    bias: np.ndarray  # int32
+    bias_scale: np.ndarray
+
+
+def _dq_params(name: str, scale: np.ndarray, zero_point: np.ndarray | None, zp_dtype) -> list[onnx.TensorProto]:
+    scale = np.asarray(scale, np.float32).reshape(-1)
+    tensors = []
+    shape_scalar = scale.size == 1
+    tensors.append(numpy_helper.from_array(scale.reshape(()) if shape_scalar else scale, f"{name}.scale"))
+    if zero_point is not None:
+        zp = np.asarray(zero_point).astype(zp_dtype).reshape(-1)
+        if zp.size != scale.size:
+            raise ValueError(f"{name}: {zp.size} zero points for {scale.size} scales")
+        tensors.append(numpy_helper.from_array(zp.reshape(()) if shape_scalar else zp, f"{name}.zero_point"))
+    return tensors
+
+
+def insert_qdq(
+    model: onnx.ModelProto,
+    activations: dict[str, ActivationQuant],
+    weights: dict[str, QuantizedWeight],
+) -> onnx.ModelProto:
+    """Rewrite an emitted float model into QDQ form (a copy; `model` is not changed).
+
+    weights: layer name -> integers that replace the float initializers `<layer>.weight` and
+    `<layer>.bias` (each becomes an integer initializer + DequantizeLinear producing the old name).
+    activations: tensor name -> per-tensor parameters; a QuantizeLinear/DequantizeLinear pair is put
+    on that tensor and every consumer reads the dequantized value. A graph output keeps its name
+    (its producer writes `<node name>` instead). ONNX Runtime fuses such groups into integer kernels
+    (QLinearConv, QLinearAdd, ...).
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    inits = {t.name: t for t in g.initializer}
+    names = set(inits) | {i.name for i in g.input} | {o for n in g.node for o in n.output}
+    graph_outputs = {o.name for o in g.output}
+
+    def fresh(name: str) -> str:
+        if name in names:
+            raise ValueError(f"insert_qdq: tensor name {name} is already taken")
+        names.add(name)
+        return name
+
+    # weights: integer initializers + DequantizeLinear nodes, placed right before their first consumer
+    new_inits: list[onnx.TensorProto] = []
+    weight_dq: dict[str, list[onnx.NodeProto]] = {}
+    replaced: set[str] = set()
+    for layer in sorted(weights):
+        qw = weights[layer]
+        for part in ("weight", "bias"):
+            target = f"{layer}.{part}"
+            if target not in inits:
+                raise KeyError(f"insert_qdq: the model has no initializer {target}")
+            old = numpy_helper.to_array(inits[target])
+            if part == "weight":
+                values = np.asarray(qw.values)
+                if values.dtype not in (np.uint8, np.int8):
+                    raise ValueError(f"{target}: integer weights must be uint8 or int8, got {values.dtype}")
+                scale, zp, axis = np.asarray(qw.scale), np.asarray(qw.zero_point), int(qw.axis)
+                zp_dtype = values.dtype
+            else:
+                values = np.asarray(qw.bias).astype(np.int32)
+                scale, zp, axis, zp_dtype = np.asarray(qw.bias_scale), None, 0, np.int32
+            if values.shape != old.shape:
+                raise ValueError(f"{target}: integer shape {list(values.shape)} differs from {list(old.shape)}")
+            scale = np.asarray(scale, np.float32).reshape(-1)
+            if scale.size > 1 and (axis >= values.ndim or values.shape[axis] != scale.size):
+                raise ValueError(f"{target}: {scale.size} scales do not fit axis {axis} of {list(values.shape)}")
+            qname = fresh(f"{target}.quantized")
+            new_inits.append(numpy_helper.from_array(values, qname))
+            params = _dq_params(target, scale, zp, zp_dtype)
+            for t in params:
+                fresh(t.name)
+            new_inits.extend(params)
+            attrs = {"axis": axis} if scale.size > 1 else {}
+            node = helper.make_node(
+                "DequantizeLinear", [qname] + [t.name for t in params], [target], name=f"{target}.dequantize", **attrs
+            )
+            weight_dq.setdefault(target, []).append(node)
+            replaced.add(target)
+
+    def qdq_pair(tensor: str, source: str, dest: str, q: ActivationQuant) -> list[onnx.NodeProto]:
+        if q.dtype not in QUANT_TYPES:
+            raise ValueError(f"{tensor}: activation type must be uint8 or int8, got {q.dtype}")
+        info = np.iinfo(QUANT_TYPES[q.dtype][1])
+        if not info.min <= int(q.zero_point) <= info.max or not float(q.scale) > 0:
+            raise ValueError(f"{tensor}: invalid quantization scale {q.scale} / zero point {q.zero_point}")
+        params = _dq_params(tensor, np.array([q.scale]), np.array([q.zero_point]), QUANT_TYPES[q.dtype][1])
+        for t in params:
+            fresh(t.name)
+        new_inits.extend(params)
+        quantized = fresh(f"{tensor}.quantized")
+        pnames = [t.name for t in params]
+        return [
+            helper.make_node("QuantizeLinear", [source] + pnames, [quantized], name=f"{tensor}.quantize"),
+            helper.make_node("DequantizeLinear", [quantized] + pnames, [dest], name=f"{tensor}.dequantize"),
+        ]
+
+    produced = {o for n in g.node for o in n.output} | {i.name for i in g.input}
+    missing = sorted(set(activations) - produced)
+    if missing:
+        raise KeyError(f"insert_qdq: no tensor named {', '.join(missing[:5])} in the model")
+    rename: dict[str, str] = {}  # consumers read the dequantized tensor
+    nodes: list[onnx.NodeProto] = []
+    for graph_input in g.input:
+        if graph_input.name in activations:
+            dest = fresh(f"{graph_input.name}.dequantized")
+            nodes.extend(qdq_pair(graph_input.name, graph_input.name, dest, activations[graph_input.name]))
+            rename[graph_input.name] = dest
+    for node in g.node:
+        for i, x in enumerate(node.input):
+            if x in weight_dq:
+                nodes.extend(weight_dq.pop(x))
+            if x in rename:
+                node.input[i] = rename[x]
+        tail: list[onnx.NodeProto] = []
+        for j, y in enumerate(node.output):
+            if y not in activations:
+                continue
+            if y in graph_outputs:  # keep the output's name: the producer writes under its node name
+                source = fresh(node.name if node.name and node.name not in names else f"{y}.float")
+                node.output[j] = source
+                tail.extend(qdq_pair(y, source, y, activations[y]))
+            else:
+                dest = fresh(f"{y}.dequantized")
+                tail.extend(qdq_pair(y, y, dest, activations[y]))
+                rename[y] = dest
+        nodes.append(node)
+        nodes.extend(tail)
+    if weight_dq:
+        raise KeyError(f"insert_qdq: no node reads {', '.join(sorted(weight_dq))}")
+    kept = [t for t in g.initializer if t.name not in replaced]
+    del g.initializer[:]
+    g.initializer.extend(kept + new_inits)
+    del g.node[:]
+    g.node.extend(nodes)
+    onnx.checker.check_model(out)
+    return out

@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """Top-1 of every shipped checkpoint imported into our ONNX graphs vs the same .tflite run in LiteRT.
 
-Builds each model the way `mnetctl build ... --weights pretrained|PATH` does, evaluates it with the
-product's eval path on the shipped 200-image val sample, runs the original .tflite in LiteRT (optimized
-and reference kernels) on the same crops, and prints a Markdown table with top-1 figures and the
-per-image top-1 agreement. LiteRT columns are left out when ai-edge-litert is not installed.
+Builds each model the way `mnetctl build ... --weights pretrained|PATH [--precision fp32|int8]` does
+(fp32: dequantized weights; int8: the checkpoint's own quantization as a QDQ model), evaluates it
+with the product's eval path on the shipped 200-image val sample, runs the original .tflite in LiteRT
+(optimized and reference kernels) on the same crops, and prints a Markdown table with top-1 figures
+and the per-image top-1 agreement. LiteRT columns are left out when ai-edge-litert is not installed.
 
-    python scripts/pretrained_accuracy.py [--data DIR] [--limit N] [--json]
+    python scripts/pretrained_accuracy.py [--data DIR] [--limit N] [--precisions fp32,int8] [--json]
 """
 
 from __future__ import annotations
@@ -74,8 +75,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=default_val_dir())
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--precisions", default="fp32,int8", help="comma list of fp32,int8 (build --precision)")
     ap.add_argument("--json", action="store_true", help="one JSON object per model instead of the table")
     args = ap.parse_args()
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     try:
         import ai_edge_litert.interpreter  # noqa: F401
 
@@ -90,21 +93,26 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for label, arch, width, res, weights, files in CASES:
             w = weights if weights == "pretrained" else str(root / weights)
-            model = build_model(arch, width, res, weights=w)
-            path = Path(tmp) / "m.onnx"
-            save_model(model, path)
-            start = time.perf_counter()
-            result = evaluate(path, samples, batch=50, progress=False)
-            row = {"model": label, "weights": read_meta(model).weights, "n": result.n,
-                   "top1": round(100 * result.top1, 2), "top5": round(100 * result.top5, 2),
-                   "eval_s": round(time.perf_counter() - start, 2)}
-            if have_litert:
+            row = {"model": label}
+            tops = {}
+            for prec in precisions:
+                model = build_model(arch, width, res, weights=w, precision=prec)
+                path = Path(tmp) / f"m.{prec}.onnx"
+                save_model(model, path)
+                start = time.perf_counter()
+                result = evaluate(path, samples, batch=50, progress=False)
                 meta = read_meta(model)
+                row.update({"weights": meta.weights, "n": result.n, f"{prec}_top1": round(100 * result.top1, 2),
+                            f"{prec}_top5": round(100 * result.top5, 2), f"{prec}_size_mb": round(path.stat().st_size / 1e6, 3),
+                            f"{prec}_eval_s": round(time.perf_counter() - start, 2)})
+                tops[prec] = result.predictions
+            if have_litert:
                 crops = [Preprocessor.from_meta(meta).resize_crop(im) for im in images]
                 for kernels, key in (("AUTO", "litert"), ("BUILTIN_REF", "litert_ref")):
-                    tops = litert_top1([root / f for f in files], crops, meta, kernels)
-                    row[f"{key}_top1"] = round(100 * float(np.mean([min(t) == y for t, y in zip(tops, labels)])), 2)
-                    row[f"{key}_agree"] = round(100 * float(np.mean([p in t for p, t in zip(result.predictions, tops)])), 2)
+                    lite = litert_top1([root / f for f in files], crops, meta, kernels)
+                    row[f"{key}_top1"] = round(100 * float(np.mean([min(t) == y for t, y in zip(lite, labels)])), 2)
+                    for prec in precisions:
+                        row[f"{key}_agree_{prec}"] = round(100 * float(np.mean([p in t for p, t in zip(tops[prec], lite)])), 2)
             rows.append(row)
             if args.json:
                 print(json.dumps(row))
@@ -112,18 +120,23 @@ def main() -> int:
         return 0
     print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
           f"python {platform.python_version()}; data {args.data} ({len(samples)} images)\n")
-    head = "| model | weights | top-1 % | top-5 % |"
-    rule = "|---|---|---:|---:|"
+    head, rule = "| model | weights |", "|---|---|"
+    for prec in precisions:
+        head += f" {prec} top-1 % | {prec} top-5 % |"
+        rule += "---:|---:|"
     if have_litert:
-        head += " LiteRT top-1 % | agree % | LiteRT ref-kernels top-1 % | agree % |"
-        rule += "---:|---:|---:|---:|"
+        for key, what in (("litert", "LiteRT"), ("litert_ref", "LiteRT ref kernels")):
+            head += f" {what} top-1 % |" + "".join(f" agree {prec} % |" for prec in precisions)
+            rule += "---:|" * (1 + len(precisions))
     print(head)
     print(rule)
     for r in rows:
-        line = f"| {r['model']} | `{r['weights'].split(':', 1)[1].split('+')[0].split('/')[-1]}` | {r['top1']:.1f} | {r['top5']:.1f} |"
+        line = f"| {r['model']} | `{r['weights'].split(':', 1)[1].split('+')[0].split('/')[-1]}` |"
+        for prec in precisions:
+            line += f" {r[f'{prec}_top1']:.1f} | {r[f'{prec}_top5']:.1f} |"
         if have_litert:
-            line += (f" {r['litert_top1']:.1f} | {r['litert_agree']:.1f} |"
-                     f" {r['litert_ref_top1']:.1f} | {r['litert_ref_agree']:.1f} |")
+            for key in ("litert", "litert_ref"):
+                line += f" {r[f'{key}_top1']:.1f} |" + "".join(f" {r[f'{key}_agree_{prec}']:.1f} |" for prec in precisions)
         print(line)
     if not have_litert:
         print("\n(ai-edge-litert not installed: LiteRT columns left out; pip install 'mnetctl[litert]')", file=sys.stderr)

@@ -482,11 +482,12 @@ def test_cli_build_with_checkpoints(tmp_path, capsys):
 # Accuracy on the 200-image val sample, through the product's own eval path.
 # Reference: the same checkpoint run in LiteRT with the same preprocessing (top-1, %).
 
-V3_NOTE = (
-    "the uint8 V3-Small checkpoint's top-1 depends on integer rounding: LiteRT's optimized kernels give "
-    "75.5% but its reference kernels 73.0% (they agree on 87% of images); the float import scores within "
-    "1.5 points of the reference kernels (test_litert_agreement.py)"
-)
+# V3-Small is not in this list: its float import scores 72.5% against LiteRT's 75.5% (its uint8
+# checkpoint was trained with quantized activations, and its float evaluation is not what it was
+# trained for; LiteRT's own reference kernels give 73.0%). Its acceptance is checked on the import
+# that keeps the checkpoint's quantization: test_checkpoint_int8.py::test_top1_within_litert_reference.
+# The float figure is tracked in docs/pretrained.md (scripts/pretrained_accuracy.py) and its per-layer
+# agreement with LiteRT in test_litert_agreement.py.
 
 ACCURACY_CASES = [
     pytest.param("v1", 0.25, 128, "pretrained", 49.5, id="v1-0.25-128"),
@@ -495,8 +496,6 @@ ACCURACY_CASES = [
     pytest.param("v1", 1.0, 224, "pretrained", 87.5, id="v1-1.0-224"),
     pytest.param("v2", 1.0, 224, "pretrained", 84.5, id="v2-1.0-224-quant"),
     pytest.param("v2", 1.0, 224, str(TF2), 85.5, id="v2-1.0-224-tf2-ptq"),
-    pytest.param("v3-small", 1.0, 224, "pretrained", 75.5, id="v3-small-1.0-224",
-                 marks=pytest.mark.xfail(strict=True, reason=V3_NOTE)),
 ]
 
 

@@ -22,7 +22,8 @@ def build(
     padding: Annotated[str, typer.Option("--padding", help="auto | same (TensorFlow SAME) | symmetric. auto: same for checkpoints.")] = "auto",
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset (>= 13); the IR version is set to match.")] = 17,
     input_format: Annotated[str, typer.Option("--input-format", help="float-nchw | uint8-nhwc (preprocessing inside the graph).")] = "float-nchw",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file [default: models/<arch>-<width>-<res>.onnx].", show_default=False)] = None,
+    precision: Annotated[str, typer.Option("--precision", help="fp32 | int8: int8 keeps a quantized checkpoint's own integers and activation quantization (QDQ).")] = "fp32",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file [default: models/<arch>-<width>-<res>.onnx, .int8.onnx for int8].", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the output path.")] = False,
 ) -> None:
     """Build a MobileNet with the ONNX helper API (deploy form, readable node names, self-describing metadata)."""
@@ -39,8 +40,10 @@ def build(
         if not wpath.is_file():
             raise BadInput(f"--weights {weights}: no such checkpoint file", "use random, pretrained or a path to a .tflite file")
     out = output or Path("models") / default_filename(name, width, resolution)
+    if output is None and precision == "int8":  # beside the float build, named like `mnetctl quantize` output
+        out = out.with_name(out.stem + ".int8.onnx")
     check_writable(out, inputs=(Path(weights),) if weights not in ("random", "pretrained") else ())
-    model = build_model(name, width, resolution, classes, weights, seed, padding, opset, input_format)
+    model = build_model(name, width, resolution, classes, weights, seed, padding, opset, input_format, precision=precision)
     save_model(model, out)
     if quiet:
         console.print(str(out))
@@ -49,5 +52,5 @@ def build(
     console.print(
         f"[green]wrote[/] {out}  [dim]{name} width {format_width(width)} res {resolution} classes {stats.outputs[0]['shape'][-1]}"
         f" | {stats.macs / 1e6:.1f} M MACs, {stats.params / 1e6:.3f} M params | opset {opset} IR {model.ir_version}"
-        f" | weights {weights}[/]"
+        f" | weights {weights}{' | int8 (checkpoint quantization)' if precision == 'int8' else ''}[/]"
     )

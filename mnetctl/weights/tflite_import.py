@@ -22,6 +22,12 @@ What the import does, for one file or a feature extractor + classifier head appl
     the stride, the padding (TF "SAME", which the graph reproduces) and the kind of activation that
     follows; the first difference is an error naming the layer on both sides. Layer counts must agree.
 
+For `build --precision int8` the same reading also keeps what the checkpoint stores as integers
+(`TFLiteLayer.quantized`: weights in ONNX layout with their per-tensor or per-channel scales and zero
+points, the int32 bias) and its dataflow (`TFLiteGraph`: operators, tensor quantization), so that
+`ImportedCheckpoint.activation_quantization` can find, for each tensor of our emitted graph, the
+checkpoint tensor holding the same value and hand its scale/zero point to `graph.insert_qdq`.
+
 The metadata of the result says how the checkpoint wants its input: 1001 classes with background at
 index 0 (label offset 1), RGB, and mean/std from the input tensor's quantization (a uint8 pixel p is the
 real value scale * (p - zero_point), i.e. mean = zero_point, std = 1 / scale); float inputs get the
@@ -37,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInput, EnvironmentMissing, MnetctlError
+from ..graph import ActivationQuant, QuantizedWeight
 from ..meta import DEFAULT_CROP, TF_MEAN, TF_STD, ModelMeta
 from ..specs import FAMILIES, ArchConfig, ParamLayer, decode, format_width
 from . import registry
@@ -76,6 +83,8 @@ class TFLiteLayer:
     # layer whose values happened to be >= 0 when the ranges were calibrated); None: cannot tell
     activation: str | None
     dtype: str  # storage type of the weights (uint8, int8, float16, float32)
+    # the stored integers (ONNX layout) with their scales and the int32 bias; None for float weights
+    quantized: QuantizedWeight | None = None
 
     @property
     def kernel(self) -> int:
@@ -98,6 +107,34 @@ class TFLiteCheckpoint:
     sha256: str
     description: str = ""
     ops: tuple[str, ...] = field(default_factory=tuple)
+    graph: TFLiteGraph | None = None
+
+
+@dataclass(frozen=True)
+class TFLiteOp:
+    name: str
+    inputs: tuple[int, ...]  # tensor indices, -1 for an absent optional input
+    outputs: tuple[int, ...]
+    fused: int = 0  # fused activation (tflite.ActivationFunctionType) of weight ops
+
+
+@dataclass(frozen=True)
+class TFLiteGraph:
+    """The dataflow of a checkpoint's main subgraph: what its integer activations are, and where."""
+
+    ops: tuple[TFLiteOp, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    constants: frozenset[int]  # tensors with data in the file
+    quant: dict[int, ActivationQuant]  # integer tensors quantized per tensor
+    shapes: dict[int, tuple[int, ...]]
+    names: dict[int, str]
+
+    def consumers(self, t: int) -> list[int]:
+        return [k for k, op in enumerate(self.ops) if t in op.inputs]
+
+    def variable_inputs(self, k: int) -> list[int]:
+        return [t for t in self.ops[k].inputs if t >= 0 and t not in self.constants]
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,6 +304,79 @@ class _Reader:
             sha256=hashlib.sha256(self.data).hexdigest(),
             description=desc.decode(errors="replace") if desc else "",
             ops=tuple(ops),
+            graph=self.dataflow(inputs),
+        )
+
+    def dataflow(self, inputs: list[int]) -> TFLiteGraph:
+        ops = []
+        for k in range(self.graph.OperatorsLength()):
+            op = self.graph.Operators(k)
+            name = self.op_name(k)
+            fused = 0
+            if name in WEIGHT_OPS:
+                opts = self.options(k, name)
+                fused = opts.FusedActivationFunction() if opts is not None else 0
+            ops.append(TFLiteOp(name, tuple(self._inputs(op)), tuple(op.OutputsAsNumpy().tolist()), fused))
+        constants, quant, shapes, names = set(), {}, {}, {}
+        for i in range(self.graph.TensorsLength()):
+            if self.raw(i) is not None:
+                constants.add(i)
+                continue
+            shapes[i] = self.shape(i)
+            names[i] = self.tensor_name(i)
+            scale, zp, _ = self.quant(i)
+            dtype = _TYPE_NAMES.get(self.tensor(i).Type())
+            if scale is not None and len(scale) == 1 and dtype in ("uint8", "int8"):
+                quant[i] = ActivationQuant(float(np.float32(scale[0])), int(zp[0]), dtype)
+        outputs = self.graph.OutputsAsNumpy().tolist() if self.graph.OutputsLength() else []
+        return TFLiteGraph(tuple(ops), tuple(inputs), tuple(outputs), frozenset(constants), quant, shapes, names)
+
+    def integer_constant(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
+        """(values, scales, zero points, quantized dim) of a uint8/int8 constant stored as it is used."""
+        raw = self.raw(i)
+        t = self.tensor(i)
+        if raw is None or t.Type() not in (3, 9):
+            return None
+        scale, zp, axis = self.quant(i)
+        if scale is None:
+            return None
+        arr = np.frombuffer(raw, dtype=_NUMPY_TYPES[t.Type()]).reshape(self.shape(i))
+        return arr, scale, zp, axis
+
+    def quantized_weight(self, k: int, name: str, x_in: int, w_in: int, b_in: int, cout: int) -> QuantizedWeight | None:
+        """The layer's integers in ONNX layout when weights and input are integer-quantized."""
+        got = self.integer_constant(w_in)
+        in_scale, _, _ = self.quant(x_in)
+        if got is None or in_scale is None or len(in_scale) != 1:
+            return None
+        w, scale, zp, qdim = got
+        if name == "CONV_2D":
+            values, axis = w.transpose(0, 3, 1, 2), {0: 0}.get(qdim)
+        elif name == "DEPTHWISE_CONV_2D":
+            values, axis = w[0].transpose(2, 0, 1)[:, None, :, :], {3: 0}.get(qdim)
+        else:
+            values, axis = w, {0: 0}.get(qdim)
+        if scale.size > 1 and (axis is None or scale.size != cout):
+            return None
+        zp = zp if zp.size == scale.size else np.zeros(scale.size, np.int64)
+        w_scale = scale.astype(np.float32)
+        bias_scale = (np.float64(np.float32(in_scale[0])) * w_scale.astype(np.float64)).astype(np.float32)
+        if b_in < 0:
+            bias = np.zeros(cout, np.int32)
+        else:
+            raw = self.raw(b_in)
+            t = self.tensor(b_in)
+            if raw is None or t.Type() != 2:  # integer kernels need the int32 bias of the checkpoint
+                return None
+            bias = np.frombuffer(raw, np.int32).reshape(-1)
+            own, _, _ = self.quant(b_in)
+            if own is not None:
+                bias_scale = own.astype(np.float32)
+        if bias.size != cout:
+            return None
+        return QuantizedWeight(
+            values=np.ascontiguousarray(values), scale=w_scale, zero_point=zp.astype(w.dtype), axis=axis or 0,
+            bias=bias.astype(np.int32), bias_scale=bias_scale,
         )
 
     def layer(self, k: int, name: str, index: int) -> TFLiteLayer:
@@ -304,6 +414,7 @@ class _Reader:
         return TFLiteLayer(
             file=self.file, index=index, op_index=k, op=name, name=self.tensor_name(w_in), weight=weight,
             bias=bias, stride=stride, padding=padding, activation=self.activation(k, opts), dtype=dtype,
+            quantized=self.quantized_weight(k, name, x_in, w_in, b_in, cout),
         )
 
     def bias(self, k: int, b_in: int, x_in: int, w_in: int, cout: int) -> np.ndarray:
@@ -580,12 +691,245 @@ def _resolve(cfg: ArchConfig, weights: str) -> tuple[list[Path], str]:
     return [path], f"tflite:{path.name}"
 
 
-def load_checkpoint_weights(cfg: ArchConfig, weights: str) -> tuple[Weights, ModelMeta]:
-    """Weights for `cfg` from a TFLite checkpoint ("pretrained" or a path), plus the metadata it implies."""
+@dataclass(frozen=True)
+class ImportedCheckpoint:
+    """A checkpoint mapped onto an ArchConfig: float weights, metadata, and what it stores as integers."""
+
+    cfg: ArchConfig
+    files: tuple[TFLiteCheckpoint, ...]
+    params: Weights
+    meta: ModelMeta
+    source: str  # file name(s), for messages
+
+    @property
+    def layers(self) -> list[tuple[int, TFLiteLayer]]:
+        """(file index, layer) in the order of `cfg.param_layers()`."""
+        return [(i, layer) for i, f in enumerate(self.files) for layer in f.layers]
+
+    def quantized_weights(self) -> dict[str, QuantizedWeight]:
+        """Layer name -> the checkpoint's own integers, scales and int32 bias, in the layer's ONNX shape."""
+        out: dict[str, QuantizedWeight] = {}
+        for target, (_, layer) in zip(self.cfg.param_layers(), self.layers):
+            q = layer.quantized
+            if q is None:
+                raise BadInput(
+                    f"--precision int8 keeps a checkpoint's own integers, but {layer.describe()} stores "
+                    f"{layer.dtype} weights without integer activations and bias",
+                    _INT8_HINT,
+                )
+            values = q.values
+            if values.shape != target.weight_shape:  # classifier: 1x1 conv <-> fully connected
+                values = values.reshape(target.weight_shape)
+            out[target.name] = q._replace(values=values)
+        return out
+
+    def activation_quantization(self, model) -> dict[str, ActivationQuant]:
+        """Tensor name of `model` (emitted from this checkpoint's cfg) -> the checkpoint's quantization of
+        the same value: the input, every conv/activation output, pools, squeeze-excite gates and
+        products, residual adds and the logits."""
+        return _Tracer(self, model).run()
+
+
+_INT8_HINT = "build with --precision fp32 and quantize it with `mnetctl quantize` (calibrated on images)"
+_UNARY = {  # our activation op -> TFLite ops that compute it as a separate operator
+    "Relu": ("RELU", "RELU6", "RELU_N1_TO_1"),
+    "Clip": ("RELU6", "RELU", "RELU_N1_TO_1"),
+    "HardSwish": ("HARD_SWISH",),
+}
+_GATE_OPS = frozenset({"ADD", "SUB", "MUL", "DIV", "RELU", "RELU6", "MINIMUM", "MAXIMUM", "HARD_SIGMOID"})
+_COPY_OPS = frozenset({"QUANTIZE", "RESHAPE", "SQUEEZE"})  # the same values, possibly requantized
+_POOL_OPS = frozenset({"AVERAGE_POOL_2D", "MEAN"})
+_QMIN = {"uint8": 0, "int8": -128}
+
+Ref = tuple[int, int]  # (file index, tensor index)
+
+
+class _Tracer:
+    """Follows our emitted graph node by node and finds the checkpoint tensor holding the same value.
+
+    Weight layers are anchored by the layer mapping (node name -> TFLite op); element-wise nodes are
+    found as the TFLite op of the same kind reading the tensors already matched; an activation the
+    converter fused into its conv (or dropped because the output range already clamps at 0) shares
+    the conv's output tensor. Anything that cannot be followed is an error, never a guess.
+    """
+
+    def __init__(self, ck: ImportedCheckpoint, model):
+        self.ck = ck
+        self.graphs = [f.graph for f in ck.files]
+        if any(g is None for g in self.graphs):
+            raise BadInput(f"--precision int8: {ck.source} was read without its dataflow")
+        self.anchor: dict[str, tuple[int, int]] = {
+            target.name: (fi, layer.op_index) for target, (fi, layer) in zip(ck.cfg.param_layers(), ck.layers)
+        }
+        self.nodes = list(model.graph.node)
+        self.match: dict[str, Ref] = {}
+        self.clamped: set[Ref] = set()  # conv outputs whose ReLU is fused or implied by the range
+
+    # -- the checkpoint's graph ----------------------------------------------------------------------
+    def _op(self, fi: int, k: int) -> TFLiteOp:
+        return self.graphs[fi].ops[k]
+
+    def _consumers(self, ref: Ref, names) -> list[int]:
+        fi, t = ref
+        return [k for k in self.graphs[fi].consumers(t) if self._op(fi, k).name in names]
+
+    def _copies(self, ref: Ref) -> list[Ref]:
+        """Tensors holding the same values: requantized, reshaped, a 1x1 pool, the next file's input."""
+        fi, t = ref
+        g = self.graphs[fi]
+        out = []
+        for k in g.consumers(t):
+            op = g.ops[k]
+            shape = g.shapes.get(t, ())
+            one_pixel = len(shape) == 4 and shape[1] == shape[2] == 1
+            if op.name in _COPY_OPS or (op.name in _POOL_OPS and one_pixel):
+                out.append((fi, op.outputs[0]))
+        if t in g.outputs and fi + 1 < len(self.graphs) and self.graphs[fi + 1].inputs:
+            out.append((fi + 1, self.graphs[fi + 1].inputs[0]))
+        return out
+
+    def _closure(self, ref: Ref) -> list[Ref]:
+        seen, todo = [ref], [ref]
+        while todo:
+            for nxt in self._copies(todo.pop()):
+                if nxt not in seen:
+                    seen.append(nxt)
+                    todo.append(nxt)
+        return seen
+
+    def _fail(self, node, why: str):
+        raise BadInput(
+            f"--precision int8: cannot follow {self.ck.source} at our node {node.name} ({node.op_type}): {why}",
+            _INT8_HINT,
+        )
+
+    def _label(self, ref: Ref) -> str:
+        fi, t = ref
+        return f"'{self.graphs[fi].names.get(t, t)}'"
+
+    # -- our graph -------------------------------------------------------------------------------------
+    def _input(self, node, i: int = 0) -> Ref:
+        name = node.input[i]
+        if name not in self.match:
+            self._fail(node, f"its input {name} has no counterpart in the checkpoint")
+        return self.match[name]
+
+    def run(self) -> dict[str, ActivationQuant]:
+        stem = next((n for n in self.nodes if n.name == "stem.conv"), None)
+        if stem is None or not self.graphs[0].inputs:
+            raise BadInput("--precision int8: the model has no stem.conv node or the checkpoint no input")
+        self.match[stem.input[0]] = (0, self.graphs[0].inputs[0])
+        producer = {o: n for n in self.nodes for o in n.output}
+        gates = {  # x * HardSigmoid(x): HardSwish spelled out below opset 14
+            n.input[1]: n.name for n in self.nodes
+            if n.op_type == "Mul" and n.input[1] in producer and producer[n.input[1]].op_type == "HardSigmoid"
+            and producer[n.input[1]].input[0] == n.input[0]
+        }
+        for node in self.nodes:
+            if node.name.startswith("preprocess."):
+                continue
+            if node.op_type == "HardSigmoid" and node.output[0] in gates:
+                continue  # part of a hard-swish: quantized after the Mul
+            self.match[node.output[0]] = self._follow(node, gates)
+        out: dict[str, ActivationQuant] = {}
+        for name, (fi, t) in self.match.items():
+            q = self.graphs[fi].quant.get(t)
+            if q is None:
+                raise BadInput(
+                    f"--precision int8: {self.ck.source} has no 8-bit per-tensor quantization for its tensor "
+                    f"{self._label((fi, t))} (our {name})",
+                    _INT8_HINT,
+                )
+            out[name] = q
+        return out
+
+    def _follow(self, node, gates: dict[str, str]) -> Ref:
+        op = node.op_type
+        if op in ("Conv", "Gemm"):
+            return self._weight_layer(node)
+        if op == "Mul" and node.input[1] in gates:
+            op = "HardSwish"
+        if op in _UNARY:
+            x = self._input(node)
+            found = self._consumers(x, _UNARY[op])
+            if len(found) == 1:
+                return (x[0], self._op(x[0], found[0]).outputs[0])
+            if x in self.clamped and op in ("Relu", "Clip"):
+                return x
+            self._fail(node, f"no {'/'.join(_UNARY[op])} op reads {self._label(x)} and its range is not clamped at 0")
+        if op == "HardSigmoid":
+            return self._gate(node)
+        if op == "GlobalAveragePool":
+            x = self._input(node)
+            found = self._consumers(x, _POOL_OPS)
+            if len(found) != 1:
+                self._fail(node, f"{len(found)} pooling ops read {self._label(x)}")
+            return (x[0], self._op(x[0], found[0]).outputs[0])
+        if op in ("Add", "Mul"):
+            return self._binary(node, op.upper())
+        if op in ("Flatten", "Reshape", "Squeeze"):
+            x = self._input(node)
+            found = self._consumers(x, ("RESHAPE", "SQUEEZE"))
+            return (x[0], self._op(x[0], found[0]).outputs[0]) if len(found) == 1 else x
+        self._fail(node, "mnetctl does not know how the checkpoint computes this op")
+        raise AssertionError  # unreachable
+
+    def _weight_layer(self, node) -> Ref:
+        if node.name not in self.anchor:
+            self._fail(node, "no checkpoint layer is mapped to it")
+        fi, k = self.anchor[node.name]
+        tfl = self._op(fi, k)
+        want = (fi, tfl.inputs[0])
+        have = self._input(node)
+        if want not in self._closure(have):
+            self._fail(node, f"the checkpoint layer reads {self._label(want)}, not {self._label(have)}")
+        self.match[node.input[0]] = want  # the quantization that layer's kernel actually reads
+        out = (fi, tfl.outputs[0])
+        q = self.graphs[fi].quant.get(tfl.outputs[0])
+        if tfl.fused != 0 or (q is not None and q.zero_point == _QMIN[q.dtype]):
+            self.clamped.add(out)
+        return out
+
+    def _gate(self, node) -> Ref:
+        """The element-wise chain (e.g. ADD 3, ReLU6 range, MUL 1/6) the checkpoint spells a hard sigmoid with."""
+        cur = self._input(node)
+        steps = 0
+        while True:
+            fi, t = cur
+            found = self.graphs[fi].consumers(t)
+            if len(found) != 1:
+                break
+            k = found[0]
+            tfl = self._op(fi, k)
+            if tfl.name not in _GATE_OPS or len(self.graphs[fi].variable_inputs(k)) != 1:
+                break
+            cur, steps = (fi, tfl.outputs[0]), steps + 1
+        if steps == 0:
+            self._fail(node, f"no element-wise ops with constants follow {self._label(self._input(node))}")
+        return cur
+
+    def _binary(self, node, kind: str) -> Ref:
+        a, b = self._input(node, 0), self._input(node, 1)
+        fi = a[0]
+        ca, cb = self._closure(a), self._closure(b)
+        g = self.graphs[fi]
+        for k, tfl in enumerate(g.ops):
+            if tfl.name != kind:
+                continue
+            ins = [(fi, t) for t in g.variable_inputs(k)]
+            if len(ins) == 2 and ((ins[0] in ca and ins[1] in cb) or (ins[0] in cb and ins[1] in ca)):
+                return (fi, tfl.outputs[0])
+        self._fail(node, f"no {kind} op reads both {self._label(a)} and {self._label(b)}")
+        raise AssertionError  # unreachable
+
+
+def load_checkpoint(cfg: ArchConfig, weights: str) -> ImportedCheckpoint:
+    """Read and map a TFLite checkpoint ("pretrained" or a path) onto `cfg`, with the metadata it implies."""
     paths, source = _resolve(cfg, weights)
     files = [read_tflite(p) for p in paths]
     layers = [layer for f in files for layer in f.layers]
-    params = map_layers(cfg, layers, " + ".join(p.name for p in paths))
+    label = " + ".join(p.name for p in paths)
+    params = map_layers(cfg, layers, label)
     first = files[0]
     mean, std = _preprocessing(first)
     res = first.input_shape[1] if len(first.input_shape) == 4 else 0
@@ -605,4 +949,10 @@ def load_checkpoint_weights(cfg: ArchConfig, weights: str) -> tuple[Weights, Mod
         checkpoint_resolution=res,
         checkpoint_dtype=",".join(sorted({layer.dtype for layer in layers})),
     )
-    return params, meta
+    return ImportedCheckpoint(cfg=cfg, files=tuple(files), params=params, meta=meta, source=label)
+
+
+def load_checkpoint_weights(cfg: ArchConfig, weights: str) -> tuple[Weights, ModelMeta]:
+    """Weights for `cfg` from a TFLite checkpoint ("pretrained" or a path), plus the metadata it implies."""
+    ck = load_checkpoint(cfg, weights)
+    return ck.params, ck.meta
