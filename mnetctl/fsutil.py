@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -37,9 +38,9 @@ def check_writable(path: Path, inputs: tuple[Path, ...] = (), flag: str = "-o/--
     if not probe.is_dir():
         raise BadInput(f"cannot write {path} ({flag}): {probe} is not a directory", f"choose another {flag}")
     try:
-        fd, name = tempfile.mkstemp(prefix=".mnetctl-probe-", suffix=".tmp", dir=probe)
-        os.close(fd)
-        os.unlink(name)
+        # an unnamed file where the OS supports it (O_TMPFILE): even Ctrl-C right here leaves nothing behind
+        with tempfile.TemporaryFile(prefix=".mnetctl-probe-", suffix=".tmp", dir=probe):
+            pass
     except OSError as exc:
         raise BadInput(f"cannot write {path} ({flag}): {probe} is not writable ({exc.strerror or exc})",
                        f"choose another {flag}") from None
@@ -48,21 +49,35 @@ def check_writable(path: Path, inputs: tuple[Path, ...] = (), flag: str = "-o/--
 
 @contextlib.contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success rename it onto `path`, else delete it."""
+    """Yield a temporary path next to `path`; on success rename it onto `path`, else delete it.
+
+    The temporary name is chosen before the file is created, so a Ctrl-C at any instant (even
+    between creating the file and returning its name) is cleaned up. The file is created with the
+    usual permissions (0666 minus the umask), not the 0600 of `tempfile.mkstemp`, so outputs are
+    readable like any other file the user writes.
+    """
     path = Path(path)
+    tmp_path: Path | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise BadInput(f"cannot write {path}: {exc.strerror or exc}", "choose another -o/--output") from exc
-    tmp_path = Path(tmp)
-    try:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            for _ in range(100):
+                tmp_path = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+                try:
+                    os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                    break
+                except FileExistsError:
+                    tmp_path = None
+            else:
+                raise FileExistsError(f"no free temporary name next to {path}")
+        except OSError as exc:
+            raise BadInput(f"cannot write {path}: {exc.strerror or exc}", "choose another -o/--output") from exc
         yield tmp_path
         os.replace(tmp_path, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            tmp_path.unlink()
+        if tmp_path is not None:
+            with contextlib.suppress(OSError):
+                tmp_path.unlink()
         raise
 
 
