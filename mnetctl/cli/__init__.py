@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = app(args=argv, prog_name="mnetctl", standalone_mode=False)
         code = rc if isinstance(rc, int) else 0
+        if code == 130:  # Ctrl-C: typer turns KeyboardInterrupt into exit code 130 without a word
+            err_console.print("[bold red]interrupted[/]")
     except MnetctlError as exc:
         if _debug():
             raise
