@@ -82,7 +82,8 @@ class QuantSettings:
     op_types: the operator types to quantize (None: all that ONNX Runtime can quantize).
     activation_symmetric: symmetric activation ranges (zero point 128 for uint8, 0 for int8).
     weight_symmetric: symmetric weight ranges (ORT's default for int8 weights).
-    moving_average: MinMax calibration with a moving average of per-batch min/max instead of the extremes.
+    moving_average: MinMax ranges are the mean over calibration batches (CALIB_BATCH images each) of
+      each batch's min/max, not the extremes over all images (ORT's `CalibMovingAverage`).
     percentile: the percentile kept by the "percentile" method.
     histogram_bins / entropy_bins: histogram resolution of "entropy"/"percentile", and the number of
       quantized bins the KL search of "entropy" compares against. ORT's own entropy defaults (128/128)
@@ -158,8 +159,8 @@ GENERIC = QuantSettings()
 #    1-3 levels of the old grid land between the levels of the new one);
 #  * weights on no grid (trained float models, random init) get per-channel scales: per-tensor
 #    scales cannot serve depthwise layers whose channel ranges differ by 100x;
-#  * V3 (hard-swish, squeeze-excite): MinMax with a moving average of per-batch ranges; plain
-#    MinMax keeps the extreme activations of 100 images and flips 5 points more top-1 decisions.
+#  * V3 (hard-swish, squeeze-excite): MinMax averaged over batches; plain MinMax keeps the extreme
+#    activations of 100 images and flips 5 points more top-1 decisions against the float model.
 ARCH_DEFAULTS: dict[str, QuantSettings] = {
     "v1": QuantSettings(method="minmax", per_channel=True),
     "v2": QuantSettings(method="minmax", per_channel=True),
@@ -349,11 +350,12 @@ class _OneFeed(CalibrationDataReader):
 
 def calibrate(model_path: Path, reader: ImageCalibrationReader, qs: QuantSettings, op_types: Sequence[str],
               workdir: Path, progress: bool = True, label: str = "") -> Path:
-    """Run ORT's calibrator for `qs.method` over the reader, one batch at a time; save the ranges.
+    """Run ORT's calibrator for `qs.method` over the reader and save the ranges it finds.
 
-    Batches are fed one by one so that memory stays at one batch of activations whatever the method
-    (ORT's histogram calibrators otherwise keep every intermediate output of every image). Returns
-    the path of the range cache that `quantize_static(calibration_cache_path=...)` reads.
+    The histogram methods get the batches one pass at a time, so that memory stays at one batch of
+    activations (ORT's histogram calibrators otherwise keep every intermediate output of every image
+    until the end). Returns the path of the range cache that `quantize_static(calibration_cache_path=...)`
+    reads.
     """
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
@@ -368,8 +370,13 @@ def calibrate(model_path: Path, reader: ImageCalibrationReader, qs: QuantSetting
         if bar is not None:
             bar.start()
         with _quiet_stdout():
-            while (feed := reader.get_next()) is not None:
-                calibrator.collect_data(_OneFeed(feed))
+            if qs.method == "minmax":
+                # MinMax keeps only per-batch min/max (small): one pass, so that a moving average is
+                # the mean over batches (ORT merges separate passes with a 0.01 EMA instead)
+                calibrator.collect_data(reader)
+            else:
+                while (feed := reader.get_next()) is not None:
+                    calibrator.collect_data(_OneFeed(feed))
             if reader.used == 0:
                 raise BadInput(f"none of the {len(reader)} calibration images could be read",
                                f"first failure: {reader.failures[0][0]}: {reader.failures[0][1]}" if reader.failures else None)
@@ -546,8 +553,10 @@ def checkpoint_grid(w: np.ndarray, levels: int = 256) -> tuple[float, int, int] 
     return None
 
 
-def weight_grid_overrides(model: onnx.ModelProto, excluded: Sequence[str], qs: QuantSettings) -> dict[str, list[dict[str, Any]]]:
-    """ORT `TensorQuantOverrides` that quantize each on-grid Conv/Gemm weight onto exactly its grid.
+def weight_grid_overrides(model: onnx.ModelProto, excluded: Sequence[str],
+                          qs: QuantSettings) -> tuple[dict[str, list[dict[str, Any]]], int]:
+    """ORT `TensorQuantOverrides` that quantize each on-grid Conv/Gemm weight onto exactly its grid,
+    and the number of quantized weights that lie on no grid (those get `qs.per_channel` scales).
 
     The scale is the grid step; the zero point is any value that fits all levels into the weight type
     (0 for int8 when the levels fit symmetrically). With `reduce_range` (7-bit weights) only grids of
@@ -557,10 +566,13 @@ def weight_grid_overrides(model: onnx.ModelProto, excluded: Sequence[str], qs: Q
 
     inits = {i.name: i for i in model.graph.initializer}
     qtype = TYPES[qs.weights]
+    dtype = np.int8 if qs.weights == "int8" else np.uint8
     levels = 128 if qs.reduce_range else 256
     lo, hi = (-(levels // 2), levels // 2 - 1) if qs.weights == "int8" else (0, levels - 1)
     mid = 0 if qs.weights == "int8" else levels // 2
     out: dict[str, list[dict[str, Any]]] = {}
+    axes: dict[str, int] = {}
+    off_grid = 0
     for node in model.graph.node:
         if node.op_type not in ("Conv", "Gemm") or node.name in excluded or len(node.input) < 2:
             continue
@@ -568,21 +580,19 @@ def weight_grid_overrides(model: onnx.ModelProto, excluded: Sequence[str], qs: Q
         if init is None:
             continue
         grid = checkpoint_grid(numpy_helper.to_array(init), levels)
-        if grid is None:
-            continue
-        scale, kmin, kmax = grid
-        zp_lo, zp_hi = lo - kmin, hi - kmax
-        if zp_lo > zp_hi:
+        zp_lo, zp_hi = (lo - grid[1], hi - grid[2]) if grid else (1, 0)
+        if grid is None or zp_lo > zp_hi:
+            off_grid += 1
             continue
         zp = min(max(mid, zp_lo), zp_hi)
-        dtype = np.int8 if qs.weights == "int8" else np.uint8
-        entry: dict[str, Any] = {"scale": np.array(scale, np.float32), "zero_point": np.array(zp, dtype), "quant_type": qtype}
-        if qs.per_channel and qs.fmt == "qoperator":
-            # QOperator's per-channel path wants the channel axis: the one grid then serves every channel
-            trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
-            entry["axis"] = 1 if node.op_type == "Gemm" and not trans_b else 0
-        out[init.name] = [entry]
-    return out
+        out[init.name] = [{"scale": np.array(grid[0], np.float32), "zero_point": np.array(zp, dtype), "quant_type": qtype}]
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        axes[init.name] = 1 if node.op_type == "Gemm" and not trans_b else 0
+    if off_grid and qs.per_channel and qs.fmt == "qoperator":
+        # QOperator's per-channel mode wants a channel axis on every override: one grid serves all channels
+        for name, entries in out.items():
+            entries[0]["axis"] = axes[name]
+    return out, off_grid
 
 
 def default_output(model_path: Path | str) -> Path:
@@ -705,7 +715,9 @@ def quantize_model(
         if name_unnamed_nodes(pre_model):
             pre_path.write_bytes(model_bytes(pre_model))
         excluded = _match_nodes(pre_model, (*ALWAYS_FLOAT, *qs.keep_float))
-        grids = weight_grid_overrides(pre_model, excluded, qs) if qs.checkpoint_grid else {}
+        grids, off_grid = weight_grid_overrides(pre_model, excluded, qs)
+        if not qs.checkpoint_grid:
+            grids, off_grid = {}, off_grid + len(grids)
         del pre_model
         # 3. calibrate on real images (ranges cached in the temp folder), then quantize
         op_types = list(qs.op_types) if qs.op_types else quantizable_op_types()
@@ -718,7 +730,7 @@ def quantize_model(
             str(pre_path), str(q_path), None,
             quant_format=FORMATS[qs.fmt],
             op_types_to_quantize=op_types,
-            per_channel=qs.per_channel,
+            per_channel=qs.per_channel and off_grid > 0,  # (on-grid weights are per-tensor by nature)
             reduce_range=qs.reduce_range,
             activation_type=TYPES[qs.activations],
             weight_type=TYPES[qs.weights],

@@ -152,7 +152,7 @@ def test_uint8_input_model_keeps_preprocessing_float(pretrained_dir, tmp_path):
     "opts, op, act_zp_type",
     [
         ({"fmt": "qoperator"}, "QLinearConv", onnx.TensorProto.UINT8),
-        ({"activations": "int8", "method": "percentile"}, "DequantizeLinear", onnx.TensorProto.INT8),
+        ({"activations": "int8", "method": "percentile", "samples": 30}, "DequantizeLinear", onnx.TensorProto.INT8),
         ({"per_channel": False, "checkpoint_grid": False, "method": "entropy", "samples": 10}, "DequantizeLinear", onnx.TensorProto.UINT8),
     ],
 )

@@ -24,7 +24,7 @@ def quantize(
     samples: Annotated[int, typer.Option("--samples", "-n", help="Calibrate on the first N images.")] = 100,
     keep_float: Annotated[Optional[list[str]], typer.Option("--keep-float", help="Keep nodes whose name matches this glob in float (repeatable), e.g. 'blocks.*.se.*'.", show_default=False)] = None,
     checkpoint_grid: Annotated[Optional[bool], typer.Option("--checkpoint-grid/--no-checkpoint-grid", help="Keep the 8-bit grid that imported checkpoint weights already lie on \\[default: on].", show_default=False)] = None,
-    moving_average: Annotated[Optional[bool], typer.Option("--moving-average/--no-moving-average", help="minmax: moving average of per-batch ranges instead of the extremes \\[default: per architecture].", show_default=False)] = None,
+    moving_average: Annotated[Optional[bool], typer.Option("--moving-average/--no-moving-average", help="minmax: mean of per-batch (10 images) ranges instead of the extremes \\[default: per architecture].", show_default=False)] = None,
     reduce_range: Annotated[Optional[bool], typer.Option("--reduce-range/--full-range", help="7-bit weights, for x86 CPUs without VNNI \\[default: full range].", show_default=False)] = None,
     eval_data: Annotated[Optional[Path], typer.Option("--eval", help="Labelled images for the before/after report \\[default: the shipped val sample].", show_default=False)] = None,
     no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip the before/after evaluation.")] = False,

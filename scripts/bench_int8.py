@@ -1,0 +1,193 @@
+#!/usr/bin/env python
+"""int8 vs fp32 latency of the pretrained MobileNets on ONNX Runtime's CPU execution provider.
+
+For each model: build the float model from the shipped checkpoint, quantize it with `mnetctl`'s
+defaults (and, for V2, the QDQ/QOperator x uint8/int8-activation variants plus per-channel scales
+instead of the checkpoint grid), then time batch-1 inference of one real val image with every
+variant side by side: each round runs every session once, in a rotating order, so machine load
+drifts hit all variants alike. Reported per variant: p50/mean/p90 over all runs, the median over
+rounds of (variant time / fp32 time in the same round), file size, top-1 on the shipped val sample
+and top-1 agreement with the float model.
+
+With --quant-time it also times `quantize_model` on V2 with each calibration method (100 images).
+
+    python scripts/bench_int8.py                       # V2 1.0/224, all variants
+    python scripts/bench_int8.py --models all          # every shipped checkpoint, fp32 vs default int8
+    python scripts/bench_int8.py --quant-time --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+MODELS = {
+    "v1-0.25-128": ("v1", 0.25, 128),
+    "v1-0.5-160": ("v1", 0.5, 160),
+    "v1-0.75-192": ("v1", 0.75, 192),
+    "v1-1.0-224": ("v1", 1.0, 224),
+    "v2-1.0-224": ("v2", 1.0, 224),
+    "v3-small-1.0-224": ("v3-small", 1.0, 224),
+}
+
+# Variants beyond the default int8 (QDQ, uint8 activations, int8 weights), timed for V2.
+V2_VARIANTS = {
+    "int8 qdq u8s8": {},
+    "int8 qdq s8s8": {"activations": "int8"},
+    "int8 qop u8s8": {"fmt": "qoperator"},
+    "int8 qop s8s8": {"fmt": "qoperator", "activations": "int8"},
+    # per-channel symmetric weights (zero point 0) instead of the checkpoint's grid (zero point != 0)
+    "int8 qdq u8s8 per-channel": {"checkpoint_grid": False},
+    "int8 qdq s8s8 per-channel": {"checkpoint_grid": False, "activations": "int8"},
+    "int8 qop u8s8 per-channel": {"checkpoint_grid": False, "fmt": "qoperator"},
+    "int8 qop s8s8 per-channel": {"checkpoint_grid": False, "fmt": "qoperator", "activations": "int8"},
+}
+
+
+def cpu_info() -> str:
+    name, flags = platform.processor() or "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    return f"{name} ({', '.join(isa) or 'no AVX2'})"
+
+
+def session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def one_image(model_path: Path) -> np.ndarray:
+    from mnetctl.data import Preprocessor, default_val_dir, find_samples, load_image
+    from mnetctl.meta import read_meta_file
+
+    pre = Preprocessor.from_meta(read_meta_file(model_path))
+    return pre(load_image(find_samples(default_val_dir(), 1)[0].path))[None]
+
+
+def interleaved(paths: dict[str, Path], threads: int, warmup: int, rounds: int) -> dict[str, dict]:
+    """Time batch-1 runs of every model in rotating order; per-round ratios against the first model."""
+    names = list(paths)
+    sessions = {n: session(p, threads) for n, p in paths.items()}
+    feeds = {n: {sessions[n].get_inputs()[0].name: one_image(p)} for n, p in paths.items()}
+    for n in names:
+        for _ in range(warmup):
+            sessions[n].run(None, feeds[n])
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for n in order:
+            start = time.perf_counter()
+            sessions[n].run(None, feeds[n])
+            times[n].append(time.perf_counter() - start)
+    ref = np.array(times[names[0]])
+    out = {}
+    for n in names:
+        t = np.array(times[n])
+        out[n] = {
+            "p50_ms": 1000 * float(np.median(t)),
+            "mean_ms": 1000 * float(t.mean()),
+            "p90_ms": 1000 * float(np.percentile(t, 90)),
+            "min_ms": 1000 * float(t.min()),
+            "ratio_vs_first": float(np.median(t / ref)),  # paired: same round
+        }
+    return out
+
+
+def build(name: str, folder: Path) -> Path:
+    from mnetctl.builder import build_model, save_model
+
+    arch, width, res = MODELS[name]
+    path = folder / f"{name}.onnx"
+    if not path.exists():
+        save_model(build_model(arch, width, res, weights="pretrained"), path)
+    return path
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="v2-1.0-224", help="comma list of " + ", ".join(MODELS) + ", or 'all'")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=300, help="timed runs per variant")
+    ap.add_argument("--no-eval", action="store_true", help="skip top-1/agreement on the val sample")
+    ap.add_argument("--quant-time", action="store_true", help="also time quantize_model on V2 per calibration method")
+    ap.add_argument("--workdir", type=Path, default=None, help="keep the built/quantized models here")
+    ap.add_argument("--json", type=Path, default=None, help="write all results to this JSON file")
+    args = ap.parse_args()
+    logging.disable(logging.WARNING)
+
+    from mnetctl.quantize import DEFAULT_VAL, quantize_model
+
+    names = list(MODELS) if args.models == "all" else [m.strip() for m in args.models.split(",")]
+    unknown = [m for m in names if m not in MODELS]
+    if unknown:
+        print(f"unknown model(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    import onnxruntime
+
+    print(f"CPU: {cpu_info()}, ONNX Runtime {onnxruntime.__version__}, CPU EP, {args.threads} threads, batch 1, "
+          f"{args.rounds} interleaved rounds after {args.warmup} warm-up runs")
+    results: dict = {"cpu": cpu_info(), "onnxruntime": onnxruntime.__version__, "threads": args.threads,
+                     "rounds": args.rounds, "models": {}, "quant_time": {}}
+    tmp = tempfile.TemporaryDirectory(prefix="bench-int8-")
+    folder = args.workdir or Path(tmp.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        fp32 = build(name, folder)
+        variants = V2_VARIANTS if name.startswith("v2") else {"int8 qdq u8s8": {}}
+        paths, info = {"fp32": fp32}, {"fp32": {"size": fp32.stat().st_size}}
+        for label, opts in variants.items():
+            out = folder / f"{name}.{label.replace(' ', '-')}.onnx"
+            rep = quantize_model(fp32, out, eval_data=None if args.no_eval else DEFAULT_VAL,
+                                 progress=False, **opts)
+            paths[label] = out
+            info[label] = {"size": rep.size_after, "settings": rep.settings, "seconds_quantize": rep.seconds_quantize,
+                           "top1_float": rep.top1_before, "top1_int8": rep.top1_after, "agreement": rep.agreement}
+        timing = interleaved(paths, args.threads, args.warmup, args.rounds)
+        print(f"\n{name}")
+        print(f"  {'variant':28s} {'p50 ms':>8s} {'mean':>8s} {'p90':>8s} {'x fp32':>7s} {'MB':>6s} {'top-1':>6s} "
+              f"{'agree':>6s} {'quant s':>8s}")
+        for label in paths:
+            t, i = timing[label], info[label]
+            top1 = i.get("top1_int8") if label != "fp32" else info[next(iter(variants))].get("top1_float")
+            agree = i.get("agreement")
+            print(f"  {label:28s} {t['p50_ms']:8.2f} {t['mean_ms']:8.2f} {t['p90_ms']:8.2f} {t['ratio_vs_first']:7.2f} "
+                  f"{i['size'] / 2**20:6.2f} {'' if top1 is None else f'{100 * top1:5.1f}%':>6s} "
+                  f"{'' if agree is None else f'{100 * agree:5.1f}%':>6s} "
+                  f"{'' if label == 'fp32' else format(i['seconds_quantize'], '8.1f'):>8s}")
+        results["models"][name] = {label: {**timing[label], **info[label]} for label in paths}
+    if args.quant_time:
+        fp32 = build("v2-1.0-224", folder)
+        print("\nquantize_model on v2-1.0-224, 100 calibration images, no evaluation")
+        for method in ("minmax", "entropy", "percentile"):
+            rep = quantize_model(fp32, folder / f"v2-time-{method}.onnx", method=method, eval_data=None, progress=False)
+            results["quant_time"][method] = {"seconds_quantize": rep.seconds_quantize, "seconds_calibrate": rep.seconds_calibrate}
+            print(f"  {method:11s} {rep.seconds_quantize:6.1f} s total ({rep.seconds_calibrate:.1f} s calibration)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
