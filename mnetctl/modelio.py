@@ -29,4 +29,28 @@ def load_onnx(path: Path | str, load_external_data: bool = True) -> onnx.ModelPr
         raise BadInput(f"{path} is not a valid ONNX model ({type(exc).__name__})", "pass an .onnx file written by an ONNX exporter or `mnetctl build`") from None
     if not model.graph.node or not model.graph.output:
         raise BadInput(f"{path} is not a valid ONNX model (no graph nodes/outputs)")
+    bad = _non_text_name(model)
+    if bad is not None:
+        raise BadInput(f"{path} is not a valid ONNX model ({bad} is not UTF-8 text: the file is corrupt)")
     return model
+
+
+def _non_text_name(model: onnx.ModelProto) -> str | None:
+    """The first name or metadata string that protobuf could only return as bytes (invalid UTF-8), if any.
+
+    ONNX strings are UTF-8; a corrupt file can still parse, with such strings surfacing as `bytes`
+    that no report or table can print.
+    """
+    graph = model.graph
+    for i, node in enumerate(graph.node):
+        for text in (node.name, node.op_type, node.domain, *node.input, *node.output):
+            if isinstance(text, bytes):
+                return f"a name in node {i}"
+    for kind, items in (("graph input", graph.input), ("graph output", graph.output), ("initializer", graph.initializer)):
+        for i, item in enumerate(items):
+            if isinstance(item.name, bytes):
+                return f"the name of {kind} {i}"
+    for prop in model.metadata_props:
+        if isinstance(prop.key, bytes) or isinstance(prop.value, bytes):
+            return "a metadata entry"
+    return None
