@@ -378,6 +378,12 @@ def simulated(info: EPInfo) -> bool:
 # Sessions
 
 
+def ort_log_level() -> int:
+    """Severity for onnxruntime's own log: its error lines repeat what mnetctl reports as one clean error
+    (exit 2 or 3), so they are shown only with MNETCTL_DEBUG=1."""
+    return 3 if os.environ.get("MNETCTL_DEBUG", "") not in ("", "0", "false", "no") else 4
+
+
 THREADS_PER_CORE_LIMIT = 4  # more intra-op threads than this per core only makes them starve each other
 
 
@@ -402,7 +408,7 @@ def cpu_session(model: Path | str | bytes, threads: int | None = None):
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = check_threads(threads)
-    opts.log_severity_level = 3
+    opts.log_severity_level = ort_log_level()
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
 
@@ -482,7 +488,7 @@ def _dynamic_dims(model: Path | str | bytes) -> list[str]:
 def _session_options(threads: int | None, batch: int | None, batch_dims: Sequence[str], profile_prefix: str | None = None):
     ort = _ort()
     so = ort.SessionOptions()
-    so.log_severity_level = 3
+    so.log_severity_level = ort_log_level()
     if threads:
         so.intra_op_num_threads = check_threads(threads)
     if batch:
