@@ -560,6 +560,18 @@ def _add_providers(so, plan) -> list[tuple[str, dict[str, str]]] | None:
     return None
 
 
+def _loads_on_cpu(source) -> bool:
+    """Whether a plain CPU session accepts the model (tells a bad model from a provider that fails it)."""
+    ort = _ort()
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    try:
+        ort.InferenceSession(source, sess_options=so, providers=["CPUExecutionProvider"])
+    except Exception:
+        return False
+    return True
+
+
 def _new_session(source, so, providers):
     ort = _ort()
     if providers is None:
@@ -708,8 +720,11 @@ def create_session(
                 f"some nodes cannot run on {names} and CPU fallback was not requested",
                 "add cpu to --ep or pass --allow-fallback",
             ) from None
-        if "INVALID_GRAPH" in str(exc) or "INVALID_PROTOBUF" in str(exc) or "Unsupported model IR version" in str(exc):
-            raise BadInput(f"onnxruntime cannot load the model: {msg}") from None
+        what = source if isinstance(source, str) else "the model"
+        if ("INVALID_GRAPH" in str(exc) or "INVALID_PROTOBUF" in str(exc) or "Unsupported model IR version" in str(exc)
+                or all(info.name == "cpu" for info, *_ in plan) or not _loads_on_cpu(source)):
+            # the model itself is the problem (the CPU provider is always there): bad input, not a missing provider
+            raise BadInput(f"onnxruntime cannot load {what}: {msg}", "check the file with `mnetctl inspect`") from None
         raise EnvironmentMissing(f"session creation on {names} failed: {msg}", plan[0][0].install_hint) from None
     create_ms = (time.perf_counter() - t0) * 1000.0
 
