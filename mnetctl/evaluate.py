@@ -136,9 +136,10 @@ def check_batch_memory(batch: int, pre: Preprocessor) -> None:
 class _Runner:
     """Runs batches through a session, honouring a fixed batch dimension (pads the last batch)."""
 
-    def __init__(self, session, io: ModelIO):
+    def __init__(self, session, io: ModelIO, path: Path | str = "the model"):
         self.session = session
         self.io = io
+        self.path = path
 
     def __call__(self, array: np.ndarray) -> np.ndarray:
         n = array.shape[0]
@@ -157,7 +158,11 @@ class _Runner:
         return self._run(array)
 
     def _run(self, array: np.ndarray) -> np.ndarray:
-        (out,) = self.session.run([self.io.output_name], {self.io.input_name: array})
+        try:
+            (out,) = self.session.run([self.io.output_name], {self.io.input_name: array})
+        except Exception as exc:  # ORT loaded the graph but cannot run it (e.g. a corrupt attribute)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
+            raise BadInput(f"ONNX Runtime cannot run {self.path}: {first}") from None
         out = np.asarray(out, dtype=np.float32)
         return out.reshape(out.shape[0], -1)
 
@@ -273,7 +278,7 @@ def evaluate(
         raise BadInput(f"{model_path} predicts {io.num_labels} classes, but the data has label {too_big[0]}")
     eff_batch = io.fixed_batch or min(int(batch), len(samples))
     check_batch_memory(eff_batch, pre)
-    run = _Runner(session, io)
+    run = _Runner(session, io, model_path)
 
     result = EvalResult(str(model_path), data_name, 0, 0, 0, [], 0.0, int(batch), threads, io.label_offset)
     bar = None
@@ -373,7 +378,7 @@ def predict(
         raise BadInput(f"--top must be a positive number, got {top}")
     paths = _expand(images)
     session, io, pre = open_model(model_path, threads)
-    run = _Runner(session, io)
+    run = _Runner(session, io, model_path)
     k = min(int(top), io.num_labels)
     results: list[Prediction] = []
     for path in paths:
