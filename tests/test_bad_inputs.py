@@ -162,9 +162,7 @@ CASES = [
     Case("sweep-output-unwritable", "sweep --arch v1 --widths 0.25 --resolutions 128 --weights random --precisions fp32 -o /proc/mnetctl",
          ("/proc/mnetctl",)),
     Case("sweep-unknown-device", "sweep --arch v1 --widths 0.25 --resolutions 128 --weights random --precisions fp32 "
-         "--limit 2 --device nope -o {out}/sweep --cache {out}/cache", ("nope",),
-         marks=(pytest.mark.xfail(strict=True, reason="sweep checks --device only after its progress display has "
-                                  "printed its rows to stderr"),)),
+         "--limit 2 --device nope -o {out}/sweep --cache {out}/cache", ("nope",)),
     Case("compare-tflite-missing", "compare {model} --tflite {root}/nope.tflite", ("--tflite", "nope.tflite"),
          marks=(pytest.mark.xfail(strict=True, reason="compare starts its progress bar before checking --tflite and "
                                   "leaves a blank line on a non-terminal stderr"),)),

@@ -60,10 +60,14 @@ def sweep(
     for s in skipped:
         err_console.print(f"[yellow]skip[/] {s}")
     check_writable(out / "sweep.json")
-    if select and budget_ms is None:
-        from ..profiles import load_profile
+    from ..profiles import load_profile
+    from ..sweep import METRICS
 
-        budget_ms = _profile_budget(load_profile(device))
+    if metric not in METRICS:
+        raise BadInput(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    profile = load_profile(device)  # an unknown device fails here, before any progress output
+    if select and budget_ms is None:
+        budget_ms = _profile_budget(profile)
         if budget_ms is None:
             raise BadInput("--select needs --budget-ms (the profile has no latency budget)")
     settings = SweepSettings(weights=weights, data=data, limit=limit, device=device, threads=threads,
