@@ -190,11 +190,8 @@ CASES = [
     Case("sweep-unknown-device", "sweep --arch v1 --widths 0.25 --resolutions 128 --weights random --precisions fp32 "
          "--limit 2 --device nope -o {out}/sweep --cache {out}/cache", ("nope",)),
     Case("sweep-data-empty", "sweep --arch v1 --widths 0.25 --resolutions 128 --weights random --precisions fp32 "
-         "--data {root}/empty -o {out}/sweep --cache {out}/cache", ("--data", "empty"),
-         marks=(pytest.mark.xfail(strict=True, reason="sweep reads --data only after its progress display has printed "
-                                  "its rows to stderr, and the error does not name --data"),)),
-    Case("sweep-widths-not-numbers", "sweep --widths abc -o {out}/sweep", ("--widths", "abc"),
-         marks=(pytest.mark.xfail(strict=True, reason="the list parsing error does not name the flag"),)),
+         "--data {root}/empty -o {out}/sweep --cache {out}/cache", ("--data", "empty")),
+    Case("sweep-widths-not-numbers", "sweep --widths abc -o {out}/sweep", ("--widths", "abc")),
     Case("compare-tflite-missing", "compare {model} --tflite {root}/nope.tflite", ("--tflite", "nope.tflite"),
          marks=(pytest.mark.xfail(strict=True, reason="compare starts its progress bar before checking --tflite and "
                                   "leaves a blank line on a non-terminal stderr"),)),

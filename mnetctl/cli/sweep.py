@@ -12,16 +12,17 @@ from ..errors import BadInput, GateFailed
 from ._app import app, console, err_console
 
 
-def _split(text: str | None, cast=str) -> list | None:
+def _split(flag: str, text: str | None, cast=str) -> list | None:
     if text is None:
         return None
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
-        raise BadInput(f"empty list {text!r}")
+        raise BadInput(f"{flag}: empty list {text!r}")
     try:
         return [cast(t) for t in items]
     except ValueError:
-        raise BadInput(f"cannot read {text!r} as a comma-separated list of {cast.__name__}") from None
+        kind = {float: "numbers", int: "integers"}.get(cast, "names")
+        raise BadInput(f"{flag} {text!r} is not a comma-separated list of {kind}") from None
 
 
 @app.command()
@@ -46,6 +47,7 @@ def sweep(
     """Build, quantize, evaluate and benchmark every variant; flag the Pareto frontier; optionally select one."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from ..data import default_val_dir
     from ..fsutil import check_writable
     from ..sweep import SweepSettings, plan_variants, run_sweep, select_best, write_outputs, write_selected
 
@@ -55,8 +57,8 @@ def sweep(
         raise BadInput(f"--iterations must be >= 1, got {iterations}")
     if threads is not None and threads < 1:
         raise BadInput(f"--threads must be >= 1, got {threads}")
-    variants, skipped = plan_variants(_split(arch), _split(widths, float), _split(resolutions, int),
-                                      _split(precisions), weights)
+    variants, skipped = plan_variants(_split("--arch", arch), _split("--widths", widths, float),
+                                      _split("--resolutions", resolutions, int), _split("--precisions", precisions), weights)
     for s in skipped:
         err_console.print(f"[yellow]skip[/] {s}")
     check_writable(out / "sweep.json")
@@ -66,6 +68,12 @@ def sweep(
     if metric not in METRICS:
         raise BadInput(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
     profile = load_profile(device)  # an unknown device fails here, before any progress output
+    from ..data import find_samples
+
+    try:
+        find_samples(data or default_val_dir(), limit=limit)  # so does empty or image-free --data
+    except BadInput as exc:
+        raise BadInput(f"--data: {exc.message}", exc.hint) from None
     if select and budget_ms is None:
         budget_ms = _profile_budget(profile)
         if budget_ms is None:
