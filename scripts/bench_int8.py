@@ -2,8 +2,8 @@
 """int8 vs fp32 latency of the pretrained MobileNets on ONNX Runtime's CPU execution provider.
 
 For each model: build the float model from the shipped checkpoint, quantize it with `mnetctl`'s
-defaults (and, for V2, the QDQ/QOperator x uint8/int8-activation variants plus per-channel scales
-instead of the checkpoint grid), then time batch-1 inference of one real val image with every
+defaults and with the checkpoint's exact per-tensor grid (for V2 also QDQ/QOperator x uint8/int8
+activations, and ORT's own scales), then time batch-1 inference of one real val image with every
 variant side by side: each round runs every session once, in a rotating order, so machine load
 drifts hit all variants alike. Reported per variant: p50/mean/p90 over all runs, the median over
 rounds of (variant time / fp32 time in the same round), file size, top-1 on the shipped val sample
@@ -12,7 +12,7 @@ and top-1 agreement with the float model.
 With --quant-time it also times `quantize_model` on V2 with each calibration method (100 images).
 
     python scripts/bench_int8.py                       # V2 1.0/224, all variants
-    python scripts/bench_int8.py --models all          # every shipped checkpoint, fp32 vs default int8
+    python scripts/bench_int8.py --models all          # every shipped checkpoint
     python scripts/bench_int8.py --quant-time --json out.json
 """
 
@@ -39,18 +39,21 @@ MODELS = {
     "v3-small-1.0-224": ("v3-small", 1.0, 224),
 }
 
-# Variants beyond the default int8 (QDQ, uint8 activations, int8 weights), timed for V2.
+# Variants timed for V2 (the first is the default: QDQ, uint8 activations, int8 weights whose scales
+# are per-channel multiples of the checkpoint's grid step, zero point 0).
 V2_VARIANTS = {
     "int8 qdq u8s8": {},
     "int8 qdq s8s8": {"activations": "int8"},
     "int8 qop u8s8": {"fmt": "qoperator"},
     "int8 qop s8s8": {"fmt": "qoperator", "activations": "int8"},
-    # per-channel symmetric weights (zero point 0) instead of the checkpoint's grid (zero point != 0)
-    "int8 qdq u8s8 per-channel": {"checkpoint_grid": False},
-    "int8 qdq s8s8 per-channel": {"checkpoint_grid": False, "activations": "int8"},
-    "int8 qop u8s8 per-channel": {"checkpoint_grid": False, "fmt": "qoperator"},
-    "int8 qop s8s8 per-channel": {"checkpoint_grid": False, "fmt": "qoperator", "activations": "int8"},
+    # the checkpoint's own per-tensor grid: bit-exact weights, non-zero weight zero points
+    "int8 qdq u8s8 exact-grid": {"weight_grid": "exact"},
+    "int8 qop u8s8 exact-grid": {"weight_grid": "exact", "fmt": "qoperator"},
+    # ORT's own per-channel scales (max |w| / 127), grid ignored
+    "int8 qdq u8s8 grid-off": {"weight_grid": "off"},
 }
+# Variants timed for the other models.
+OTHER_VARIANTS = {"int8 qdq u8s8": {}, "int8 qdq u8s8 exact-grid": {"weight_grid": "exact"}}
 
 
 def cpu_info() -> str:
@@ -155,7 +158,7 @@ def main() -> int:
     folder.mkdir(parents=True, exist_ok=True)
     for name in names:
         fp32 = build(name, folder)
-        variants = V2_VARIANTS if name.startswith("v2") else {"int8 qdq u8s8": {}}
+        variants = V2_VARIANTS if name.startswith("v2") else OTHER_VARIANTS
         paths, info = {"fp32": fp32}, {"fp32": {"size": fp32.stat().st_size}}
         for label, opts in variants.items():
             out = folder / f"{name}.{label.replace(' ', '-')}.onnx"

@@ -20,7 +20,7 @@ from mnetctl.meta import read_meta_file
 from mnetctl.quantize import (
     ARCH_DEFAULTS,
     calibration_hash,
-    checkpoint_grid,
+    find_grid,
     quantize_model,
     resolve_settings,
     simplify_model,
@@ -84,43 +84,77 @@ def test_metadata_records_settings_and_calibration_hash(quantized, name):
     assert meta.extra["quant.calib_samples"] == "100"
     settings = json.loads(meta.extra["quant.settings"])
     assert settings == rep.settings == ARCH_DEFAULTS[meta.arch].as_dict()
+    assert meta.extra["quant.weights_on_checkpoint_grid"] == str(rep.weights_on_checkpoint_grid)
     assert meta.extra["quant.method"] == settings["method"]
     # the float model's own metadata (preprocessing, weights source) is carried over
     float_meta = read_meta_file(rep.model)
     assert (meta.mean, meta.std, meta.label_offset, meta.weights) == (float_meta.mean, float_meta.std, float_meta.label_offset, float_meta.weights)
 
 
-def test_checkpoint_weights_keep_their_grid_exactly(quantized):
-    """Weights imported from an 8-bit checkpoint are re-quantized onto the very same grid (no new error)."""
-    rep = quantized["v2-1.0-224"]
-    float_w = {i.name: numpy_helper.to_array(i) for i in onnx.load(rep.model).graph.initializer}
-    q = onnx.load(rep.output)
+def _weight_dequantizers(model_path):
+    """(weight name, float weight, dequantized int8 weight, scale, zero point) for every quantized weight."""
+    q = onnx.load(model_path)
     inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
-    checked = 0
     for node in q.graph.node:
         if node.op_type != "DequantizeLinear" or not node.input[0].endswith(".weight_quantized"):
             continue
         x, scale, zp = (inits[n] for n in node.input[:3])
-        w = float_w[node.input[0][: -len("_quantized")]]
-        deq = (x.astype(np.float64) - zp.astype(np.float64)) * scale.astype(np.float64)
-        assert np.max(np.abs(deq - w)) <= 1e-6 * max(1.0, float(np.abs(w).max())), node.input[0]
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        shape = [1] * x.ndim
+        if scale.ndim:
+            shape[axis] = -1
+        deq = (x.astype(np.float64) - zp.astype(np.float64).reshape(shape)) * scale.astype(np.float64).reshape(shape)
+        yield node.input[0][: -len("_quantized")], deq, scale, zp, axis
+
+
+def test_exact_grid_reproduces_checkpoint_weights_bit_for_bit(quantized):
+    """V1 default: weights from an 8-bit checkpoint go back onto the very same per-tensor grid."""
+    rep = quantized["v1-0.5-160"]
+    assert rep.settings["weight_grid"] == "exact"
+    float_w = {i.name: numpy_helper.to_array(i) for i in onnx.load(rep.model).graph.initializer}
+    checked = 0
+    for name, deq, scale, _, _ in _weight_dequantizers(rep.output):
+        w = float_w[name]
+        assert scale.size == 1
+        assert np.max(np.abs(deq - w)) <= 1e-6 * float(np.abs(w).max()), name
         checked += 1
-    assert checked == rep.weights_on_checkpoint_grid == 53  # every Conv/Gemm weight of V2
+    assert checked == rep.weights_on_checkpoint_grid == 28  # every Conv/Gemm weight of V1
+
+
+def test_channel_grid_keeps_checkpoint_values_with_zero_points_of_zero(quantized):
+    """V2 default: symmetric per-channel scales that are multiples of the checkpoint's grid step."""
+    rep = quantized["v2-1.0-224"]
+    assert rep.settings["weight_grid"] == "channel"
+    float_w = {i.name: numpy_helper.to_array(i) for i in onnx.load(rep.model).graph.initializer}
+    channels = exact = 0
+    for name, deq, scale, zp, axis in _weight_dequantizers(rep.output):
+        w = float_w[name]
+        step, _, _ = find_grid(w)
+        assert not zp.any()  # ORT's symmetric (fast) kernels
+        mult = scale.astype(np.float64) / step
+        assert np.allclose(mult, np.round(mult), atol=1e-4) and mult.min() > 0.5, name
+        err = np.abs(np.moveaxis(deq - w, axis, 0).reshape(w.shape[axis], -1)).max(axis=1)
+        assert np.all(err <= 0.5 * scale * (1 + 1e-4)), name  # rounding onto the coarser grid only
+        assert np.all(err[np.round(mult) == 1] <= 1e-6 * max(1.0, float(np.abs(w).max()))), name
+        channels += w.shape[axis]
+        exact += int(np.sum(np.round(mult) == 1))
+    assert rep.weights_on_checkpoint_grid == 53
+    assert exact / channels > 0.95  # almost every channel keeps the checkpoint's values exactly
 
 
 def test_grid_detection():
     rng = np.random.default_rng(0)
     scale = 0.0123
     k = rng.integers(-100, 156, size=(32, 16, 3, 3))
-    found = checkpoint_grid((k * scale).astype(np.float32))
+    found = find_grid((k * scale).astype(np.float32))
     assert found is not None
     assert abs(found[0] - scale) / scale < 1e-5 and (found[1], found[2]) == (int(k.min()), int(k.max()))
     # every other level only: the step is still the grid's
-    even = checkpoint_grid((2 * k[:, :, :1] * scale).astype(np.float32))
+    even = find_grid((2 * k[:, :, :1] * scale).astype(np.float32))
     assert even is not None
-    assert checkpoint_grid(rng.standard_normal((64, 32)).astype(np.float32)) is None  # trained float weights
-    assert checkpoint_grid((np.arange(300) * scale).astype(np.float32)) is None  # more than 256 levels
-    assert checkpoint_grid((np.arange(200) * scale).astype(np.float32), levels=128) is None  # 7-bit target
+    assert find_grid(rng.standard_normal((64, 32)).astype(np.float32)) is None  # trained float weights
+    assert find_grid((np.arange(300) * scale).astype(np.float32)) is None  # more than 256 levels
+    assert find_grid((np.arange(200) * scale).astype(np.float32), levels=128) is None  # 7-bit target
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,7 +187,7 @@ def test_uint8_input_model_keeps_preprocessing_float(pretrained_dir, tmp_path):
     [
         ({"fmt": "qoperator"}, "QLinearConv", onnx.TensorProto.UINT8),
         ({"activations": "int8", "method": "percentile", "samples": 30}, "DequantizeLinear", onnx.TensorProto.INT8),
-        ({"per_channel": False, "checkpoint_grid": False, "method": "entropy", "samples": 10}, "DequantizeLinear", onnx.TensorProto.UINT8),
+        ({"per_channel": False, "weight_grid": "off", "method": "entropy", "samples": 10}, "DequantizeLinear", onnx.TensorProto.UINT8),
     ],
 )
 def test_formats_types_and_methods(pretrained_dir, tiny_model, tmp_path, opts, op, act_zp_type):
@@ -170,7 +204,7 @@ def test_formats_types_and_methods(pretrained_dir, tiny_model, tmp_path, opts, o
     meta = read_meta_file(rep.output)
     assert json.loads(meta.extra["quant.settings"])["method"] == opts.get("method", "minmax")
     assert rep.top1_before is None and rep.calib_samples == samples
-    if opts.get("checkpoint_grid") is False:
+    if opts.get("weight_grid") == "off":
         assert rep.weights_on_checkpoint_grid == 0
 
 

@@ -23,7 +23,7 @@ def quantize(
     activations: Annotated[Optional[str], typer.Option("--activations", help="Activation type: uint8 | int8 \\[default: uint8].", show_default=False)] = None,
     samples: Annotated[int, typer.Option("--samples", "-n", help="Calibrate on the first N images.")] = 100,
     keep_float: Annotated[Optional[list[str]], typer.Option("--keep-float", help="Keep nodes whose name matches this glob in float (repeatable), e.g. 'blocks.*.se.*'.", show_default=False)] = None,
-    checkpoint_grid: Annotated[Optional[bool], typer.Option("--checkpoint-grid/--no-checkpoint-grid", help="Keep the 8-bit grid that imported checkpoint weights already lie on \\[default: on].", show_default=False)] = None,
+    weight_grid: Annotated[Optional[str], typer.Option("--weight-grid", help="Weights imported from an 8-bit checkpoint: channel (per-channel multiples of its grid step, zero point 0) | exact (its own per-tensor grid) | off \\[default: channel].", show_default=False)] = None,
     moving_average: Annotated[Optional[bool], typer.Option("--moving-average/--no-moving-average", help="minmax: mean of per-batch (10 images) ranges instead of the extremes \\[default: per architecture].", show_default=False)] = None,
     reduce_range: Annotated[Optional[bool], typer.Option("--reduce-range/--full-range", help="7-bit weights, for x86 CPUs without VNNI \\[default: full range].", show_default=False)] = None,
     eval_data: Annotated[Optional[Path], typer.Option("--eval", help="Labelled images for the before/after report \\[default: the shipped val sample].", show_default=False)] = None,
@@ -42,7 +42,7 @@ def quantize(
         model, output, calib, method=method, per_channel=per_channel, fmt=fmt, activations=activations,
         samples=samples, eval_data=None if no_eval else (eval_data or DEFAULT_VAL), progress=not json_out,
         keep_float=keep_float, eval_limit=eval_limit, max_drop=max_drop,
-        checkpoint_grid=checkpoint_grid, moving_average=moving_average, reduce_range=reduce_range,
+        weight_grid=weight_grid, moving_average=moving_average, reduce_range=reduce_range,
     )
     if rep.calib_failed:
         err_console.print(f"[yellow]warning:[/] {rep.calib_failed} calibration image(s) could not be read and were skipped")
