@@ -59,8 +59,8 @@ def _print_quant(rep) -> None:
     console.print(f"[green]wrote[/] {rep.output}")
     console.print(
         f"[dim]{rep.arch}: {s['fmt']} {s['method']}{' moving-average' if s['moving_average'] and s['method'] == 'minmax' else ''}, "
-        f"{'per-channel' if s['per_channel'] else 'per-tensor'} {s['weights']} weights "
-        f"({rep.weights_on_checkpoint_grid} on their checkpoint grid), {s['activations']} activations; "
+        f"{s['weights']} weights ({rep.weights_on_checkpoint_grid} on their checkpoint grid: {s['weight_grid']}; "
+        f"others {'per-channel' if s['per_channel'] else 'per-tensor'}), {s['activations']} activations; "
         f"calibrated on {rep.calib_samples} images of {rep.calib} (sha256 {rep.calib_sha256[:12]}); "
         f"{len(rep.nodes_kept_float)} node(s) kept float[/]"
     )
