@@ -255,6 +255,23 @@ def measure(cfg: dict, spec: dict, crops: np.ndarray, labels: np.ndarray) -> dic
     return out
 
 
+def combine(reps: list[dict]) -> dict:
+    """One configuration's repeats: medians of the timings and ratios, the ratio's range, accuracy of the first."""
+    ok = [r for r in reps if "error" not in r]
+    if not ok:
+        return reps[0]
+    out = dict(ok[0])
+    if len(ok) > 1:
+        for key in ("ort_p50", "ort_p90", "ort_mean", "ort_min", "litert_p50", "litert_p90", "litert_mean", "litert_min",
+                    "ratio_p50", "ratio_min", "other_load"):
+            out[key] = float(np.median([r[key] for r in ok]))
+        for key in ("runs", "rounds_kept", "rounds_dropped"):
+            out[key] = int(sum(r[key] for r in ok))
+    out["repeats"] = len(ok)
+    out["ratio_range"] = [min(r["ratio_p50"] for r in ok), max(r["ratio_p50"] for r in ok)]
+    return out
+
+
 def worker(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     data = np.load(spec["crops"])
@@ -263,15 +280,21 @@ def worker(spec_path: str) -> int:
         crops, labels = crops[: spec["images"]], labels[: spec["images"]]
     import onnxruntime as ort
 
+    repeats = max(1, int(spec.get("repeat", 1)))
+    runs: dict[str, list[dict]] = {c["name"]: [] for c in spec["configs"]}
+    for rep in range(repeats):  # repeats go round all configurations, so each spans the whole run's drift
+        for cfg in spec["configs"]:
+            try:
+                res = measure(cfg, dict(spec, accuracy=spec.get("accuracy", True) and rep == 0), crops, labels)
+            except Exception as exc:  # report and go on: one failing lever must not hide the others
+                res = {"name": cfg["name"], "error": " ".join(str(exc).split())[:300]}
+            runs[cfg["name"]].append(res)
+            print(json.dumps({"progress": f"{cfg['name']} ({rep + 1}/{repeats})"}), file=sys.stderr, flush=True)
     results = []
     for cfg in spec["configs"]:
-        try:
-            res = measure(cfg, spec, crops, labels)
-        except Exception as exc:  # report and go on: one failing lever must not hide the others
-            res = {"name": cfg["name"], "error": " ".join(str(exc).split())[:300]}
+        res = combine(runs[cfg["name"]])
         res.update(group=cfg.get("group"), label=cfg.get("label", cfg["name"]))
         results.append(res)
-        print(json.dumps({"progress": cfg["name"]}), file=sys.stderr, flush=True)
     doc = {"onnxruntime": ort.__version__, "cpu": cpu_name(), "cpus": os.cpu_count(), "results": results}
     Path(spec["output"]).write_text(json.dumps(doc, indent=1))
     return 0
@@ -547,6 +570,11 @@ def setup_openvino(venv: Path, log) -> None:
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *OV_PACKAGES], check=True)
 
 
+def _range(r: dict) -> str:
+    lo, hi = r.get("ratio_range", (None, None))
+    return f" ({lo:.2f}-{hi:.2f}, {r['repeats']} runs)" if r.get("repeats", 1) > 1 else ""
+
+
 def fmt_table(rows: list[dict]) -> str:
     head = "| configuration | ORT p50 ms | LiteRT p50 ms | ratio p50 | ratio min | top-1 | LiteRT top-1 | agreement | other load |"
     lines = [head, "|" + "---|" * 9]
@@ -556,7 +584,7 @@ def fmt_table(rows: list[dict]) -> str:
             continue
         acc = (f"{100 * r['top1']:.1f}%", f"{100 * r['litert_top1']:.1f}%", f"{100 * r['agreement']:.1f}%") if "top1" in r else ("-", "-", "-")
         lines.append(
-            f"| {r['label']} | {r['ort_p50']:.3f} | {r['litert_p50']:.3f} | **{r['ratio_p50']:.2f}x** | {r['ratio_min']:.2f}x"
+            f"| {r['label']} | {r['ort_p50']:.3f} | {r['litert_p50']:.3f} | **{r['ratio_p50']:.2f}x**{_range(r)} | {r['ratio_min']:.2f}x"
             f" | {acc[0]} | {acc[1]} | {acc[2]} | {100 * r['other_load']:.0f}% |"
         )
     return "\n".join(lines)
@@ -572,6 +600,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=12, help="kept rounds per configuration")
     ap.add_argument("--runs", type=int, default=40, help="interleaved runs per round (per runtime)")
     ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--repeat", type=int, default=1, help="measure every configuration this many times (medians reported)")
     ap.add_argument("--max-load", type=float, default=0.15, help="drop rounds where other processes used more of the CPUs")
     ap.add_argument("--max-seconds", type=float, default=40.0, help="per configuration, before accepting loaded rounds")
     ap.add_argument("--limit", type=int, default=None, help="val images for top-1 (default all 200)")
@@ -596,7 +625,7 @@ def main() -> int:
     crops, mean, std = save_crops(args.work, args.limit)
     spec = {"threads": args.threads, "rounds": args.rounds, "runs": args.runs, "warmup": args.warmup,
             "max_load": args.max_load, "max_seconds": args.max_seconds, "crops": str(crops), "mean": mean, "std": std,
-            "accuracy": not args.no_accuracy}
+            "accuracy": not args.no_accuracy, "repeat": args.repeat}
     main_cfgs, ov_cfgs = configs(paths, args.work, groups)
     if args.configs:
         wanted = {c.strip() for c in args.configs.split(",") if c.strip()}
