@@ -61,7 +61,7 @@ def sweep(
                                       _split("--resolutions", resolutions, int), _split("--precisions", precisions), weights)
     for s in skipped:
         err_console.print(f"[yellow]skip[/] {s}")
-    check_writable(out / "sweep.json")
+    check_writable(out / "sweep.json", flag="--out")
     from ..profiles import load_profile
     from ..sweep import METRICS
 
