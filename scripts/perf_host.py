@@ -51,7 +51,7 @@ TFLITE = REPO / "models" / "pretrained" / "coral" / "tf2_mobilenet_v2_1.0_224_pt
 DEFAULT_WORK = REPO / ".cache" / "perf"
 DEFAULT_OV_VENV = REPO / ".cache" / "venvs" / "perf-openvino"
 OV_PACKAGES = ("onnxruntime-openvino", "ai-edge-litert", "numpy")
-GROUPS = ("formats", "session", "threads", "batch", "openvino", "method")
+GROUPS = ("formats", "session", "threads", "batch", "openvino", "method", "profile")
 
 
 # ================================================================================================
@@ -540,6 +540,61 @@ def configs(paths: dict[str, str], work: Path, groups: set[str]) -> tuple[list[d
     return main, ov
 
 
+def profile_layers(model: str, threads: int, runs: int = 500) -> list[dict]:
+    """Where the int8 model's time goes: ORT's per-node profile (medians) and the MACs, by layer kind."""
+    import collections
+
+    import onnx
+    import onnxruntime as ort
+
+    from mnetctl.analysis import analyze
+
+    def kind(name: str) -> str:
+        if name.startswith("stem"):
+            return "3x3 stem convolution"
+        if ".dw" in name:
+            return "depthwise, blocks 0-2 (112/56 px)" if int(name.split(".")[1]) <= 2 else "depthwise, blocks 3-16"
+        if ".expand" in name or ".project" in name or name.startswith("head.conv"):
+            return "1x1 convolutions"
+        if name.startswith("head.fc"):
+            return "classifier"
+        return "other (adds, pooling, transposes, (de)quantize)"
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = threads
+    so.enable_profiling = True
+    so.profile_file_prefix = str(Path(model).with_suffix("")) + ".profile"
+    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    x = (np.random.default_rng(0).random((1, 3, 224, 224), np.float32) if inp.type == "tensor(float)"
+         else np.random.default_rng(0).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8))
+    for _ in range(runs):
+        sess.run(None, {inp.name: x})
+    trace = Path(sess.end_profiling())
+    events = json.loads(trace.read_text())
+    trace.unlink()
+    per_node: dict[str, list[float]] = collections.defaultdict(list)
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            per_node[e["name"][: -len("_kernel_time")]].append(e["dur"])
+    us: dict[str, float] = collections.Counter()
+    for name, durs in per_node.items():
+        us[kind(name)] += float(np.median(durs))
+    macs: dict[str, float] = collections.Counter()
+    stats = analyze(onnx.load(model, load_external_data=False))
+    for layer in stats.layers:
+        k = kind(layer.name)
+        macs["depthwise (all blocks)" if k.startswith("depthwise") else k] += layer.macs
+    total_us, total_macs = sum(us.values()), sum(macs.values())
+    rows = []
+    for k, v in sorted(us.items(), key=lambda kv: -kv[1]):
+        mk = "depthwise (all blocks)" if k.startswith("depthwise") else k
+        rows.append({"layers": k, "time_share": v / total_us, "us": v,
+                     "mac_share_of_kind": macs.get(mk, 0.0) / total_macs if total_macs else 0.0})
+    return rows
+
+
 def run_worker(python: str, spec: dict, work: Path, tag: str, log) -> dict:
     spec = dict(spec, output=str(work / f"worker-{tag}.json"))
     spec_path = work / f"worker-{tag}.spec.json"
@@ -662,9 +717,15 @@ def main() -> int:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "results": results,
     }
+    if "profile" in groups:
+        log("per-node profile of the int8 QDQ U8S8 per-channel model")
+        prof = profile_layers(paths["f-qdq-u8s8-pc"], args.threads)
+        summary["profile"] = prof
     out = args.work / "results.json"
-    if args.configs and out.exists():  # a partial re-run replaces only the configurations it measured
+    if out.exists():  # a partial run replaces only what it measured; the rest of results.json stays
         previous = json.loads(out.read_text())
+        if "profile" not in summary and previous.get("profile"):
+            summary["profile"] = previous["profile"]
         fresh = {r["name"] for r in results}
         results = [r for r in previous.get("results", []) if r["name"] not in fresh] + results
         order = {c["name"]: i for i, c in enumerate(configs(paths, args.work, set(GROUPS))[0] + configs(paths, args.work, set(GROUPS))[1])}
@@ -680,6 +741,12 @@ def main() -> int:
         rows = [r for r in results if r.get("group") == g]
         if rows:
             print(f"## {g}\n\n{fmt_table(rows)}\n")
+    if summary.get("profile"):
+        print("## profile (int8 QDQ U8S8 per-channel, CPU EP, ORT's per-node profile, medians of 500 runs)\n")
+        print("| layers | share of the time | share of the MACs |\n|---|---|---|")
+        for row in summary["profile"]:
+            print(f"| {row['layers']} | {100 * row['time_share']:.1f}% | {100 * row['mac_share_of_kind']:.1f}% |")
+        print("\n(depthwise MACs are for all depthwise layers together)\n")
     log(f"wrote {out}")
     return 0
 
