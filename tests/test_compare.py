@@ -12,9 +12,12 @@ from mnetctl.cli import main
 
 from .conftest import PRETRAINED, VAL
 
-pytest.importorskip("ai_edge_litert.interpreter")
-
 TFLITE = PRETRAINED / "coral" / "mobilenet_v1_0.25_128_quant.tflite"
+
+
+@pytest.fixture(scope="module")
+def litert():
+    return pytest.importorskip("ai_edge_litert.interpreter")
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +31,7 @@ def imported(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def result(imported):
+def result(imported, litert):
     from mnetctl.compare import compare
 
     return compare(imported, TFLITE, threads=2, iterations=12, warmup=2, data=VAL, limit=8)
@@ -64,7 +67,7 @@ def test_top1_counts_against_labels(result):
     assert result.litert.correct == sum(p == y for p, y in zip(result.litert.predictions, labels))
 
 
-def test_cli_json_keys(imported, capsys):
+def test_cli_json_keys(imported, litert, capsys):
     rc = main(["compare", str(imported), "--tflite", str(TFLITE), "--iterations", "6", "--warmup", "1",
                "--limit", "4", "--data", str(VAL), "--json"])
     assert rc == 0
@@ -78,7 +81,7 @@ def test_cli_json_keys(imported, capsys):
     assert doc["ratio_p50"] == pytest.approx(doc["onnx"]["p50_ms"] / doc["litert"]["p50_ms"], rel=1e-2)
 
 
-def test_cli_table(imported, capsys):
+def test_cli_table(imported, litert, capsys):
     rc = main(["compare", str(imported), "--tflite", str(TFLITE), "-i", "4", "--warmup", "0", "-n", "2",
                "--data", str(VAL)])
     assert rc == 0
@@ -96,7 +99,7 @@ def test_missing_litert_exits_3(imported, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("bad", ["missing.tflite", "empty.tflite", "junk.tflite"])
-def test_bad_tflite_exits_2(imported, tmp_path, capsys, bad):
+def test_bad_tflite_exits_2(imported, litert, tmp_path, capsys, bad):
     path = tmp_path / bad
     if bad == "empty.tflite":
         path.write_bytes(b"")
