@@ -346,7 +346,7 @@ def _interleaving_session(path: Path | str, threads: int):
     """A CPU session whose idle workers stop spinning when a run returns.
 
     ONNX Runtime's pool threads otherwise spin for a while after each run and take CPU time from
-    whatever runs next, here LiteRT: on a 2-core host that doubled LiteRT's measured latency. The
+    whatever runs next, here LiteRT: on a 2-core host that added ~30% to LiteRT's measured p50. The
     setting leaves the run itself unchanged (threads still spin inside a run).
     """
     import onnxruntime as ort
