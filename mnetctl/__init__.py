@@ -22,6 +22,7 @@ _API = {
     "list_profiles": ("mnetctl.profiles", "list_profiles"),
     "plan_variants": ("mnetctl.sweep", "plan_variants"),
     "run_sweep": ("mnetctl.sweep", "run_sweep"),
+    "compare": ("mnetctl.compare", "compare"),
 }
 
 __all__ = ["__version__", *_API]
