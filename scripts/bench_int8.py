@@ -81,6 +81,9 @@ def session(path: Path, threads: int):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    # no busy-waiting after a run: with several sessions on few cores, one session's spinning pool
+    # threads would otherwise steal the cores from the next session in the round
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
