@@ -308,12 +308,27 @@ def model_bytes(model: onnx.ModelProto) -> bytes:
     return model.SerializeToString(deterministic=True)
 
 
-def _run_logits(model: bytes | Path, batches: Sequence[np.ndarray], input_name: str) -> np.ndarray:
+def _ort_error(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _run_logits(model: bytes | Path, batches: Sequence[np.ndarray], input_name: str, what: str) -> np.ndarray:
     from .runtime import cpu_session
 
-    session = cpu_session(model if isinstance(model, bytes) else str(model))
-    outs = [np.asarray(session.run(None, {input_name: b})[0], np.float32) for b in batches]
+    try:
+        session = cpu_session(model if isinstance(model, bytes) else str(model))
+        outs = [np.asarray(session.run(None, {input_name: b})[0], np.float32) for b in batches]
+    except Exception as exc:  # ORT's own exception types: a model that loads but cannot run
+        raise BadInput(f"ONNX Runtime cannot run {what}: {_ort_error(exc)}") from None
     return np.concatenate(outs)
+
+
+def _check_image_classifier(model: onnx.ModelProto, path: Path) -> str:
+    """The model's single image input (4-D, matching its metadata), or BadInput naming the file."""
+    from .evaluate import inspect_io
+
+    return inspect_io(model, path).input_name
 
 
 def _check_batches(meta: ModelMeta, images: Path | str | None, samples: int) -> tuple[list[np.ndarray], int]:
@@ -377,10 +392,13 @@ def calibrate(model_path: Path, reader: ImageCalibrationReader, qs: QuantSetting
     """
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
-    calibrator = create_calibrator(
-        Path(model_path), list(op_types), augmented_model_path=str(workdir / "augmented.onnx"),
-        calibrate_method=METHODS[qs.method], extra_options=qs.calibrator_options(),
-    )
+    try:
+        calibrator = create_calibrator(
+            Path(model_path), list(op_types), augmented_model_path=str(workdir / "augmented.onnx"),
+            calibrate_method=METHODS[qs.method], extra_options=qs.calibrator_options(),
+        )
+    except Exception as exc:
+        raise BadInput(f"ONNX Runtime cannot calibrate {label or model_path}: {_ort_error(exc)}") from None
     bar = None
     if progress:
         bar, reader.progress = _progress_bar(f"calibrate {label} ({qs.method})".replace(" ()", ""), len(reader))
@@ -388,17 +406,25 @@ def calibrate(model_path: Path, reader: ImageCalibrationReader, qs: QuantSetting
         if bar is not None:
             bar.start()
         with _quiet_stdout():
-            if qs.method == "minmax":
-                # MinMax keeps only per-batch min/max (small): one pass, so that a moving average is
-                # the mean over batches (ORT merges separate passes with a 0.01 EMA instead)
-                calibrator.collect_data(reader)
-            else:
-                while (feed := reader.get_next()) is not None:
-                    calibrator.collect_data(_OneFeed(feed))
-            if reader.used == 0:
-                raise BadInput(f"none of the {len(reader)} calibration images could be read",
-                               f"first failure: {reader.failures[0][0]}: {reader.failures[0][1]}" if reader.failures else None)
-            ranges = calibrator.compute_data()
+            try:
+                if qs.method == "minmax":
+                    # MinMax keeps only per-batch min/max (small): one pass, so that a moving average
+                    # is the mean over batches (ORT merges separate passes with a 0.01 EMA instead)
+                    calibrator.collect_data(reader)
+                else:
+                    while (feed := reader.get_next()) is not None:
+                        calibrator.collect_data(_OneFeed(feed))
+                if reader.used == 0:
+                    raise BadInput(f"none of the {len(reader)} calibration images could be read",
+                                   f"first failure: {reader.failures[0][0]}: {reader.failures[0][1]}" if reader.failures else None)
+                ranges = calibrator.compute_data()
+            except BadInput:
+                raise
+            except Exception as exc:  # ORT failing to run the model on the images
+                if reader.used == 0 and reader.failures and isinstance(exc, ValueError):
+                    raise BadInput(f"none of the {len(reader)} calibration images could be read",
+                                   f"first failure: {reader.failures[0][0]}: {reader.failures[0][1]}") from None
+                raise BadInput(f"ONNX Runtime cannot calibrate {label or model_path}: {_ort_error(exc)}") from None
     finally:
         if bar is not None:
             bar.stop()
@@ -449,8 +475,8 @@ def _simplify_proto(model: onnx.ModelProto, path: Path | str, meta: ModelMeta, c
     _restore_metadata(simplified, model)
     name = _input_name(model)
     batches, n = _check_batches(meta, check_images, samples)
-    ref = _run_logits(model_bytes(model), batches, name)
-    got = _run_logits(model_bytes(simplified), batches, name)
+    ref = _run_logits(model_bytes(model), batches, name, str(path))
+    got = _run_logits(model_bytes(simplified), batches, name, f"the simplified {path}")
     if ref.shape != got.shape:
         raise GateFailed(f"simplifying {path} changed the output shape {ref.shape} -> {got.shape}; nothing written")
     diff = float(np.max(np.abs(ref - got))) if ref.size else 0.0
@@ -481,6 +507,7 @@ def simplify_model(
     if int(samples) <= 0:
         raise BadInput(f"--samples must be a positive number, got {samples}")
     model = load_onnx(path)
+    _check_image_classifier(model, path)
     meta = read_meta(model)
     simplified, diff, n = _simplify_proto(model, path, meta, check_images, int(samples), float(tolerance))
     data = model_bytes(simplified)
@@ -736,7 +763,7 @@ def quantize_model(
         raise BadInput(f"{path} has precision {meta.precision!r}; quantize needs a float32 model")
     qs = settings if settings is not None else resolve_settings(
         meta.arch, method, per_channel, fmt, activations, keep_float, **overrides)
-    input_name = _input_name(model)
+    input_name = _check_image_classifier(model, path)
 
     calib_src = Path(calib) if calib is not None else default_calib_dir()
     calib_samples = find_samples(calib_src, int(samples))

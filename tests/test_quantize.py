@@ -242,6 +242,28 @@ def test_refuses_bad_inputs(quantized, tiny_model, tmp_path):
     assert not (tmp_path / "x.onnx").exists()
 
 
+def test_refuses_models_that_are_not_runnable_image_classifiers(tmp_path):
+    from mnetctl.builder import build_model
+
+    h = onnx.helper
+    graph = h.make_graph([h.make_node("Relu", ["x"], ["y"])], "g", [h.make_tensor_value_info("x", 1, [1, 3])],
+                         [h.make_tensor_value_info("y", 1, [1, 3])])
+    relu = tmp_path / "relu.onnx"
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), str(relu))
+    with pytest.raises(BadInput, match="4-D image batch"):
+        quantize_model(relu, tmp_path / "q.onnx", eval_data=None, progress=False)
+    with pytest.raises(BadInput, match="4-D image batch"):
+        simplify_model(relu, tmp_path / "s.onnx")
+    broken = build_model("v3-small", 0.25, 32, classes=10)  # loads, but ORT fails when it runs
+    conv = next(n for n in broken.graph.node if n.op_type == "Conv" and ".se." in n.name)
+    next(a for a in conv.attribute if a.name == "group").i = 0
+    group0 = tmp_path / "group0.onnx"
+    group0.write_bytes(broken.SerializeToString())
+    with pytest.raises(BadInput, match="ONNX Runtime cannot run"):
+        quantize_model(group0, tmp_path / "q.onnx", eval_data=None, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["group0.onnx", "relu.onnx"]
+
+
 def test_unreadable_calibration_images_are_skipped_or_refused(tiny_model, tmp_path):
     good = sorted(CALIB.iterdir())[:3]
     folder = tmp_path / "calib"
