@@ -110,15 +110,11 @@ CASES = [
     Case("bench-model-cannot-run", "bench {root}/group0.onnx -n 2", ("group0.onnx", "cannot run")),
     Case("eval-not-an-image-classifier", "eval {root}/relu.onnx --limit 2", ("relu.onnx",)),
     Case("predict-not-an-image-classifier", "predict {root}/relu.onnx {tench}", ("relu.onnx",)),
-    Case("quantize-model-cannot-run", "quantize {root}/group0.onnx --no-eval -o {out}/q.onnx", ("group0.onnx",),
-         marks=(pytest.mark.xfail(strict=True, reason="quantize lets ONNX Runtime's run error through (exit 1)"),)),
-    Case("quantize-not-an-image-classifier", "quantize {root}/relu.onnx --no-eval -o {out}/q.onnx", ("relu.onnx",),
-         marks=(pytest.mark.xfail(strict=True, reason="quantize feeds images to a model without an image input (exit 1)"),)),
-    Case("simplify-not-an-image-classifier", "simplify {root}/relu.onnx -o {out}/s.onnx", ("relu.onnx",),
-         marks=(pytest.mark.xfail(strict=True, reason="simplify feeds images to a model without an image input (exit 1)"),)),
+    Case("quantize-model-cannot-run", "quantize {root}/group0.onnx --no-eval -o {out}/q.onnx", ("group0.onnx",)),
+    Case("quantize-not-an-image-classifier", "quantize {root}/relu.onnx --no-eval -o {out}/q.onnx", ("relu.onnx",)),
+    Case("simplify-not-an-image-classifier", "simplify {root}/relu.onnx -o {out}/s.onnx", ("relu.onnx",)),
     Case("compare-model-cannot-run", "compare {root}/group0.onnx --tflite {v1_ckpt} --limit 2 --iterations 2",
-         ("group0.onnx",),
-         marks=(pytest.mark.xfail(strict=True, reason="compare lets ONNX Runtime's run error through (exit 1)"),)),
+         ("group0.onnx",)),
     Case("quantize-corrupt-model", "quantize {root}/junk.onnx --no-eval -o {out}/q.onnx", ("junk.onnx",)),
     # ---- build options
     Case("build-width-zero", "build v1 --width 0 -o {out}/b.onnx", ("--width",)),
@@ -192,9 +188,7 @@ CASES = [
     Case("sweep-data-empty", "sweep --arch v1 --widths 0.25 --resolutions 128 --weights random --precisions fp32 "
          "--data {root}/empty -o {out}/sweep --cache {out}/cache", ("--data", "empty")),
     Case("sweep-widths-not-numbers", "sweep --widths abc -o {out}/sweep", ("--widths", "abc")),
-    Case("compare-tflite-missing", "compare {model} --tflite {root}/nope.tflite", ("--tflite", "nope.tflite"),
-         marks=(pytest.mark.xfail(strict=True, reason="compare starts its progress bar before checking --tflite and "
-                                  "leaves a blank line on a non-terminal stderr"),)),
+    Case("compare-tflite-missing", "compare {model} --tflite {root}/nope.tflite", ("--tflite", "nope.tflite")),
 ]
 
 

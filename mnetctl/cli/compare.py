@@ -31,7 +31,7 @@ def compare_cmd(
     from ..compare import compare
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=err_console, transient=True, disable=json_out)
+                   console=err_console, transient=True, disable=json_out or not err_console.is_terminal)
     tasks: dict[str, int] = {}
 
     def report(phase: str, done: int, total: int) -> None:
