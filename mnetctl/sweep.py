@@ -294,7 +294,10 @@ def run_sweep(
         model_path = fp32_path
         # quantize ------------------------------------------------------------------------
         if variant.precision == "int8":
-            q_key = _digest({"model": file_digest(fp32_path), "calib": str(settings.calib or "default"), "version": __version__})
+            from .quantize import default_settings
+
+            q_key = _digest({"model": file_digest(fp32_path), "calib": str(settings.calib or "default"),
+                             "defaults": repr(default_settings(variant.arch)), "version": __version__})
             int8_path = cache.model("quantize", q_key)
             cached["quantize"] = cache.enabled and int8_path.is_file()
             if not cached["quantize"]:
