@@ -396,7 +396,7 @@ def bench(
 ) -> BenchResult:
     """Benchmark `model_path`; the returned result carries the profile's budget checks (see `check_budgets`)."""
     from .hostinfo import host_info
-    from .runtime import create_session, onnxruntime_info, op_profile as run_op_profile, random_feeds
+    from .runtime import bind_io, create_session, onnxruntime_info, op_profile as run_op_profile, random_feeds
 
     path = Path(model_path)
     prof = _resolve_profile(profile)
@@ -431,11 +431,7 @@ def bench(
     _check_batch_memory(session, batch, facts["resolution"])
     feeds = random_feeds(session, batch=batch, seed=seed, sizes={"height": facts["resolution"], "width": facts["resolution"]})
 
-    io = session.io_binding()
-    for name, arr in feeds.items():
-        io.bind_cpu_input(name, arr)
-    for out in session.get_outputs():
-        io.bind_output(out.name, "cpu")
+    io = bind_io(session, feeds)
     run = session.run_with_iobinding
 
     t0 = time.perf_counter_ns()

@@ -37,7 +37,7 @@ def main() -> int:
     from mnetctl.bench import timed_runs
     from mnetctl.builder import build_model, save_model
     from mnetctl.hostinfo import host_info
-    from mnetctl.runtime import create_session, random_feeds
+    from mnetctl.runtime import bind_io, create_session, random_feeds
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "v1-0.25-128.onnx"
@@ -45,11 +45,7 @@ def main() -> int:
         sinfo = create_session(path, "cpu", threads=args.threads, batch=1)
     sess = sinfo.session
     feeds = random_feeds(sess, batch=1)
-    io = sess.io_binding()
-    for name, arr in feeds.items():
-        io.bind_cpu_input(name, arr)
-    for out in sess.get_outputs():
-        io.bind_output(out.name, "cpu")
+    io = bind_io(sess, feeds)
     run = sess.run_with_iobinding
     run(io)
     for out, value in zip(sess.get_outputs(), io.get_outputs()):
