@@ -14,7 +14,8 @@ Scaling rules (as in the reference TF-slim code and the released checkpoints):
   * every channel count c becomes make_divisible(c * width, 8), never rounding down by more than 10 %;
   * V2 keeps its 1280-channel last conv for width <= 1 (it scales up for width > 1);
   * V2 expansion channels are make_divisible(in_channels * t) of the already-scaled input;
-  * V3 expansion, output and stem channels scale; the last 1x1 conv (960 / 576) scales with width;
+  * V3 output and stem channels scale; a row's expansion size is read as a ratio of the paper's input
+    (e.g. 72 / 24 = 3) applied to the already-scaled input; the last 1x1 conv (960 / 576) scales with width;
     the 1x1 conv after pooling (1280 / 1024) is kept for width <= 1 and scaled above 1;
     squeeze-excite channels are make_divisible(expanded / 4, 8), as in the checkpoints.
 """
