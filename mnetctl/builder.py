@@ -12,7 +12,7 @@ from .errors import BadInput
 from .fsutil import atomic_path
 from .graph import DEFAULT_OPSET, emit, insert_qdq, validate_opset
 from .meta import ModelMeta, write_meta
-from .specs import ArchConfig, decode
+from .specs import decode
 
 
 def resolve_padding(padding: str, weights: str) -> str:
@@ -102,10 +102,6 @@ def build_model(
     })
     write_meta(float_model, meta)
     return insert_qdq(float_model, activations, qweights)
-
-
-def config_of(arch: str, width: float, resolution: int, classes: int) -> ArchConfig:
-    return decode(arch, width, resolution, classes)
 
 
 def save_model(model: onnx.ModelProto, path: Path | str) -> Path:
