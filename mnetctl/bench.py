@@ -438,8 +438,9 @@ def bench(
     try:
         run(io)
     except Exception as exc:  # ORT loaded the graph but cannot run it (e.g. a corrupt attribute)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
-        raise BadInput(f"ONNX Runtime cannot run {path}: {first}") from None
+        from .modelio import cannot_run
+
+        raise cannot_run(path, exc) from None
     cold_ms = (time.perf_counter_ns() - t0) / 1e6
     # Bind the outputs the cold run allocated so that no run allocates again.
     for out, value in zip(session.get_outputs(), io.get_outputs()):

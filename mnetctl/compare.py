@@ -339,8 +339,9 @@ class OnnxRunner:
         try:
             return self.session.run(self.out_names, {self.feed_name: x})[0]
         except Exception as exc:  # ORT loaded the graph but cannot run it (e.g. a corrupt attribute)
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
-            raise BadInput(f"ONNX Runtime cannot run {self.path}: {first}") from None
+            from .modelio import cannot_run
+
+            raise cannot_run(self.path, exc) from None
 
     def scores(self, out: np.ndarray) -> np.ndarray:
         return np.asarray(out, dtype=np.float32).reshape(-1)[self.io.label_offset:]

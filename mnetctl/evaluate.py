@@ -161,8 +161,9 @@ class _Runner:
         try:
             (out,) = self.session.run([self.io.output_name], {self.io.input_name: array})
         except Exception as exc:  # ORT loaded the graph but cannot run it (e.g. a corrupt attribute)
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
-            raise BadInput(f"ONNX Runtime cannot run {self.path}: {first}") from None
+            from .modelio import cannot_run
+
+            raise cannot_run(self.path, exc) from None
         out = np.asarray(out, dtype=np.float32)
         return out.reshape(out.shape[0], -1)
 

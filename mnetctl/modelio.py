@@ -54,3 +54,9 @@ def _non_text_name(model: onnx.ModelProto) -> str | None:
         if isinstance(prop.key, bytes) or isinstance(prop.value, bytes):
             return "a metadata entry"
     return None
+
+
+def cannot_run(path: Path | str, exc: BaseException) -> BadInput:
+    """The error for a model ONNX Runtime loaded but cannot run (e.g. a corrupt attribute): its last line."""
+    last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
+    return BadInput(f"ONNX Runtime cannot run {path}: {last}")
