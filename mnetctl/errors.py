@@ -5,6 +5,7 @@ Exit codes used everywhere:
   1  a budget, gate or regression check failed
   2  usage error or bad input (file, flag, data)
   3  the environment lacks what was asked (an execution provider, an optional package)
+  4  an internal error (a bug in mnetctl or a library under it); MNETCTL_DEBUG=1 shows the traceback
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ EXIT_OK = 0
 EXIT_GATE = 1
 EXIT_USAGE = 2
 EXIT_ENV = 3
+EXIT_INTERNAL = 4
 
 
 class MnetctlError(Exception):
@@ -42,3 +44,20 @@ class GateFailed(MnetctlError):
     """A budget, accuracy gate or regression check failed (exit 1)."""
 
     exit_code = EXIT_GATE
+
+
+def short(exc: BaseException, limit: int = 300) -> str:
+    """One line for any exception: its last non-empty line (libraries put the detail last), at most `limit` chars.
+
+    The one way mnetctl turns a foreign exception (ONNX Runtime, protobuf, OS) into message text.
+    """
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    text = lines[-1] if lines else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def debug_enabled() -> bool:
+    """MNETCTL_DEBUG=1 (or any value but '', 0, false, no): show tracebacks and runtime logs."""
+    import os
+
+    return os.environ.get("MNETCTL_DEBUG", "").strip().lower() not in ("", "0", "false", "no")

@@ -1,0 +1,40 @@
+"""Rich progress bars for the library's `on_progress(done, total, label)` callbacks (the only place bars are drawn)."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+from ..progress import ProgressFn
+
+
+@contextmanager
+def progress_bar(enabled: bool = True, transient: bool = True) -> Iterator[ProgressFn | None]:
+    """Yield a callback that draws one bar per label on stderr, or None when disabled or stderr is no terminal.
+
+    Refreshes at most ~8 times a second, so a tight timing loop that reports every run costs next to nothing.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal:
+        yield None
+        return
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=console, transient=transient, auto_refresh=False)
+    tasks: dict[str, int] = {}
+    last = [0.0]
+
+    def on_progress(done: float, total: float | None, label: str) -> None:
+        if label not in tasks:
+            tasks[label] = bar.add_task(label, total=total)
+        bar.update(tasks[label], completed=done, total=total)
+        now = time.perf_counter()
+        if now - last[0] > 0.125 or (total is not None and done >= total):
+            last[0] = now
+            bar.refresh()
+
+    with bar:
+        yield on_progress
