@@ -384,7 +384,7 @@ def find_samples(data: Path | str, limit: int | None = None, flag: str = "data")
     """
     data = Path(data)
     if limit is not None and int(limit) <= 0:
-        raise BadInput(f"--limit must be a positive number, got {limit}")
+        raise BadInput(f"limit must be a positive number, got {limit}")
     if not data.exists():
         raise BadInput(f"{flag} {data} does not exist", "give a folder of images, a CSV of file,label or an image file")
     if data.is_dir():

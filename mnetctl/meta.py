@@ -23,6 +23,7 @@ DEFAULT_CROP = 0.875
 class ModelMeta:
     """What a model says about itself. Mean/std are in 0..255 pixel units, per RGB channel."""
 
+    task: str = "classification"  # a name in mnetctl.tasks.TASKS
     arch: str = "unknown"
     width: float = 1.0
     resolution: int = 224

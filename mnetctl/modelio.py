@@ -6,7 +6,7 @@ from pathlib import Path
 
 import onnx
 
-from .errors import BadInput
+from .errors import BadInput, short
 
 
 def check_model_path(path: Path | str) -> Path:
@@ -57,6 +57,5 @@ def _non_text_name(model: onnx.ModelProto) -> str | None:
 
 
 def cannot_run(path: Path | str, exc: BaseException) -> BadInput:
-    """The error for a model ONNX Runtime loaded but cannot run (e.g. a corrupt attribute): its last line."""
-    last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
-    return BadInput(f"ONNX Runtime cannot run {path}: {last}")
+    """The error for a model ONNX Runtime loaded but cannot run (e.g. a corrupt attribute)."""
+    return BadInput(f"ONNX Runtime cannot run {path}: {short(exc)}")

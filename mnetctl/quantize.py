@@ -866,8 +866,8 @@ def _evaluate_pair(rep: QuantReport, float_path: Path, int8_path: Path, data: An
     from .evaluate import evaluate
 
     t = time.perf_counter()
-    before = evaluate(float_path, data, limit=limit, progress=progress)
-    after = evaluate(int8_path, data, limit=limit, progress=progress)
+    before = evaluate(float_path, data, limit=limit)
+    after = evaluate(int8_path, data, limit=limit)
     rep.eval_data = str(data)
     rep.eval_n = before.n
     rep.top1_before, rep.top5_before = before.top1, before.top5

@@ -314,7 +314,7 @@ def run_sweep(
         if ev is None:
             from .evaluate import evaluate
 
-            res = evaluate(model_path, data, limit=settings.limit, threads=settings.threads, progress=False)
+            res = evaluate(model_path, data, limit=settings.limit, threads=settings.threads)
             ev = {"top1": res.top1, "top5": res.top5, "n": res.n}
             cache.put_json("eval", e_key, ev)
         note("eval", variant, cached["eval"])

@@ -58,7 +58,7 @@ def built(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def val_results(built):
-    return {key: evaluate(q, VAL, batch=50, progress=False) for key, (q, _) in built.items()}
+    return {key: evaluate(q, VAL, batch=50) for key, (q, _) in built.items()}
 
 
 def _inits(model: onnx.ModelProto) -> dict[str, np.ndarray]:

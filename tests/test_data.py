@@ -140,7 +140,7 @@ def test_bad_data_paths(tmp_path):
         find_samples(tmp_path)
     with pytest.raises(BadInput, match="neither a folder"):
         find_samples(tmp_path / "readme.txt")
-    with pytest.raises(BadInput, match="--limit"):
+    with pytest.raises(BadInput, match="^limit must be"):
         find_samples(default_val_dir(), limit=0)
 
 

@@ -70,7 +70,7 @@ def labelled_csv(tmp_path: Path, labels: list[int]) -> Path:
 
 
 def test_eval_random_model_on_val(tiny_model):
-    res = evaluate(tiny_model, default_val_dir(), progress=False)
+    res = evaluate(tiny_model, default_val_dir())
     samples = find_samples(default_val_dir())
     assert res.n == 200 and res.failed == []
     assert res.labels == [s.label for s in samples]
@@ -79,9 +79,9 @@ def test_eval_random_model_on_val(tiny_model):
     assert res.top1 <= res.top5 <= 1.0 and res.correct1 == round(res.top1 * 200)
     assert res.images_per_s > 0 and res.seconds > 0
     # the batch size changes nothing but speed; batch > dataset is fine
-    small = evaluate(tiny_model, default_val_dir(), limit=20, batch=7, progress=False)
+    small = evaluate(tiny_model, default_val_dir(), limit=20, batch=7)
     assert small.predictions == res.predictions[:20]
-    big = evaluate(tiny_model, default_val_dir(), limit=5, batch=1000, progress=False)
+    big = evaluate(tiny_model, default_val_dir(), limit=5, batch=1000)
     assert big.n == 5 and big.predictions == res.predictions[:5]
 
 
@@ -91,17 +91,17 @@ def test_label_offset_and_background_ignored(tmp_path):
     logits[0], logits[1 + 1], logits[1 + 2] = 10.0, 5.0, 4.0
     csv = labelled_csv(tmp_path, [1, 1, 2])
     tf_style = constant_logits_model(tmp_path / "tf.onnx", logits, ModelMeta(resolution=RES, classes=1001, label_offset=1))
-    res = evaluate(tf_style, csv, progress=False)
+    res = evaluate(tf_style, csv)
     assert res.predictions == [1, 1, 1]
     assert (res.correct1, res.correct5, res.n) == (2, 3, 3)
     assert res.top1 == pytest.approx(2 / 3) and res.top5 == 1.0
     # the same logits declared without an offset: the background logit wins, nothing is right
     no_offset = constant_logits_model(tmp_path / "plain.onnx", logits, ModelMeta(resolution=RES, classes=1001, label_offset=0))
-    res0 = evaluate(no_offset, csv, progress=False)
+    res0 = evaluate(no_offset, csv)
     assert res0.predictions == [0, 0, 0] and res0.correct1 == 0
     # a foreign 1001-class model without mnetctl metadata: TF convention assumed
     foreign = constant_logits_model(tmp_path / "foreign.onnx", logits, None)
-    assert evaluate(foreign, csv, progress=False).predictions == [1, 1, 1]
+    assert evaluate(foreign, csv).predictions == [1, 1, 1]
 
 
 def test_fixed_batch_models(tmp_path):
@@ -110,25 +110,25 @@ def test_fixed_batch_models(tmp_path):
     csv = labelled_csv(tmp_path, [7] * 5 + [3] * 5)
     for fixed in (1, 4):  # 4 does not divide 10: the last batch is padded
         model = constant_logits_model(tmp_path / f"b{fixed}.onnx", logits, ModelMeta(resolution=RES), batch=fixed)
-        res = evaluate(model, csv, batch=32, progress=False)
+        res = evaluate(model, csv, batch=32)
         assert res.n == 10 and res.correct1 == 5 and res.predictions == [7] * 10
 
 
 def test_unlabeled_and_unusable_data(tmp_path, tiny_model):
     shutil.copy(TENCH, tmp_path / "holiday.jpg")
     with pytest.raises(BadInput, match="no class label"):
-        evaluate(tiny_model, tmp_path, progress=False)
+        evaluate(tiny_model, tmp_path)
     bad = tmp_path / "bad"
     (bad / "n01440764").mkdir(parents=True)
     (bad / "n01440764" / "x.jpg").write_bytes(TENCH.read_bytes()[:500])
     with pytest.raises(BadInput, match="none of the 1 images"):
-        evaluate(tiny_model, bad, progress=False)
+        evaluate(tiny_model, bad)
 
 
 def test_batch_that_does_not_fit_memory(monkeypatch, tiny_model):
     monkeypatch.setattr(evaluate_mod, "_available_memory", lambda: 64 * 2**20)
     with pytest.raises(BadInput, match="--batch 64 needs") as err:
-        evaluate(tiny_model, default_val_dir(), batch=64, progress=False)
+        evaluate(tiny_model, default_val_dir(), batch=64)
     assert "lower --batch" in err.value.hint
 
 
@@ -154,8 +154,7 @@ def test_predict_background_is_not_listed(tmp_path):
     (pred,) = predict(model, [GOLDFISH], top=1)
     expected = np.exp(3.0) / np.exp(logits).sum()  # softmax over all outputs, background left out of the list
     assert pred.top[0][0] == 4 and pred.top[0][2] == pytest.approx(expected, rel=1e-5)
-    path, top = pred
-    assert path == str(GOLDFISH) and top == pred.top
+    assert pred.path == str(GOLDFISH)
 
 
 @pytest.fixture(scope="module")

@@ -101,7 +101,7 @@ def test_top1_agrees_with_litert(tmp_path, samples, images, arch, weights, files
     path = tmp_path / "imported.onnx"
     save_model(model, path)
     meta = read_meta(model)
-    ours = evaluate(path, samples[:count], batch=50, progress=False).predictions
+    ours = evaluate(path, samples[:count], batch=50).predictions
     pre = Preprocessor.from_meta(meta)
     theirs = litert_top1_sets(files, [pre.resize_crop(im) for im in images[:count]], meta)
     agree = np.mean([o in t for o, t in zip(ours, theirs)])
@@ -243,7 +243,7 @@ def test_v3_small_top1_within_litert_kernel_spread(tmp_path, samples, images):
     path = tmp_path / "v3s.onnx"
     save_model(model, path)
     meta = read_meta(model)
-    ours = evaluate(path, samples, batch=50, progress=False)
+    ours = evaluate(path, samples, batch=50)
     crops = [Preprocessor.from_meta(meta).resize_crop(im) for im in images]
     labels = [s.label for s in samples]
     figures = {}

@@ -506,7 +506,7 @@ def test_imported_top1_matches_litert_reference(tmp_path, arch, width, res, weig
 
     path = tmp_path / f"{arch}-{width}-{res}.onnx"
     save_model(build_model(arch, width, res, weights=weights), path)
-    result = evaluate(path, VAL, batch=50, progress=False)
+    result = evaluate(path, VAL, batch=50)
     assert result.n == 200 and not result.failed
     top1 = 100.0 * result.correct1 / result.n
     assert abs(top1 - reference) <= 1.5 + 1e-9, f"top-1 {top1:.1f}% vs LiteRT {reference}%"

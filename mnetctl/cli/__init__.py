@@ -7,12 +7,12 @@ shown only with MNETCTL_DEBUG=1.
 from __future__ import annotations
 
 import importlib
-import os
+import re
 import sys
 
 import typer
 
-from ..errors import EXIT_USAGE, MnetctlError
+from ..errors import EXIT_INTERNAL, EXIT_USAGE, MnetctlError, debug_enabled
 from ._app import app, err_console
 
 # One module per command (or command group); each registers itself on `app` when imported.
@@ -34,8 +34,24 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}")
 
 
-def _debug() -> bool:
-    return os.environ.get("MNETCTL_DEBUG", "") not in ("", "0", "false", "no")
+# Library errors name parameters ("batch must be ..."); on the command line they name the flag instead.
+# Every command spells a parameter with the same flag, so one table serves them all.
+PARAM_FLAGS = {
+    "batch": "--batch", "data": "--data", "limit": "--limit", "threads": "--threads", "top": "--top",
+    "iterations": "--iterations", "warmup": "--warmup", "duration": "--duration", "width": "--width",
+    "resolution": "--resolution", "classes": "--classes", "opset": "--opset", "padding": "--padding",
+    "input_format": "--input-format", "precision": "--precision", "weights": "--weights", "seed": "--seed",
+    "samples": "--samples", "calib": "--calib", "metric": "--metric", "tolerance": "--tolerance",
+    "budget_ms": "--budget-ms", "eps": "--ep", "ep_options": "--ep-option",
+}
+
+
+def _as_flags(message: str) -> str:
+    """'batch must be ...' -> '--batch must be ...' (only a leading parameter name is mapped)."""
+    word = re.match(r"([a-z_]+)(?=[ :])", message)
+    if word and word.group(1) in PARAM_FLAGS:
+        return PARAM_FLAGS[word.group(1)] + message[word.end():]
+    return message
 
 
 def _one_line(text: str) -> str:
@@ -53,11 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         if code == 130:  # Ctrl-C: typer turns KeyboardInterrupt into exit code 130 without a word
             err_console.print("[bold red]interrupted[/]")
     except MnetctlError as exc:
-        if _debug():
+        if debug_enabled():
             raise
         # One line, whatever the terminal width: what went wrong (naming the file or flag), then what to do.
         hint = f" [dim]- hint: {_one_line(exc.hint)}[/]" if exc.hint else ""
-        err_console.print(f"[bold red]error:[/] {_one_line(exc.message)}{hint}", soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {_one_line(_as_flags(exc.message))}{hint}", soft_wrap=True)
         code = exc.exit_code
     except typer.Exit as exc:
         code = exc.exit_code
@@ -82,14 +98,14 @@ def main(argv: list[str] | None = None) -> int:
             if argv is None:
                 sys.exit(code)
             return code
-        if _debug():
+        if debug_enabled():
             raise
         err_console.print(
             f"[bold red]error:[/] {type(exc).__name__}: {_one_line(exc)}"
             " [dim](set MNETCTL_DEBUG=1 for the traceback)[/]",
             soft_wrap=True,
         )
-        code = EXIT_USAGE if isinstance(exc, (ValueError, OSError)) else 1
+        code = EXIT_USAGE if isinstance(exc, OSError) else EXIT_INTERNAL
     sys.stdout.flush()
     if argv is None:
         sys.exit(code)

@@ -25,10 +25,11 @@ def eval_cmd(
     """Top-1/top-5 accuracy on labelled images; preprocessing comes from the model's metadata."""
     from rich.table import Table
 
-    from ..data import default_val_dir
     from ..evaluate import evaluate
+    from ._progress import progress_bar
 
-    result = evaluate(model, data or default_val_dir(), limit=limit, batch=batch, threads=threads, progress=not json_out)
+    with progress_bar(not json_out) as on_progress:
+        result = evaluate(model, data, limit=limit, batch=batch, threads=threads, on_progress=on_progress)
     for path, reason in result.failed:
         err_console.print(f"[yellow]unreadable:[/] {path}: {reason}", soft_wrap=True)
     if json_out:

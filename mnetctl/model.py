@@ -1,0 +1,182 @@
+"""The model handle: one ONNX file opened and validated once, then handed through the stages.
+
+`Model.open(path)` parses the file once (weights in external data are not loaded), reads the metadata once,
+checks the image input against it, builds the preprocessor, and lets the model's task (`mnetctl.task`
+metadata, classification by default) check and describe the outputs. Stages (quantize, evaluate, predict,
+bench, compare) take a handle or a path; a path is opened here, so every stage reports bad files alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import Preprocessor, class_name
+from .errors import BadInput, short
+from .meta import ModelMeta, read_meta
+from .modelio import check_model_path, load_onnx
+from .tasks import Task, get_task
+
+QUANT_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger",
+                       "MatMulInteger", "DynamicQuantizeLinear", "QLinearAdd", "QLinearMul"})
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The model's one image input."""
+
+    name: str
+    dtype: np.dtype
+    dims: tuple[int | None, ...]  # None where a dimension is symbolic
+    fixed_batch: int | None  # the batch dimension when it is a fixed number
+
+
+@dataclass
+class Model:
+    path: Path | None
+    proto: Any  # onnx.ModelProto, without external weight data
+    meta: ModelMeta
+    input: InputSpec
+    task: Task
+    head: Any  # what the task needs to decode outputs (e.g. tasks.classification.ClassifierHead)
+    preprocessor: Preprocessor
+
+    @classmethod
+    def open(cls, path: Path | str) -> "Model":
+        path = check_model_path(path)
+        return cls.from_proto(load_onnx(path, load_external_data=False), path)
+
+    @classmethod
+    def from_proto(cls, proto, path: Path | str | None = None) -> "Model":
+        where = str(path) if path is not None else "model"
+        meta = read_meta(proto)
+        task = get_task(meta.task)
+        pre = Preprocessor.from_meta(meta)
+        inp = _image_input(proto, meta, pre, where)
+        head = task.inspect_outputs(proto, meta, inp, where)
+        return cls(Path(path) if path is not None else None, proto, meta, inp, task, head, pre)
+
+    # -- facts -----------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return str(self.path) if self.path is not None else "model"
+
+    @property
+    def quantized(self) -> bool:
+        return any(n.op_type in QUANT_OPS for n in self.proto.graph.node)
+
+    @property
+    def opset(self) -> int | None:
+        return next((o.version for o in self.proto.opset_import if o.domain in ("", "ai.onnx")), None)
+
+    def size_bytes(self) -> int:
+        """Bytes on disk, external-data files included."""
+        if self.path is None:
+            return self.proto.ByteSize()
+        total = self.path.stat().st_size
+        seen: set[Path] = set()
+        for init in self.proto.graph.initializer:
+            for entry in init.external_data:
+                if entry.key == "location":
+                    f = self.path.parent / entry.value
+                    if f not in seen and f.is_file():
+                        seen.add(f)
+                        total += f.stat().st_size
+        return total
+
+    def label(self, index: int) -> str:
+        """A class name for a classifier's output index (ImageNet names for 1000-class models)."""
+        labels = self.meta.extra.get("labels")
+        if labels:
+            import json
+
+            try:
+                names = json.loads(labels)
+                if 0 <= index < len(names):
+                    return str(names[index])
+            except ValueError:
+                pass
+        return class_name(index) if getattr(self.head, "num_labels", None) == 1000 else f"class {index}"
+
+    # -- classifier shorthands (what evaluate, predict and compare read) --------------------------
+
+    @property
+    def input_name(self) -> str:
+        return self.input.name
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return self.input.dtype
+
+    @property
+    def fixed_batch(self) -> int | None:
+        return self.input.fixed_batch
+
+    @property
+    def output_name(self) -> str:
+        return self.head.output_name
+
+    @property
+    def label_offset(self) -> int:
+        return self.head.label_offset
+
+    @property
+    def num_labels(self) -> int:
+        return self.head.num_labels
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def session(self, threads: int | None = None):
+        """A CPU ONNX Runtime session; a graph ORT cannot load is a BadInput naming the file."""
+        from .runtime import check_threads, cpu_session
+
+        if threads is not None:
+            check_threads(threads)  # before the session, whose errors are reported as a bad model
+        source = self.path if self.path is not None else self.proto.SerializeToString()
+        try:
+            return cpu_session(source, threads=threads)
+        except BadInput:
+            raise
+        except Exception as exc:  # ORT raises its own exception types for invalid graphs
+            raise BadInput(f"ONNX Runtime cannot load {self.name}: {short(exc)}") from None
+
+
+def as_model(model: "Model | Path | str") -> Model:
+    """A handle for a handle or a path (the one way stages accept either)."""
+    return model if isinstance(model, Model) else Model.open(model)
+
+
+def _image_input(proto, meta: ModelMeta, pre: Preprocessor, path: str) -> InputSpec:
+    """Check that the model has one 4-D image input matching its metadata."""
+    from onnx import TensorProto, helper
+
+    inits = {i.name for i in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise BadInput(f"{path} has {len(inputs)} inputs; mnetctl needs a model with one image input")
+    inp = inputs[0]
+    ttype = inp.type.tensor_type
+    dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim)
+    if len(dims) != 4:
+        raise BadInput(f"{path}: input {inp.name!r} has rank {len(dims)}, expected a 4-D image batch")
+    spatial = dims[2:4] if pre.input_format == "float-nchw" else dims[1:3]
+    channels = dims[1] if pre.input_format == "float-nchw" else dims[3]
+    if channels not in (None, 3):
+        raise BadInput(f"{path}: input {inp.name!r} {list(dims)} does not match the layout {pre.input_format} in its metadata")
+    for d in spatial:
+        if d is not None and d != meta.resolution:
+            raise BadInput(f"{path}: input {inp.name!r} is {list(spatial)}, but its metadata says resolution {meta.resolution}")
+    try:
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(ttype.elem_type)) if ttype.elem_type else np.dtype(np.float32)
+    except Exception:  # an element type number ONNX does not know (a corrupt file)
+        raise BadInput(f"{path}: input {inp.name!r} has an unknown element type {ttype.elem_type}") from None
+    if (ttype.elem_type == TensorProto.UINT8) != (pre.input_format == "uint8-nhwc"):
+        raise BadInput(f"{path}: input {inp.name!r} is {dtype}, but its metadata says input format {pre.input_format}")
+    if dtype.kind not in "fu":
+        raise BadInput(f"{path}: unsupported input type {dtype}")
+    fixed = dims[0] if dims[0] and dims[0] > 0 else None
+    return InputSpec(inp.name, dtype, dims, fixed)
