@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import BadInput, EnvironmentMissing
+from .errors import BadInput, EnvironmentMissing, MnetctlError
 
 LITERT_HINT = "pip install 'mnetctl[litert]'"
 DEFAULT_ITERATIONS = 200
@@ -317,13 +317,18 @@ class OnnxRunner:
     def __init__(self, path: Path | str, threads: int, session=None):
         from .evaluate import inspect_io
         from .modelio import load_onnx
+        from .runtime import cpu_session
 
         model = load_onnx(path, load_external_data=False)
         self.io = inspect_io(model, path)
         del model
         if session is None:
             try:
-                session = _interleaving_session(path, threads)
+                # idle pool threads stop spinning when a run returns, so they take no CPU time from
+                # LiteRT's runs in between (on a 2-core host spinning added ~30% to LiteRT's p50)
+                session = cpu_session(path, threads, stop_idle_spinning=True)
+            except MnetctlError:
+                raise
             except Exception as exc:  # onnxruntime's own errors (unsupported op, bad graph)
                 raise BadInput(f"ONNX Runtime cannot load {path}: {' '.join(str(exc).split())[:300]}") from None
         self.session = session
@@ -345,22 +350,6 @@ class OnnxRunner:
 
     def scores(self, out: np.ndarray) -> np.ndarray:
         return np.asarray(out, dtype=np.float32).reshape(-1)[self.io.label_offset:]
-
-
-def _interleaving_session(path: Path | str, threads: int):
-    """A CPU session whose idle workers stop spinning when a run returns.
-
-    ONNX Runtime's pool threads otherwise spin for a while after each run and take CPU time from
-    whatever runs next, here LiteRT: on a 2-core host that added ~30% to LiteRT's measured p50. The
-    setting leaves the run itself unchanged (threads still spin inside a run).
-    """
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(threads)
-    opts.log_severity_level = 3
-    opts.add_session_config_entry("session.force_spinning_stop", "1")
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def ort_version() -> str:

@@ -13,19 +13,20 @@ from mnetctl.runtime import (
     CPU_PROVIDER,
     EP_REGISTRY,
     EPRequest,
-    _plan,
-    _profile_events,
     as_requests,
     assignment_from_profile,
     cpu_session,
     create_session,
     ep_status,
     parse_ep_list,
+    parse_ep_options,
+    profile_events,
     provider_options,
     random_feeds,
     resolve_ep,
     summarize_op_events,
 )
+from mnetctl.runtime.session import _plan
 
 SHORT_NAMES = ["cpu", "cuda", "tensorrt", "openvino", "nnapi", "qnn", "xnnpack", "coreml", "dml"]
 
@@ -121,7 +122,7 @@ def test_cpu_session_assignment_matches_profiler(tiny_model):
         prof = create_session(tiny_model, "cpu", threads=1, profile_prefix=os.path.join(tmp, "p"))
         feeds = random_feeds(prof.session, batch=1)
         prof.session.run(None, feeds)
-        events = _profile_events(prof.session)
+        events = profile_events(prof.session)
     from_prof = assignment_from_profile(events)
     assert from_prof.source == "profiling"
     assert set(from_prof.counts) == set(counts)
@@ -176,3 +177,32 @@ def test_corrupt_model_is_bad_input(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(BadInput):
         create_session(bad, "cpu")
+
+
+def test_ep_options_parse_and_name_the_parameter():
+    assert parse_ep_options(["openvino.device_type=GPU", " qnn.backend_type = cpu ", "openvino.device_type=NPU"]) == {
+        "openvino": {"device_type": "NPU"},
+        "qnn": {"backend_type": "cpu"},
+    }
+    for bad in ("device_type=GPU", "openvino.device_type", ".x=1", "openvino.=1"):
+        with pytest.raises(BadInput, match="ep_options item .* must look like EP.KEY=VALUE") as err:
+            parse_ep_options([bad])
+        assert "--ep-option" not in err.value.message
+
+
+def test_session_options_carry_config_and_spinning_stop():
+    from mnetctl.runtime import session_options
+
+    so = session_options(2, {"session.intra_op.allow_spinning": "0"}, stop_idle_spinning=True)
+    assert so.intra_op_num_threads == 2
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert so.get_session_config_entry("session.force_spinning_stop") == "1"
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # off unless asked
+        session_options().get_session_config_entry("session.force_spinning_stop")
+
+
+def test_cpu_session_and_create_session_take_config(tiny_model):
+    sess = cpu_session(tiny_model, threads=1, config={"session.inter_op.allow_spinning": "0"}, stop_idle_spinning=True)
+    assert sess.get_session_options().get_session_config_entry("session.force_spinning_stop") == "1"
+    info = create_session(tiny_model, "cpu", threads=1, config={"session.intra_op.allow_spinning": "0"})
+    assert info.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"

@@ -12,15 +12,15 @@ from ._app import ModelArg, app, console, err_console, print_json
 
 
 def _ep_options(items: list[str]) -> dict[str, dict[str, str]]:
-    """'openvino.device_type=GPU' -> {'openvino': {'device_type': 'GPU'}}."""
-    out: dict[str, dict[str, str]] = {}
+    """--ep-option values -> {'openvino': {'device_type': 'GPU'}}; a malformed one is reported with the flag."""
+    from ..runtime import parse_ep_option, parse_ep_options
+
     for item in items:
-        key, eq, value = item.partition("=")
-        ep, dot, opt = key.partition(".")
-        if not eq or not dot or not ep or not opt:
-            raise BadInput(f"--ep-option {item!r} must look like EP.KEY=VALUE", "e.g. --ep-option openvino.device_type=CPU")
-        out.setdefault(ep.strip(), {})[opt.strip()] = value.strip()
-    return out
+        try:
+            parse_ep_option(item)
+        except BadInput:
+            raise BadInput(f"--ep-option {item!r} must look like EP.KEY=VALUE", "e.g. --ep-option openvino.device_type=CPU") from None
+    return parse_ep_options(items)
 
 
 @app.command("bench")

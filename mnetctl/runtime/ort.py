@@ -1,0 +1,80 @@
+"""The onnxruntime import, session options and the plain CPU session: what every other runtime module builds on."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+from ..errors import BadInput, EnvironmentMissing, debug_enabled
+from .eps import CPU_PROVIDER
+
+# Session config keys (onnxruntime_session_options_config_keys.h).
+CFG_RECORD_ASSIGNMENT = "session.record_ep_graph_assignment_info"
+CFG_DISABLE_CPU_FALLBACK = "session.disable_cpu_ep_fallback"
+CFG_FORCE_SPINNING_STOP = "session.force_spinning_stop"
+
+THREADS_PER_CORE_LIMIT = 4  # more intra-op threads than this per core only makes them starve each other
+
+
+def _ort():
+    """The onnxruntime module, imported on first use (EnvironmentMissing when it is not installed)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:  # pragma: no cover - onnxruntime is a dependency
+        raise EnvironmentMissing("onnxruntime is not installed", "pip install onnxruntime") from exc
+    return ort
+
+
+def ort_log_level() -> int:
+    """Severity for onnxruntime's own log: its error lines repeat what mnetctl reports as one clean error
+    (exit 2 or 3), so they are shown only with MNETCTL_DEBUG=1."""
+    return 3 if debug_enabled() else 4
+
+
+def check_threads(threads: int) -> int:
+    """A usable intra-op thread count, or BadInput: ORT takes minutes to start (and then crawls) with
+    thousands of spinning threads, so an absurd --threads is refused rather than left to hang."""
+    n = int(threads)
+    if n < 1:
+        raise BadInput(f"--threads must be >= 1, got {threads}")
+    cores = os.cpu_count() or 1
+    limit = max(16, THREADS_PER_CORE_LIMIT * cores)
+    if n > limit:
+        raise BadInput(f"--threads {n} is more than this host can use (at most {limit} for {cores} cores)",
+                       "lower --threads, or leave it out for onnxruntime's default")
+    return n
+
+
+def session_options(threads: int | None = None, config: Mapping[str, str] | None = None, stop_idle_spinning: bool = False):
+    """SessionOptions with mnetctl's log level, `threads` intra-op threads (None: onnxruntime's default) and
+    the session config entries in `config`.
+
+    `stop_idle_spinning` makes the pool threads stop spinning as soon as a run returns (they still spin inside
+    a run), so a session that is idle between runs does not take CPU time from whatever runs next.
+    """
+    so = _ort().SessionOptions()
+    so.log_severity_level = ort_log_level()
+    if threads:
+        so.intra_op_num_threads = check_threads(threads)
+    if stop_idle_spinning:
+        so.add_session_config_entry(CFG_FORCE_SPINNING_STOP, "1")
+    for key, value in (config or {}).items():
+        so.add_session_config_entry(str(key), str(value))
+    return so
+
+
+def source_of(model: Path | str | bytes) -> str | bytes:
+    """What InferenceSession takes: the bytes of an in-memory model, else the path as a string."""
+    return model if isinstance(model, bytes) else str(model)
+
+
+def cpu_session(
+    model: Path | str | bytes,
+    threads: int | None = None,
+    config: Mapping[str, str] | None = None,
+    stop_idle_spinning: bool = False,
+):
+    """A plain CPU execution-provider session (eval, predict, verification, compare); options as in `session_options`."""
+    so = session_options(threads, config, stop_idle_spinning)
+    return _ort().InferenceSession(source_of(model), sess_options=so, providers=[CPU_PROVIDER])
