@@ -1,25 +1,30 @@
 """Sweep MobileNet variants into an accuracy/latency Pareto frontier and pick the best under a budget.
 
-For every variant: build -> (quantize) -> eval -> bench, through the library API of the other modules.
-Every stage's artifact is cached by content (a hash of everything that determines it), so re-running a
-sweep only does new work.
+A sweep is a list of stages per variant (`mnetctl.stages`: build -> (quantize) -> eval -> bench), each run
+by a runner (`mnetctl.runners`) and cached under a digest of the content that determines it (model bytes,
+image bytes and labels, the profile's contents, settings; `mnetctl.cache`), so re-running a sweep only does
+new work and a changed input is never answered from the cache.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from . import __version__
+from .cache import Cache, default_cache_dir, digest, file_digest, samples_digest
 from .errors import BadInput
+from .stages import STAGES
 from .fsutil import atomic_path, write_text
 from .specs import FAMILIES, format_width, resolve_arch, validate_resolution, validate_width
 from .weights import registry
+
+if TYPE_CHECKING:
+    from .profiles import Profile
 
 PRECISIONS = ("fp32", "int8")
 METRICS = ("p50", "p90", "p95", "p99", "mean")
@@ -145,80 +150,57 @@ def select_best(results: list[VariantResult], budget_ms: float, metric: str = "p
 
 
 # ------------------------------------------------------------------------------------------------
-# Content cache
-# ------------------------------------------------------------------------------------------------
-
-
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:20]
-
-
-def data_digest(data: Path, limit: int | None) -> str:
-    """Identity of an image set: relative names and sizes of the files (cheap, content-sensitive enough)."""
-    from .data import find_samples
-
-    samples = find_samples(data, limit=limit)
-    return _digest([(str(s.path.relative_to(data) if s.path.is_relative_to(data) else s.path.name),
-                     s.path.stat().st_size, s.label) for s in samples])
-
-
-class Cache:
-    """Stage artifacts under `root/<stage>/<key>.<ext>`; JSON results and model files."""
-
-    def __init__(self, root: Path, enabled: bool = True):
-        self.root = Path(root)
-        self.enabled = enabled
-
-    def path(self, stage: str, key: str, ext: str) -> Path:
-        return self.root / stage / f"{key}.{ext}"
-
-    def get_json(self, stage: str, key: str) -> dict | None:
-        p = self.path(stage, key, "json")
-        if not self.enabled or not p.is_file():
-            return None
-        try:
-            return json.loads(p.read_text())
-        except (OSError, ValueError):
-            return None
-
-    def put_json(self, stage: str, key: str, value: dict) -> None:
-        write_text(self.path(stage, key, "json"), json.dumps(value, indent=1, sort_keys=True))
-
-    def model(self, stage: str, key: str) -> Path:
-        return self.path(stage, key, "onnx")
-
-
-def default_cache_dir() -> Path:
-    import os
-
-    base = os.environ.get("MNETCTL_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "mnetctl")
-    return Path(base) / "sweep"
-
-
-# ------------------------------------------------------------------------------------------------
-# Running
+# Running: a list of stages per variant over the content-addressed cache
 # ------------------------------------------------------------------------------------------------
 
 
 @dataclass
 class SweepSettings:
     weights: str = "pretrained"
-    data: Path | None = None
+    data: Path | None = None  # evaluation images [default: the task's shipped set]
     limit: int | None = None
-    device: str = "host"
+    device: "str | Path | Profile" = "host"  # a profile name/path, or a loaded Profile
     threads: int | None = None
     iterations: int = 100
     metric: str = "p50"
-    calib: Path | None = None
+    calib: Path | None = None  # calibration images [default: the task's shipped set]
     fresh: bool = False
+
+
+@dataclass
+class SweepPlan:
+    """Settings checked and resolved once: the profile loaded, the images found, their content hashed."""
+
+    settings: SweepSettings
+    profile: Any
+    data: Path
+    samples: list  # data.Sample
+    samples_digest: str
+    calib: Path
+    calib_digest: str
+    opset: int
+
+
+def prepare(settings: SweepSettings) -> SweepPlan:
+    """Validate and resolve a sweep's settings before any work (errors name the parameter)."""
+    from .data import default_calib_dir, default_val_dir, find_samples
+    from .profiles import Profile, load_profile
+
+    if settings.metric not in METRICS:
+        raise BadInput(f"metric must be one of {', '.join(METRICS)}, got {settings.metric!r}")
+    if settings.limit is not None and settings.limit < 1:
+        raise BadInput(f"limit must be >= 1, got {settings.limit}")
+    if settings.iterations < 1:
+        raise BadInput(f"iterations must be >= 1, got {settings.iterations}")
+    if settings.threads is not None and settings.threads < 1:
+        raise BadInput(f"threads must be >= 1, got {settings.threads}")
+    profile = settings.device if isinstance(settings.device, Profile) else load_profile(settings.device)
+    data = Path(settings.data) if settings.data else default_val_dir()
+    samples = find_samples(data, limit=settings.limit, flag="data")
+    calib = Path(settings.calib) if settings.calib else default_calib_dir()
+    calib_samples = find_samples(calib, flag="calib")
+    return SweepPlan(settings, profile, data, samples, samples_digest(samples), calib, samples_digest(calib_samples),
+                     opset_for_profile(profile))
 
 
 @dataclass
@@ -250,101 +232,73 @@ def _variant_doc(v: VariantResult) -> dict:
     return doc
 
 
-
 def run_sweep(
     variants: list[Variant],
-    settings: SweepSettings,
+    settings: SweepSettings | SweepPlan,
     cache_dir: Path | None = None,
     on_stage: Callable[[str, Variant, bool], None] | None = None,
+    runner: Any = None,
 ) -> SweepResult:
-    """Build/quantize/eval/bench every variant (cached), then flag the Pareto frontier."""
-    from .analysis import analyze
-    from .builder import build_model, save_model
-    from .data import default_val_dir
-    from .modelio import load_onnx
+    """Run [build, (quantize), eval, bench] per variant through `runner` (default: in-process), each stage
+    cached by the content that determines it; then flag the Pareto frontier."""
+    from .quantize import default_settings
+    from .runners import LocalRunner
 
-    if settings.metric not in METRICS:
-        raise BadInput(f"--metric must be one of {', '.join(METRICS)}, got {settings.metric!r}")
-    data = Path(settings.data) if settings.data else default_val_dir()
+    plan = settings if isinstance(settings, SweepPlan) else prepare(settings)
+    settings = plan.settings
+    runner = runner or LocalRunner()
     cache = Cache(cache_dir or default_cache_dir(), enabled=not settings.fresh)
     started = time.perf_counter()
-    data_id = data_digest(data, settings.limit)
-    profile = _load_profile(settings.device)
-    opset = opset_for_profile(profile)
     host = _host_info()
+    profile_doc = plan.profile.model_dump(mode="json")
+    samples_doc = [[str(s.path), s.label] for s in plan.samples]
     results: list[VariantResult] = []
 
-    def note(stage: str, variant: Variant, cached: bool) -> None:
+    def stage(name: str, variant: Variant, key: str, inputs: dict) -> tuple[dict, bool]:
+        spec = STAGES[name]
+        if spec.artifact:
+            inputs = {**inputs, "out": str(cache.artifact(name, key))}
+        result = cache.get(name, key)
+        hit = result is not None
+        if not hit:
+            result = runner.run(name, inputs)
+            cache.put(name, key, result, artifact=spec.artifact)
         if on_stage:
-            on_stage(stage, variant, cached)
+            on_stage(name, variant, hit)
+        return result, hit
 
     for variant in variants:
         cached: dict[str, bool] = {}
-        # build (fp32) --------------------------------------------------------------------
-        build_key = _digest({
-            "arch": variant.arch, "width": variant.width, "res": variant.resolution, "weights": settings.weights,
-            "ckpt": _checkpoint_id(variant, settings.weights), "opset": opset, "version": __version__,
-        })
-        fp32_path = cache.model("build", build_key)
-        cached["build"] = cache.enabled and fp32_path.is_file()
-        if not cached["build"]:
-            model = build_model(variant.arch, variant.width, variant.resolution, weights=settings.weights, opset=opset)
-            save_model(model, fp32_path)
-        note("build", variant, cached["build"])
-        model_path = fp32_path
-        # quantize ------------------------------------------------------------------------
+        build_in = {"arch": variant.arch, "width": variant.width, "resolution": variant.resolution,
+                    "weights": settings.weights, "opset": plan.opset}
+        key = STAGES["build"].key(**build_in, checkpoint=_checkpoint_id(variant, settings.weights))
+        facts, cached["build"] = stage("build", variant, key, build_in)
         if variant.precision == "int8":
-            from .quantize import default_settings
-
-            q_key = _digest({"model": file_digest(fp32_path), "calib": str(settings.calib or "default"),
-                             "defaults": repr(default_settings(variant.arch)), "version": __version__})
-            int8_path = cache.model("quantize", q_key)
-            cached["quantize"] = cache.enabled and int8_path.is_file()
-            if not cached["quantize"]:
-                from .quantize import quantize_model
-
-                quantize_model(fp32_path, output=int8_path, calib=settings.calib, eval_data=None, progress=False)
-            note("quantize", variant, cached["quantize"])
-            model_path = int8_path
-        model_id = file_digest(model_path)
-        # eval ----------------------------------------------------------------------------
-        e_key = _digest({"model": model_id, "data": data_id, "limit": settings.limit})
-        ev = cache.get_json("eval", e_key)
-        cached["eval"] = ev is not None
-        if ev is None:
-            from .evaluate import evaluate
-
-            res = evaluate(model_path, data, limit=settings.limit, threads=settings.threads)
-            ev = {"top1": res.top1, "top5": res.top5, "n": res.n}
-            cache.put_json("eval", e_key, ev)
-        note("eval", variant, cached["eval"])
-        # bench ---------------------------------------------------------------------------
-        b_key = _digest({"model": model_id, "device": settings.device, "threads": settings.threads,
-                         "iterations": settings.iterations, "host": host, "version": __version__})
-        bn = cache.get_json("bench", b_key)
-        cached["bench"] = bn is not None
-        if bn is None:
-            from .bench import bench
-
-            br = bench(model_path, profile=profile, threads=settings.threads, iterations=settings.iterations, progress=False)
-            doc = br.as_dict()
-            bn = {"latency_ms": {k: float(v) for k, v in br.latency_ms.items()}, "providers": list(doc.get("providers", []))}
-            cache.put_json("bench", b_key, bn)
-        note("bench", variant, cached["bench"])
-        stats = analyze(load_onnx(model_path))
+            key = STAGES["quantize"].key(facts["model"], plan.calib_digest, repr(default_settings(variant.arch)))
+            facts, cached["quantize"] = stage("quantize", variant, key,
+                                              {"model": facts["model"], "calib": str(plan.calib)})
+        model = facts["model"]
+        key = STAGES["eval"].key(model, plan.samples_digest)
+        scores, cached["eval"] = stage("eval", variant, key, {"model": model, "samples": samples_doc,
+                                                              "threads": settings.threads})
+        bench_in = {"model": model, "profile": profile_doc, "threads": settings.threads, "iterations": settings.iterations}
+        key = STAGES["bench"].key(**bench_in, host=host)
+        timing, cached["bench"] = stage("bench", variant, key, bench_in)
+        lat = timing["latency_ms"]
         results.append(VariantResult(
             arch=variant.arch, width=variant.width, resolution=variant.resolution, precision=variant.precision,
-            weights=settings.weights, macs=stats.macs, params=stats.params,
-            size_mb=round(model_path.stat().st_size / 1e6, 3),
-            top1=ev["top1"], top5=ev["top5"], n_images=ev["n"],
-            p50_ms=bn["latency_ms"]["p50"], p90_ms=bn["latency_ms"]["p90"], mean_ms=bn["latency_ms"]["mean"],
-            latency_ms=bn["latency_ms"], providers=bn["providers"], model=str(model_path), cached=cached,
+            weights=settings.weights, macs=facts["macs"], params=facts["params"], size_mb=facts["size_mb"],
+            top1=scores["top1"], top5=scores["top5"], n_images=scores["n"],
+            p50_ms=lat["p50"], p90_ms=lat["p90"], mean_ms=lat["mean"],
+            latency_ms=lat, providers=timing["providers"], model=model, cached=cached,
         ))
     flags = pareto_flags([(r.top1, r.latency(settings.metric)) for r in results])
     for r, flag in zip(results, flags):
         r.pareto = flag
     settings_doc = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()}
-    settings_doc["data"] = str(data)
+    settings_doc["device"] = plan.profile.name
+    settings_doc["data"] = str(plan.data)
+    settings_doc["calib"] = str(plan.calib)
     return SweepResult(results, [], settings_doc, host, time.perf_counter() - started)
 
 
@@ -354,7 +308,7 @@ def _checkpoint_id(variant: Variant, weights: str) -> str | None:
     ckpt = registry.find(variant.arch, variant.width)
     if ckpt is None:
         return None
-    return _digest([file_digest(registry.pretrained_dir() / f) for f in ckpt.files])
+    return digest([file_digest(registry.pretrained_dir() / f) for f in ckpt.files])
 
 
 def opset_for_profile(profile) -> int:
@@ -367,12 +321,6 @@ def opset_for_profile(profile) -> int:
         if max_ir is None or ir_version_for(opset) <= max_ir:
             return opset
     return MIN_OPSET
-
-
-def _load_profile(device: str):
-    from .profiles import load_profile
-
-    return load_profile(device)
 
 
 def _host_info() -> dict:

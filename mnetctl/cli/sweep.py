@@ -47,39 +47,22 @@ def sweep(
     """Build, quantize, evaluate and benchmark every variant; flag the Pareto frontier; optionally select one."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..data import default_val_dir
     from ..fsutil import check_writable
-    from ..sweep import SweepSettings, plan_variants, run_sweep, select_best, write_outputs, write_selected
+    from ..sweep import SweepSettings, plan_variants, prepare, run_sweep, select_best, write_outputs, write_selected
 
-    if limit is not None and limit < 1:
-        raise BadInput(f"--limit must be >= 1, got {limit}")
-    if iterations < 1:
-        raise BadInput(f"--iterations must be >= 1, got {iterations}")
-    if threads is not None and threads < 1:
-        raise BadInput(f"--threads must be >= 1, got {threads}")
     variants, skipped = plan_variants(_split("--arch", arch), _split("--widths", widths, float),
                                       _split("--resolutions", resolutions, int), _split("--precisions", precisions), weights)
     for s in skipped:
         err_console.print(f"[yellow]skip[/] {s}")
     check_writable(out / "sweep.json", flag="--out")
-    from ..profiles import load_profile
-    from ..sweep import METRICS
-
-    if metric not in METRICS:
-        raise BadInput(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
-    profile = load_profile(device)  # an unknown device fails here, before any progress output
-    from ..data import find_samples
-
-    try:
-        find_samples(data or default_val_dir(), limit=limit)  # so does empty or image-free --data
-    except BadInput as exc:
-        raise BadInput(f"--data: {exc.message}", exc.hint) from None
+    settings = SweepSettings(weights=weights, data=data, limit=limit, device=device, threads=threads,
+                             iterations=iterations, metric=metric, fresh=fresh)
+    plan = prepare(settings)  # every bad value fails here, before any progress output
+    profile = plan.profile
     if select and budget_ms is None:
         budget_ms = _profile_budget(profile)
         if budget_ms is None:
             raise BadInput("--select needs --budget-ms (the profile has no latency budget)")
-    settings = SweepSettings(weights=weights, data=data, limit=limit, device=device, threads=threads,
-                             iterations=iterations, metric=metric, fresh=fresh)
     stages = ("build", "quantize", "eval", "bench")
     with Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[what]}"),
                   TimeElapsedColumn(), console=err_console, transient=False) as progress:
@@ -91,7 +74,7 @@ def sweep(
         def on_stage(stage, variant, was_cached):
             progress.update(tasks[stage], advance=1, what=f"{variant.name}{' (cached)' if was_cached else ''}")
 
-        result = run_sweep(variants, settings, cache_dir=cache, on_stage=on_stage)
+        result = run_sweep(variants, plan, cache_dir=cache, on_stage=on_stage)
     result.skipped = skipped
     if select:
         result.budget_ms = budget_ms
