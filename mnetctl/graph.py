@@ -1,4 +1,4 @@
-"""ONNX graph emission: the only module that calls `onnx.helper`.
+"""ONNX graph emission: the one module that builds MobileNet graphs (nodes, initializers, graph, model) with `onnx.helper`.
 
 Deploy form: every conv carries a bias (batch norm folded), activations as in the papers
 (ReLU6 as Clip for V1/V2; ReLU, HardSwish, HardSigmoid for V3), global average pool, classifier.
