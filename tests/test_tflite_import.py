@@ -21,14 +21,14 @@ from mnetctl.runtime import cpu_session
 from mnetctl.specs import decode
 from mnetctl.weights import registry
 from mnetctl.weights.tflite_import import (
-    _dequantize,
+    _preprocessing,
     activation_fits,
     expected_activations,
     guess_architecture,
     load_checkpoint_weights,
     map_layers,
-    read_tflite,
 )
+from mnetctl.weights.tflite_reader import _dequantize, read_tflite
 
 from .conftest import PRETRAINED, VAL
 
@@ -301,11 +301,9 @@ def test_float_model_with_pad_valid_float16_and_fully_connected(tmp_path):
 
 
 def test_float_input_checkpoint_gets_minus_one_to_one_preprocessing(tmp_path):
-    from mnetctl.weights import tflite_import
-
     path = tmp_path / "tiny.tflite"
     _tiny_float_model(path, (0, 1))
-    mean, std = tflite_import._preprocessing(read_tflite(path))
+    mean, std = _preprocessing(read_tflite(path))
     assert mean == (127.5,) * 3 and std == (127.5,) * 3
     with pytest.raises(BadInput, match=r"tiny.tflite layer 0 .* expects stem.conv \[32, 3, 3, 3\]"):
         load_checkpoint_weights(decode("v2", 1.0, 224, 1001), str(path))
