@@ -186,7 +186,7 @@ def _resolve(cfg: ArchConfig, weights: str) -> tuple[list[Path], str]:
             )
             raise BadInput(
                 f"no pretrained checkpoint ships for {_arch_label(cfg.arch, cfg.width)}",
-                f"pretrained weights exist for: {have}; use --weights random or --weights PATH.tflite",
+                f"pretrained weights exist for: {have}; use random weights or the path of a .tflite checkpoint",
             )
         root = registry.pretrained_dir()
         paths = [root / f for f in ckpt.files]
@@ -200,11 +200,11 @@ def _resolve(cfg: ArchConfig, weights: str) -> tuple[list[Path], str]:
     path = Path(weights).expanduser()
     if not path.exists():
         raise BadInput(
-            f"--weights {weights}: no such file",
+            f"weights {weights}: no such file",
             "give 'random', 'pretrained' or the path of a .tflite checkpoint",
         )
     if path.is_dir():
-        raise BadInput(f"--weights {weights} is a folder; give a .tflite file")
+        raise BadInput(f"weights {weights} is a folder; give a .tflite file")
     return [path], f"tflite:{path.name}"
 
 

@@ -18,7 +18,7 @@ from ..graph import ActivationQuant, QuantizedWeight
 from .tflite_import import ImportedCheckpoint
 from .tflite_reader import TFLiteOp
 
-_INT8_HINT = "build with --precision fp32 and quantize it with `mnetctl quantize` (calibrated on images)"
+_INT8_HINT = "build it in fp32 and quantize that with `mnetctl quantize` (calibrated on images)"
 _UNARY = {  # our activation op -> TFLite ops that compute it as a separate operator
     "Relu": ("RELU", "RELU6", "RELU_N1_TO_1"),
     "Clip": ("RELU6", "RELU", "RELU_N1_TO_1"),
@@ -39,7 +39,7 @@ def quantized_weights(ck: ImportedCheckpoint) -> dict[str, QuantizedWeight]:
         q = layer.quantized
         if q is None:
             raise BadInput(
-                f"--precision int8 keeps a checkpoint's own integers, but {layer.describe()} stores "
+                f"precision int8 keeps a checkpoint's own integers, but {layer.describe()} stores "
                 f"{layer.dtype} weights without integer activations and bias",
                 _INT8_HINT,
             )
@@ -70,7 +70,7 @@ class _Tracer:
         self.ck = ck
         self.graphs = [f.graph for f in ck.files]
         if any(g is None for g in self.graphs):
-            raise BadInput(f"--precision int8: {ck.source} was read without its dataflow")
+            raise BadInput(f"precision int8: {ck.source} was read without its dataflow")
         self.anchor: dict[str, tuple[int, int]] = {
             target.name: (fi, layer.op_index) for target, (fi, layer) in zip(ck.cfg.param_layers(), ck.layers)
         }
@@ -112,7 +112,7 @@ class _Tracer:
 
     def _fail(self, node, why: str):
         raise BadInput(
-            f"--precision int8: cannot follow {self.ck.source} at our node {node.name} ({node.op_type}): {why}",
+            f"precision int8: cannot follow {self.ck.source} at our node {node.name} ({node.op_type}): {why}",
             _INT8_HINT,
         )
 
@@ -130,7 +130,7 @@ class _Tracer:
     def run(self) -> dict[str, ActivationQuant]:
         stem = next((n for n in self.nodes if n.name == "stem.conv"), None)
         if stem is None or not self.graphs[0].inputs:
-            raise BadInput("--precision int8: the model has no stem.conv node or the checkpoint no input")
+            raise BadInput("precision int8: the model has no stem.conv node or the checkpoint no input")
         self.match[stem.input[0]] = (0, self.graphs[0].inputs[0])
         producer = {o: n for n in self.nodes for o in n.output}
         gates = {  # x * HardSigmoid(x): HardSwish spelled out below opset 14
@@ -149,7 +149,7 @@ class _Tracer:
             q = self.graphs[fi].quant.get(t)
             if q is None:
                 raise BadInput(
-                    f"--precision int8: {self.ck.source} has no 8-bit per-tensor quantization for its tensor "
+                    f"precision int8: {self.ck.source} has no 8-bit per-tensor quantization for its tensor "
                     f"{self._label((fi, t))} (our {name})",
                     _INT8_HINT,
                 )
