@@ -87,11 +87,13 @@ def build_model(
         return emit(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
     if pad != "same":
         raise BadInput("--precision int8 needs the checkpoint's own padding: use --padding auto or same")
-    qweights = checkpoint.quantized_weights()
+    from .weights.tflite_qdq import activation_quantization, quantized_weights
+
+    qweights = quantized_weights(checkpoint)
     dtypes = sorted({str(q.values.dtype) for q in qweights.values()})
     per_channel = any(q.scale.size > 1 for q in qweights.values())
     float_model = emit(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
-    activations = checkpoint.activation_quantization(float_model)
+    activations = activation_quantization(checkpoint, float_model)
     meta = replace(meta, precision="int8").with_extra(**{
         "quant.source": "checkpoint",
         "quant.method": "checkpoint",

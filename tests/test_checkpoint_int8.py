@@ -26,6 +26,7 @@ from mnetctl.meta import read_meta
 from mnetctl.runtime import cpu_session
 from mnetctl.specs import decode
 from mnetctl.weights.tflite_import import load_checkpoint
+from mnetctl.weights.tflite_qdq import activation_quantization, quantized_weights
 
 from .conftest import PRETRAINED, VAL
 
@@ -225,26 +226,26 @@ def test_int8_needs_an_integer_checkpoint(tmp_path, capsys):
     layers[3] = dataclasses.replace(layers[3], quantized=None, dtype="float16")
     broken = dataclasses.replace(ck, files=(dataclasses.replace(ck.files[0], layers=tuple(layers)),))
     with pytest.raises(BadInput, match=r"mobilenet_v1_0.25_128_quant.tflite layer 3 .* stores float16 weights"):
-        broken.quantized_weights()
+        quantized_weights(broken)
 
 
 def test_int8_refuses_what_it_cannot_follow():
     cfg = decode("v1", 0.25, 128, 1001)
     ck = load_checkpoint(cfg, "pretrained")
     model = build_model("v1", 0.25, 128, weights="pretrained")
-    assert len(ck.activation_quantization(model)) == 2 * 27 + 4  # input, conv+act, pool, flatten, logits
+    assert len(activation_quantization(ck, model)) == 2 * 27 + 4  # input, conv+act, pool, flatten, logits
     g = ck.files[0].graph
     pool = next(k for k, op in enumerate(g.ops) if op.name == "AVERAGE_POOL_2D")
     ops = list(g.ops)
     ops[pool] = dataclasses.replace(ops[pool], name="MAX_POOL_2D")
     no_pool = dataclasses.replace(ck, files=(dataclasses.replace(ck.files[0], graph=dataclasses.replace(g, ops=tuple(ops))),))
     with pytest.raises(BadInput, match=r"at our node head.pool \(GlobalAveragePool\): 0 pooling ops read"):
-        no_pool.activation_quantization(model)
+        activation_quantization(no_pool, model)
     stem_out = g.ops[0].outputs[0]
     unquantized = {k: v for k, v in g.quant.items() if k != stem_out}
     float_act = dataclasses.replace(ck, files=(dataclasses.replace(ck.files[0], graph=dataclasses.replace(g, quant=unquantized)),))
     with pytest.raises(BadInput, match=r"no 8-bit per-tensor quantization for its tensor .*Conv2d_0/Relu6' \(our stem.conv\)"):
-        float_act.activation_quantization(model)
+        activation_quantization(float_act, model)
 
 
 # ------------------------------------------------------------------------------------------------

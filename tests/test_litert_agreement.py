@@ -28,7 +28,7 @@ from mnetctl.evaluate import evaluate  # noqa: E402
 from mnetctl.meta import read_meta  # noqa: E402
 from mnetctl.runtime import cpu_session  # noqa: E402
 from mnetctl.specs import decode  # noqa: E402
-from mnetctl.weights.tflite_import import read_tflite  # noqa: E402
+from mnetctl.weights.tflite_reader import read_tflite  # noqa: E402
 
 from .conftest import PRETRAINED, VAL  # noqa: E402
 

@@ -21,14 +21,14 @@ from mnetctl.runtime import cpu_session
 from mnetctl.specs import decode
 from mnetctl.weights import registry
 from mnetctl.weights.tflite_import import (
-    _dequantize,
+    _preprocessing,
     activation_fits,
     expected_activations,
     guess_architecture,
     load_checkpoint_weights,
     map_layers,
-    read_tflite,
 )
+from mnetctl.weights.tflite_reader import _dequantize, read_tflite
 
 from .conftest import PRETRAINED, VAL
 
@@ -246,36 +246,37 @@ def _tiny_float_model(path, pads):
     fc_q = rng.integers(-127, 128, (5, 4)).astype(np.int8)
     fc_b = np.linspace(-1, 1, 5).astype(np.float32)
     side = 8 + pads[0] + pads[1]
+    tt, op, opts = tflite.TensorType, tflite.BuiltinOperator, tflite.BuiltinOptions
 
     def conv(b):
         conv_opts.Start(b)
-        conv_opts.AddPadding(b, 1)  # VALID
+        conv_opts.AddPadding(b, tflite.Padding.VALID)
         conv_opts.AddStrideW(b, 2)
         conv_opts.AddStrideH(b, 2)
-        conv_opts.AddFusedActivationFunction(b, 3)  # RELU6
+        conv_opts.AddFusedActivationFunction(b, tflite.ActivationFunctionType.RELU6)
         return conv_opts.End(b)
 
     tensors = [
-        dict(name="input", shape=[1, 8, 8, 3], type=0),
-        dict(name="paddings", shape=[4, 2], type=2,
+        dict(name="input", shape=[1, 8, 8, 3], type=tt.FLOAT32),
+        dict(name="paddings", shape=[4, 2], type=tt.INT32,
              data=np.array([[0, 0], list(pads), list(pads), [0, 0]], np.int32).tobytes()),
-        dict(name="padded", shape=[1, side, side, 3], type=0),
-        dict(name="conv/w16", shape=[4, 3, 3, 3], type=1, data=w16.tobytes()),
-        dict(name="conv/w", shape=[4, 3, 3, 3], type=0),
-        dict(name="conv/b", shape=[4], type=0, data=bias.tobytes()),
-        dict(name="conv/out", shape=[1, 4, 4, 4], type=0),
-        dict(name="axes", shape=[2], type=2, data=np.array([1, 2], np.int32).tobytes()),
-        dict(name="pooled", shape=[1, 4], type=0),
-        dict(name="fc/w", shape=[5, 4], type=9, data=fc_q.tobytes(), scale=[0.1], zp=[0]),
-        dict(name="fc/b", shape=[5], type=0, data=fc_b.tobytes()),
-        dict(name="logits", shape=[1, 5], type=0),
+        dict(name="padded", shape=[1, side, side, 3], type=tt.FLOAT32),
+        dict(name="conv/w16", shape=[4, 3, 3, 3], type=tt.FLOAT16, data=w16.tobytes()),
+        dict(name="conv/w", shape=[4, 3, 3, 3], type=tt.FLOAT32),
+        dict(name="conv/b", shape=[4], type=tt.FLOAT32, data=bias.tobytes()),
+        dict(name="conv/out", shape=[1, 4, 4, 4], type=tt.FLOAT32),
+        dict(name="axes", shape=[2], type=tt.INT32, data=np.array([1, 2], np.int32).tobytes()),
+        dict(name="pooled", shape=[1, 4], type=tt.FLOAT32),
+        dict(name="fc/w", shape=[5, 4], type=tt.INT8, data=fc_q.tobytes(), scale=[0.1], zp=[0]),
+        dict(name="fc/b", shape=[5], type=tt.FLOAT32, data=fc_b.tobytes()),
+        dict(name="logits", shape=[1, 5], type=tt.FLOAT32),
     ]
-    ops = [  # DEQUANTIZE 6, PAD 34, CONV_2D 3, MEAN 40, FULLY_CONNECTED 9
-        (6, 0, None, [3], [4]),
-        (34, 0, None, [0, 1], [2]),
-        (3, 1, conv, [2, 4, 5], [6]),
-        (40, 0, None, [6, 7], [8]),
-        (9, 0, None, [8, 9, 10], [11]),
+    ops = [
+        (op.DEQUANTIZE, opts.NONE, None, [3], [4]),
+        (op.PAD, opts.NONE, None, [0, 1], [2]),
+        (op.CONV_2D, opts.Conv2DOptions, conv, [2, 4, 5], [6]),
+        (op.MEAN, opts.NONE, None, [6, 7], [8]),
+        (op.FULLY_CONNECTED, opts.NONE, None, [8, 9, 10], [11]),
     ]
     _write_tflite(path, tensors, ops)
     return w16, bias, fc_q, fc_b
@@ -301,11 +302,9 @@ def test_float_model_with_pad_valid_float16_and_fully_connected(tmp_path):
 
 
 def test_float_input_checkpoint_gets_minus_one_to_one_preprocessing(tmp_path):
-    from mnetctl.weights import tflite_import
-
     path = tmp_path / "tiny.tflite"
     _tiny_float_model(path, (0, 1))
-    mean, std = tflite_import._preprocessing(read_tflite(path))
+    mean, std = _preprocessing(read_tflite(path))
     assert mean == (127.5,) * 3 and std == (127.5,) * 3
     with pytest.raises(BadInput, match=r"tiny.tflite layer 0 .* expects stem.conv \[32, 3, 3, 3\]"):
         load_checkpoint_weights(decode("v2", 1.0, 224, 1001), str(path))
