@@ -18,11 +18,12 @@ from typing import Any, Callable, Iterable
 from . import __version__
 from .errors import BadInput
 from .fsutil import atomic_path, write_text
+from .metrics import SWEEP_METRICS, Metric, parse_metric
 from .specs import FAMILIES, format_width, resolve_arch, validate_resolution, validate_width
 from .weights import registry
 
 PRECISIONS = ("fp32", "int8")
-METRICS = ("p50", "p90", "p95", "p99", "mean")
+METRICS = SWEEP_METRICS  # statistics a sweep ranks variants by
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,19 @@ def pareto_flags(points: list[tuple[float, float]]) -> list[bool]:
     return flags
 
 
-def select_best(results: list[VariantResult], budget_ms: float, metric: str = "p50") -> VariantResult | None:
-    """Highest top-1 among the variants within the latency budget (ties: the faster one)."""
+def selection_budget(profile, budget_ms: float | None = None, metric: Metric | str = Metric.P50) -> tuple[float, Metric] | None:
+    """The latency budget a selection applies: `budget_ms` on `metric` when given, else the profile's budget on the
+    profile's own statistic (`Profile.latency_budget`); None when neither sets one."""
+    if budget_ms is not None:
+        if not budget_ms > 0:
+            raise BadInput(f"budget_ms must be > 0, got {budget_ms}")
+        return float(budget_ms), parse_metric(metric, "metric", SWEEP_METRICS)
+    return profile.latency_budget() if profile is not None else None
+
+
+def select_best(results: list[VariantResult], budget_ms: float, metric: Metric | str = Metric.P50) -> VariantResult | None:
+    """Highest top-1 among the variants whose `metric` latency is within `budget_ms` (ties: the faster one)."""
+    metric = parse_metric(metric)
     fitting = [r for r in results if r.latency(metric) <= budget_ms]
     if not fitting:
         return None
@@ -230,6 +242,7 @@ class SweepResult:
     seconds: float
     selected: VariantResult | None = None
     budget_ms: float | None = None
+    budget_metric: str | None = None  # the statistic budget_ms applies to
 
     def as_dict(self) -> dict:
         return {
@@ -239,6 +252,7 @@ class SweepResult:
             "seconds": round(self.seconds, 2),
             "skipped": self.skipped,
             "budget_ms": self.budget_ms,
+            "budget_metric": None if self.budget_metric is None else str(self.budget_metric),
             "selected": self.selected.name if self.selected else None,
             "variants": [_variant_doc(v) for v in self.variants],
         }
@@ -326,7 +340,7 @@ def run_sweep(
         if bn is None:
             from .bench import bench
 
-            br = bench(model_path, profile=profile, threads=settings.threads, iterations=settings.iterations, progress=False)
+            br = bench(model_path, profile=profile, threads=settings.threads, iterations=settings.iterations)
             doc = br.as_dict()
             bn = {"latency_ms": {k: float(v) for k, v in br.latency_ms.items()}, "providers": list(doc.get("providers", []))}
             cache.put_json("bench", b_key, bn)
@@ -466,8 +480,9 @@ def markdown_report(result: SweepResult, metric: str, plot_name: str) -> str:
             f"{'yes' if r.pareto else ''} |"
         )
     if result.budget_ms is not None:
-        lines += ["", (f"Selected within {result.budget_ms:g} ms ({metric}): **{result.selected.name}**"
-                       if result.selected else f"No variant fits {result.budget_ms:g} ms ({metric}).")]
+        on = result.budget_metric or metric
+        lines += ["", (f"Selected within {result.budget_ms:g} ms ({on}): **{result.selected.name}**"
+                       if result.selected else f"No variant fits {result.budget_ms:g} ms ({on}).")]
     if result.skipped:
         lines += ["", "Skipped: " + "; ".join(result.skipped)]
     return "\n".join(lines) + "\n"

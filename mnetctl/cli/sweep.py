@@ -39,7 +39,7 @@ def sweep(
     iterations: Annotated[int, typer.Option("--iterations", help="Measured runs per variant.")] = 100,
     metric: Annotated[str, typer.Option("--metric", help="Latency statistic for the frontier and budget: p50, p90, p95, p99, mean.")] = "p50",
     select: Annotated[bool, typer.Option("--select", help="Write the most accurate variant within --budget-ms to OUT/selected.onnx; exit 1 if none fits.")] = False,
-    budget_ms: Annotated[Optional[float], typer.Option("--budget-ms", help="Latency budget for --select [default: the profile's].", show_default=False)] = None,
+    budget_ms: Annotated[Optional[float], typer.Option("--budget-ms", help="Latency budget for --select, on --metric [default: the profile's budget, on the profile's statistic].", show_default=False)] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for sweep.json, pareto.png, report.md.")] = Path("results"),
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Artifact cache [default: ~/.cache/mnetctl/sweep or $MNETCTL_CACHE].", show_default=False)] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore cached artifacts and redo every stage.")] = False,
@@ -47,9 +47,11 @@ def sweep(
     """Build, quantize, evaluate and benchmark every variant; flag the Pareto frontier; optionally select one."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..data import default_val_dir
+    from ..data import default_val_dir, find_samples
     from ..fsutil import check_writable
-    from ..sweep import SweepSettings, plan_variants, run_sweep, select_best, write_outputs, write_selected
+    from ..metrics import parse_metric
+    from ..profiles import load_profile
+    from ..sweep import METRICS, SweepSettings, plan_variants, run_sweep, select_best, selection_budget, write_outputs, write_selected
 
     if limit is not None and limit < 1:
         raise BadInput(f"--limit must be >= 1, got {limit}")
@@ -57,27 +59,22 @@ def sweep(
         raise BadInput(f"--iterations must be >= 1, got {iterations}")
     if threads is not None and threads < 1:
         raise BadInput(f"--threads must be >= 1, got {threads}")
+    if budget_ms is not None and not budget_ms > 0:
+        raise BadInput(f"--budget-ms must be > 0, got {budget_ms}")
     variants, skipped = plan_variants(_split("--arch", arch), _split("--widths", widths, float),
                                       _split("--resolutions", resolutions, int), _split("--precisions", precisions), weights)
     for s in skipped:
         err_console.print(f"[yellow]skip[/] {s}")
     check_writable(out / "sweep.json", flag="--out")
-    from ..profiles import load_profile
-    from ..sweep import METRICS
-
-    if metric not in METRICS:
-        raise BadInput(f"--metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    metric = parse_metric(metric, "--metric", METRICS)
     profile = load_profile(device)  # an unknown device fails here, before any progress output
-    from ..data import find_samples
-
     try:
         find_samples(data or default_val_dir(), limit=limit)  # so does empty or image-free --data
     except BadInput as exc:
         raise BadInput(f"--data: {exc.message}", exc.hint) from None
-    if select and budget_ms is None:
-        budget_ms = _profile_budget(profile)
-        if budget_ms is None:
-            raise BadInput("--select needs --budget-ms (the profile has no latency budget)")
+    budget = selection_budget(profile, budget_ms, metric) if select else None  # --budget-ms on --metric, else the profile's
+    if select and budget is None:
+        raise BadInput("--select needs --budget-ms (the profile has no latency budget)")
     settings = SweepSettings(weights=weights, data=data, limit=limit, device=device, threads=threads,
                              iterations=iterations, metric=metric, fresh=fresh)
     stages = ("build", "quantize", "eval", "bench")
@@ -93,9 +90,9 @@ def sweep(
 
         result = run_sweep(variants, settings, cache_dir=cache, on_stage=on_stage)
     result.skipped = skipped
-    if select:
-        result.budget_ms = budget_ms
-        result.selected = select_best(result.variants, budget_ms, metric)
+    if budget is not None:
+        result.budget_ms, result.budget_metric = budget
+        result.selected = select_best(result.variants, *budget)
     paths = write_outputs(result, out, metric)
     selected_path = write_selected(result, out) if select else None
 
@@ -111,18 +108,10 @@ def sweep(
                       f"{r.p50_ms:.3f}", f"{r.p90_ms:.3f}", "[red]*[/]" if r.pareto else "", cached)
     console.print(table)
     console.print(f"wrote {paths['json']}, {paths['plot']}, {paths['report']}  [dim]({result.seconds:.0f} s)[/]")
-    if select:
+    if budget is not None:
+        limit, on = budget
         if result.selected is None:
-            raise GateFailed(f"no variant fits the budget of {budget_ms:g} ms ({metric}); fastest is "
-                             f"{min(r.latency(metric) for r in result.variants):.3f} ms")
+            raise GateFailed(f"no variant fits the budget of {limit:g} ms ({on}); fastest is "
+                             f"{min(r.latency(on) for r in result.variants):.3f} ms")
         console.print(f"[green]selected[/] {result.selected.name} (top-1 {100 * result.selected.top1:.1f}%, "
-                      f"{metric} {result.selected.latency(metric):.3f} ms) -> {selected_path}")
-
-
-def _profile_budget(profile) -> float | None:
-    budgets = getattr(profile, "budgets", None)
-    for attr in ("latency_ms", "latency_budget_ms", "max_latency_ms"):
-        value = getattr(budgets, attr, None) if budgets is not None else None
-        if value is not None:
-            return float(value)
-    return None
+                      f"{on} {result.selected.latency(on):.3f} ms) -> {selected_path}")
