@@ -17,7 +17,7 @@ _API = {
     "quantize_model": ("mnetctl.quantize", "quantize_model"),
     "simplify_model": ("mnetctl.quantize", "simplify_model"),
     "bench": ("mnetctl.bench", "bench"),
-    "check_budgets": ("mnetctl.bench", "check_budgets"),
+    "check_budgets": ("mnetctl.budgets", "check_budgets"),
     "load_profile": ("mnetctl.profiles", "load_profile"),
     "list_profiles": ("mnetctl.profiles", "list_profiles"),
     "plan_variants": ("mnetctl.sweep", "plan_variants"),

@@ -1,16 +1,13 @@
-"""Benchmark one ONNX model on the execution providers a device profile (or --ep) names.
+"""Benchmark one ONNX model on the execution providers a device profile (or eps) names.
 
 Phases, reported separately: session creation, the cold first run, warm-up runs, then the measured runs. Inputs
 and outputs are allocated and bound once (onnxruntime IO binding), so the timed region is one
 `run_with_iobinding` call between two `perf_counter_ns` reads; the loop's own cost (wall time of the loop minus
-the sum of the timed runs) is reported as `loop_overhead_pct`.
+the sum of the timed runs) is reported as `loop_overhead_pct`. Budgets are judged by `budgets.check_budgets`.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import resource
 import sys
 import time
@@ -20,42 +17,16 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import __version__
+from .budgets import BudgetCheck, Gates, as_fraction, check_budgets
 from .errors import BadInput
-from .profiles import PERCENTILES, Profile, host_matches_profile, load_profile
+from .memguard import check_batch_memory, image_bytes, shape_elements
+from .profiles import Profile, as_profile, host_matches_profile
+from .progress import ProgressFn
 
 DEFAULT_ITERATIONS = 100
 DEFAULT_WARMUP = 10
 SCHEMA = "mnetctl.bench/1"
 MB = 1_000_000  # model sizes and budgets are in MB = 10^6 bytes
-
-
-@dataclass
-class BudgetCheck:
-    """One budget (or compatibility/regression gate) with its outcome."""
-
-    name: str  # "latency", "size", "top1", "opset", "ir_version", "regression"
-    metric: str  # e.g. "p90", "size_mb", "top1"
-    limit: float | None
-    actual: float | None
-    unit: str
-    status: str  # "pass" | "fail" | "skip"
-    message: str
-
-    @property
-    def passed(self) -> bool:
-        return self.status != "fail"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "metric": self.metric,
-            "limit": self.limit,
-            "actual": None if self.actual is None else round(float(self.actual), 6),
-            "unit": self.unit,
-            "status": self.status,
-            "passed": self.passed,
-            "message": self.message,
-        }
 
 
 @dataclass
@@ -171,20 +142,6 @@ def latency_stats(samples_ms: Sequence[float]) -> dict[str, float]:
     }
 
 
-def parse_tolerance(text: str | float) -> float:
-    """'10%' -> 0.10; '0.1' -> 0.10; '10' -> 0.10 (numbers above 1 are percent)."""
-    raw = str(text).strip()
-    try:
-        value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
-    except ValueError:
-        raise BadInput(f"--tolerance {text!r} is not a number or percentage", "e.g. --tolerance 10%") from None
-    if not raw.endswith("%") and value > 1:
-        value /= 100.0
-    if not 0 <= value <= 10 or math.isnan(value):
-        raise BadInput(f"--tolerance {text!r} is out of range", "e.g. --tolerance 10%")
-    return value
-
-
 def parse_duration(text: str | float | None) -> float | None:
     """'10', '10s', '2m', '500ms' -> seconds."""
     if text is None:
@@ -198,9 +155,9 @@ def parse_duration(text: str | float | None) -> float | None:
     try:
         value = float(raw) * scale
     except ValueError:
-        raise BadInput(f"--duration {text!r} is not a duration", "e.g. --duration 10s") from None
+        raise BadInput(f"duration {text!r} is not a duration", "e.g. 10s, 500ms or 2m") from None
     if not value > 0:
-        raise BadInput(f"--duration {text!r} must be positive")
+        raise BadInput(f"duration {text!r} must be positive")
     return value
 
 
@@ -229,7 +186,7 @@ def _model_facts(path: Path) -> tuple[dict[str, Any], int, float | None]:
     for key in ("top1", "eval.top1"):
         if key in meta.extra:
             try:
-                top1 = _as_fraction(float(meta.extra[key]))
+                top1 = as_fraction(float(meta.extra[key]))
             except ValueError:
                 pass
     facts = {
@@ -244,23 +201,8 @@ def _model_facts(path: Path) -> tuple[dict[str, Any], int, float | None]:
     return facts, size, top1
 
 
-def _as_fraction(value: float) -> float:
-    """Top-1 as a fraction: values above 1 are read as percent."""
-    return value / 100.0 if value > 1.0 else value
-
-
-def as_fraction(value: float | None) -> float | None:
-    return None if value is None else _as_fraction(float(value))
-
-
 # --------------------------------------------------------------------------------------------------------------
 # The benchmark
-
-
-def _resolve_profile(profile: Profile | str | Path | None) -> Profile | None:
-    if profile is None or isinstance(profile, Profile):
-        return profile
-    return load_profile(profile)
 
 
 def _requests(profile: Profile | None, eps, ep_options: Mapping[str, Mapping[str, Any]] | None):
@@ -279,7 +221,7 @@ def _requests(profile: Profile | None, eps, ep_options: Mapping[str, Mapping[str
         short = resolve_ep(name).name
         matched = [r for r in reqs if r.name == short]
         if not matched:
-            raise BadInput(f"--ep-option for {short}: {short} is not among the requested providers ({', '.join(r.name for r in reqs)})")
+            raise BadInput(f"ep_options for {short}: {short} is not among the requested providers ({', '.join(r.name for r in reqs)})")
         matched[0].options.update(opts)
     return reqs
 
@@ -298,83 +240,58 @@ def _peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-class _Progress:
-    """A transient rich progress bar refreshed at most ~8 times a second (no background thread)."""
 
-    def __init__(self, enabled: bool, total: float, label: str):
-        self.bar = None
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        console = Console(stderr=True)
-        if not console.is_terminal:
-            return
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f}"),
-                            TimeRemainingColumn(), console=console, transient=True, auto_refresh=False)
-        self.bar.start()
-        self.task = self.bar.add_task(label, total=total)
-        self.last = time.perf_counter()
-
-    def update(self, done: float) -> None:
-        if self.bar is None:
-            return
-        now = time.perf_counter()
-        if now - self.last >= 0.125:
-            self.last = now
-            self.bar.update(self.task, completed=done)
-            self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
+# The timing loop calls `on_progress` at most about this often (outside the timed region).
+REPORT_EVERY_NS = 5_000_000
 
 
-def timed_runs(run, arg, iterations: int | None, duration_s: float | None, progress: bool = False, label: str = "bench") -> tuple[list[int], int]:
-    """Call run(arg) `iterations` times (or for `duration_s`); returns (per-run ns, wall ns of the whole loop)."""
+def timed_runs(run, arg, iterations: int | None, duration_s: float | None, on_progress: ProgressFn | None = None,
+               label: str = "bench") -> tuple[list[int], int]:
+    """Call run(arg) `iterations` times (or for `duration_s`); returns (per-run ns, wall ns of the whole loop).
+
+    `on_progress(runs done, runs in total, label)` is called every REPORT_EVERY_NS or so and once at the end; the
+    total is None while a timed (`duration_s`) loop runs.
+    """
     clock = time.perf_counter_ns
     if duration_s is None:
         n = int(iterations or DEFAULT_ITERATIONS)
         samples = [0] * n
-        bar = _Progress(progress, n, label)
-        try:
-            start = clock()
-            if bar.bar is None:
-                for i in range(n):
-                    t0 = clock()
-                    run(arg)
-                    samples[i] = clock() - t0
-            else:
-                for i in range(n):
-                    t0 = clock()
-                    run(arg)
-                    samples[i] = clock() - t0
-                    if not i & 15:
-                        bar.update(i)
-            wall = clock() - start
-        finally:
-            bar.close()
-        return samples, wall
-    budget = int(duration_s * 1e9)
-    samples = []
-    append = samples.append
-    bar = _Progress(progress, duration_s, label)
-    try:
         start = clock()
-        deadline = start + budget
-        t1 = start
-        while t1 < deadline:
+        if on_progress is None:
+            for i in range(n):
+                t0 = clock()
+                run(arg)
+                samples[i] = clock() - t0
+            return samples, clock() - start
+        due = start + REPORT_EVERY_NS
+        for i in range(n):
             t0 = clock()
             run(arg)
             t1 = clock()
-            append(t1 - t0)
-            if bar.bar is not None and not len(samples) & 15:
-                bar.update((t1 - start) / 1e9)
+            samples[i] = t1 - t0
+            if t1 >= due:
+                on_progress(i + 1, n, label)
+                due = clock() + REPORT_EVERY_NS
         wall = clock() - start
-    finally:
-        bar.close()
+        on_progress(n, n, label)
+        return samples, wall
+    samples = []
+    append = samples.append
+    start = clock()
+    deadline = start + int(duration_s * 1e9)
+    due = start + REPORT_EVERY_NS if on_progress is not None else deadline
+    t1 = start
+    while t1 < deadline:
+        t0 = clock()
+        run(arg)
+        t1 = clock()
+        append(t1 - t0)
+        if t1 >= due and on_progress is not None:
+            on_progress(len(samples), None, label)
+            due = clock() + REPORT_EVERY_NS
+    wall = clock() - start
+    if on_progress is not None:
+        on_progress(len(samples), len(samples), label)
     return samples, wall
 
 
@@ -389,32 +306,38 @@ def bench(
     warmup: int | None = None,
     allow_fallback: bool = False,
     op_profile: bool = False,
-    progress: bool = True,
     ep_options: Mapping[str, Mapping[str, Any]] | None = None,
     op_top: int = 15,
     seed: int = 0,
+    gates: Gates | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> BenchResult:
-    """Benchmark `model_path`; the returned result carries the profile's budget checks (see `check_budgets`)."""
+    """Benchmark `model_path`; the result carries every budget check, decided once from the profile and `gates`.
+
+    `gates` is validated before anything runs; `gates.top1` becomes the result's top-1 (default: the metadata's).
+    `on_progress(done, total, label)` follows the measured runs (and warm-ups, when there are more than 50).
+    """
     from .hostinfo import host_info
     from .runtime import bind_io, create_session, onnxruntime_info, op_profile as run_op_profile, random_feeds
 
     path = Path(model_path)
-    prof = _resolve_profile(profile)
+    prof = as_profile(profile)
+    gates = (gates or Gates()).checked()  # bad budgets fail before the benchmark runs
     facts, size_bytes, meta_top1 = _model_facts(path)
     duration_s = parse_duration(duration)
     if iterations is not None and iterations < 1:
-        raise BadInput(f"--iterations must be >= 1, got {iterations}")
+        raise BadInput(f"iterations must be >= 1, got {iterations}")
     if iterations is not None and duration_s is not None:
-        raise BadInput("give --iterations or --duration, not both")
+        raise BadInput("give iterations or duration, not both")
     threads = threads if threads is not None else (prof.threads if prof else None)
     if threads is not None and threads < 1:
-        raise BadInput(f"--threads must be >= 1, got {threads}")
+        raise BadInput(f"threads must be >= 1, got {threads}")
     batch = batch if batch is not None else (prof.batch if prof else 1)
     if batch < 1:
-        raise BadInput(f"--batch must be >= 1, got {batch}")
+        raise BadInput(f"batch must be >= 1, got {batch}")
     warmup = warmup if warmup is not None else (prof.warmup if prof and prof.warmup is not None else DEFAULT_WARMUP)
     if warmup < 0:
-        raise BadInput(f"--warmup must be >= 0, got {warmup}")
+        raise BadInput(f"warmup must be >= 0, got {warmup}")
     if iterations is None and duration_s is None:
         iterations = prof.iterations if prof and prof.iterations else DEFAULT_ITERATIONS
     requests = _requests(prof, eps, ep_options)
@@ -428,7 +351,7 @@ def bench(
     sinfo = create_session(path, requests, threads=threads, batch=batch, allow_fallback=allow_fallback)
     session = sinfo.session
     _check_batch(session, batch)
-    _check_batch_memory(session, batch, facts["resolution"])
+    _check_memory(session, batch, facts["resolution"])
     feeds = random_feeds(session, batch=batch, seed=seed, sizes={"height": facts["resolution"], "width": facts["resolution"]})
 
     io = bind_io(session, feeds)
@@ -446,10 +369,10 @@ def bench(
     for out, value in zip(session.get_outputs(), io.get_outputs()):
         io.bind_ortvalue_output(out.name, value)
 
-    warm_samples, _ = timed_runs(run, io, warmup, None, progress and warmup > 50, "warm-up") if warmup else ([], 0)
-    samples, wall_ns = timed_runs(run, io, iterations, duration_s, progress, f"bench {path.name}")
+    warm_samples, _ = timed_runs(run, io, warmup, None, on_progress if warmup > 50 else None, "warm-up") if warmup else ([], 0)
+    samples, wall_ns = timed_runs(run, io, iterations, duration_s, on_progress, f"bench {path.name}")
     if not samples:
-        raise BadInput("no measured run completed", "increase --duration or use --iterations")
+        raise BadInput("no measured run completed", "increase the duration or give iterations")
     rss_after = _rss_bytes()
 
     samples_ms = [s / 1e6 for s in samples]
@@ -513,12 +436,12 @@ def bench(
         throughput_ips=batch * 1000.0 / stats["mean"] if stats["mean"] > 0 else 0.0,
         peak_rss_mb=_peak_rss_bytes() / 2**20,
         rss_delta_mb=(rss_after - rss_before) / 2**20,
-        top1=meta_top1,
+        top1=gates.top1 if gates.top1 is not None else meta_top1,
         op_profile=ops,
         notes=notes,
         timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    result.checks = check_budgets(result, prof)
+    result.checks = check_budgets(result, prof, gates)
     return result
 
 
@@ -526,141 +449,17 @@ def _check_batch(session, batch: int) -> None:
     for inp in session.get_inputs():
         dim0 = inp.shape[0] if inp.shape else None
         if isinstance(dim0, int) and dim0 > 0 and dim0 != batch:
-            raise BadInput(f"the model's input {inp.name!r} has a fixed batch of {dim0}; --batch {batch} cannot be used")
+            raise BadInput(f"batch {batch} cannot be used: the model's input {inp.name!r} has a fixed batch of {dim0}")
 
 
-# Peak inference memory per sample as a multiple of its input in float32: MobileNet activations reach ~8x the
-# input and ORT keeps a few alive (the estimate eval uses for its --batch check).
-_ACTIVATION_FACTOR = 24
+_ITEM_BYTES = {"tensor(uint8)": 1, "tensor(int8)": 1, "tensor(float16)": 2, "tensor(double)": 8}
 
 
-def _check_batch_memory(session, batch: int, resolution: int | None) -> None:
-    """Refuse a --batch whose inputs and activations cannot fit in free memory (instead of an OOM kill)."""
-    from .hostinfo import available_memory
-
-    per_sample = 0
+def _check_memory(session, batch: int, resolution: int | None) -> None:
+    """Refuse a batch whose inputs and activations cannot fit in free memory (before the inputs are allocated)."""
+    per_image = 0
     for inp in session.get_inputs():
-        elems = 1
-        for dim in list(inp.shape)[1:]:
-            elems *= dim if isinstance(dim, int) and dim > 0 else (resolution or 224)
-        per_sample += elems * 4 * (1 + _ACTIVATION_FACTOR)
-    need = batch * per_sample
-    avail = available_memory()
-    if per_sample and need > 0.8 * avail:
-        fits = max(1, int(0.8 * avail // per_sample))
-        raise BadInput(
-            f"--batch {batch} needs about {need / 2**30:.1f} GiB, but only {avail / 2**30:.1f} GiB is free",
-            f"lower --batch (at most ~{fits} fits)",
-        )
+        elems = shape_elements(inp.shape, resolution or 224)
+        per_image += image_bytes(elems, elems * _ITEM_BYTES.get(inp.type, 4))
+    check_batch_memory(batch, per_image)
 
-
-# --------------------------------------------------------------------------------------------------------------
-# Budgets
-
-
-def load_baseline(path: Path | str) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"--baseline {path} does not exist", "write one with mnetctl bench ... --json PATH")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"--baseline {path} is not a JSON file ({type(exc).__name__})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("latency_ms"), dict):
-        raise BadInput(f"--baseline {path}: missing key 'latency_ms'", "use a file written by mnetctl bench --json")
-    return data
-
-
-def check_budgets(
-    result: BenchResult,
-    profile: Profile | str | Path | None = None,
-    latency_ms: float | None = None,
-    metric: str | None = None,
-    size_mb: float | None = None,
-    min_top1: float | None = None,
-    top1: float | None = None,
-    baseline: Mapping[str, Any] | Path | str | None = None,
-    tolerance: float | str | None = None,
-    regression_metric: str = "p50",
-) -> list[BudgetCheck]:
-    """Budgets from the profile, overridden by explicit arguments; plus opset/IR compatibility and regression."""
-    prof = _resolve_profile(profile)
-    b = prof.budgets if prof else None
-    checks: list[BudgetCheck] = []
-
-    metric = metric or (b.percentile if b else "p90")
-    if metric not in PERCENTILES:
-        raise BadInput(f"--budget-metric {metric!r} is not one of {', '.join(PERCENTILES)}")
-    limit = latency_ms if latency_ms is not None else (b.latency_ms if b else None)
-    if limit is not None:
-        if not limit > 0:
-            raise BadInput(f"--budget-ms must be > 0, got {limit}")
-        actual = result.latency_ms[metric]
-        ok = actual <= limit
-        if result.simulated:
-            checks.append(BudgetCheck("latency", metric, float(limit), actual, "ms", "skip",
-                                      f"{metric} latency {actual:.4g} ms comes from a simulated accelerator: not checked"))
-        else:
-            checks.append(BudgetCheck("latency", metric, float(limit), actual, "ms", "pass" if ok else "fail",
-                                      f"{metric} latency {actual:.4g} ms {'<=' if ok else '>'} budget {limit:g} ms"))
-
-    size_limit = size_mb if size_mb is not None else (b.size_mb if b else None)
-    if size_limit is not None:
-        if not size_limit > 0:
-            raise BadInput(f"--budget-size-mb must be > 0, got {size_limit}")
-        actual = result.model_size_mb
-        ok = actual <= size_limit
-        checks.append(BudgetCheck("size", "size_mb", float(size_limit), actual, "MB", "pass" if ok else "fail",
-                                  f"model size {actual:.3f} MB {'<=' if ok else '>'} budget {size_limit:g} MB"))
-
-    top1_limit = min_top1 if min_top1 is not None else (b.min_top1 if b else None)
-    figure = _as_fraction(top1) if top1 is not None else result.top1
-    if top1_limit is not None:
-        top1_limit = _as_fraction(float(top1_limit))
-        if figure is None:
-            checks.append(BudgetCheck("top1", "top1", top1_limit, None, "fraction", "skip",
-                                      "no top-1 figure: pass --top1 (e.g. from mnetctl eval) to check it"))
-        else:
-            ok = figure >= top1_limit
-            checks.append(BudgetCheck("top1", "top1", top1_limit, figure, "fraction", "pass" if ok else "fail",
-                                      f"top-1 {figure:.4f} {'>=' if ok else '<'} minimum {top1_limit:.4f}"))
-
-    if prof is not None:
-        opset, ir = result.model.get("opset"), result.model.get("ir_version")
-        if prof.max_opset is not None and opset is not None:
-            ok = opset <= prof.max_opset
-            checks.append(BudgetCheck("opset", "opset", float(prof.max_opset), float(opset), "", "pass" if ok else "fail",
-                                      f"opset {opset} {'<=' if ok else '>'} {prof.max_opset} that {prof.name}'s runtime loads"))
-        if prof.max_ir is not None and ir is not None:
-            ok = ir <= prof.max_ir
-            checks.append(BudgetCheck("ir_version", "ir_version", float(prof.max_ir), float(ir), "", "pass" if ok else "fail",
-                                      f"IR version {ir} {'<=' if ok else '>'} {prof.max_ir} that {prof.name}'s runtime loads"))
-
-    if baseline is not None:
-        base = baseline if isinstance(baseline, Mapping) else load_baseline(baseline)
-        if tolerance is None:
-            tol = 0.10
-        elif isinstance(tolerance, str):
-            tol = parse_tolerance(tolerance)
-        else:  # already a fraction
-            tol = float(tolerance)
-            if not 0 <= tol <= 10:
-                raise BadInput(f"tolerance {tolerance} is out of range (a fraction, e.g. 0.1 for 10%)")
-        if regression_metric not in PERCENTILES:
-            raise BadInput(f"--regression-metric {regression_metric!r} is not one of {', '.join(PERCENTILES)}")
-        ref = base["latency_ms"].get(regression_metric)
-        if not isinstance(ref, (int, float)) or ref <= 0:
-            raise BadInput(f"--baseline: key 'latency_ms.{regression_metric}' is missing or not a positive number")
-        actual = result.latency_ms[regression_metric]
-        allowed = ref * (1 + tol)
-        ok = actual <= allowed
-        change = (actual / ref - 1) * 100
-        where = ""
-        if base.get("providers") and list(base.get("providers")) != list(result.providers):
-            where = f" (baseline ran on {', '.join(base['providers'])})"
-        text = f"{regression_metric} {actual:.4g} ms vs baseline {ref:.4g} ms ({change:+.1f}%, tolerance {tol * 100:g}%){where}"
-        if result.simulated:
-            checks.append(BudgetCheck("regression", regression_metric, float(allowed), actual, "ms", "skip", text + "; simulated accelerator: not checked"))
-        else:
-            checks.append(BudgetCheck("regression", regression_metric, float(allowed), actual, "ms", "pass" if ok else "fail", text))
-    return checks

@@ -21,10 +21,6 @@ from .modelio import cannot_run
 from .progress import ProgressFn, report
 from .tasks.classification import Prediction
 
-# Rough peak bytes per image during inference, as a multiple of the float input tensor: MobileNet
-# activations reach ~8x the input (e.g. 112x112x96 vs 224x224x3), and ORT keeps a few alive.
-_ACTIVATION_FACTOR = 24
-
 
 def inspect_io(proto, path: Path | str = "model") -> Model:
     """A handle for an already parsed model (checks it is a one-input image model of a known task)."""
@@ -44,17 +40,11 @@ def _available_memory() -> int:
 
 
 def check_batch_memory(batch: int, pre: Preprocessor) -> None:
-    """Refuse a batch whose estimated inference memory exceeds what the machine has free."""
-    per_image = 3 * pre.resolution * pre.resolution * 4 * _ACTIVATION_FACTOR + pre.sample_bytes
-    need = batch * per_image
-    avail = _available_memory()
-    if need > 0.8 * avail:
-        fits = max(1, int(0.8 * avail // per_image))
-        raise BadInput(
-            f"--batch {batch} needs about {need / 2**30:.1f} GiB at resolution {pre.resolution}, "
-            f"but only {avail / 2**30:.1f} GiB is free",
-            f"lower --batch (at most ~{fits} fits)",
-        )
+    """Refuse a batch whose estimated inference memory exceeds what the machine has free (memguard's estimate)."""
+    from . import memguard
+
+    memguard.check_batch_memory(batch, memguard.image_bytes(3 * pre.resolution**2, pre.sample_bytes), name="--batch",
+                                detail=f" at resolution {pre.resolution}", available=_available_memory())
 
 
 class _Runner:

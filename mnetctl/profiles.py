@@ -15,9 +15,9 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .errors import BadInput
+from .metrics import ALL_METRICS, Metric
 
-PERCENTILES = ("min", "mean", "p50", "p90", "p95", "p99", "max")
-Percentile = Literal["min", "mean", "p50", "p90", "p95", "p99", "max"]
+PERCENTILES = ALL_METRICS  # the statistics a latency budget may name
 OptionValue = Union[bool, int, float, str]
 
 
@@ -56,7 +56,7 @@ class EPEntry(_Strict):
 
 class Budgets(_Strict):
     latency_ms: Optional[float] = Field(default=None, gt=0)
-    percentile: Percentile = "p90"
+    percentile: Metric = Metric.P90  # the statistic latency_ms applies to
     size_mb: Optional[float] = Field(default=None, gt=0)
     min_top1: Optional[float] = Field(default=None, ge=0, le=1)
 
@@ -91,6 +91,11 @@ class Profile(_Strict):
         from .runtime import EPRequest
 
         return [EPRequest(e.name, dict(e.options)) for e in self.eps]
+
+    def latency_budget(self) -> tuple[float, Metric] | None:
+        """(budget in ms, the statistic it applies to), or None when the profile sets no latency budget."""
+        b = self.budgets
+        return None if b.latency_ms is None else (float(b.latency_ms), b.percentile)
 
     def summary(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
@@ -165,6 +170,13 @@ def load_profile(name_or_path: str | Path) -> Profile:
     if profile.name != text:
         raise BadInput(f"{path}: key 'name' is {profile.name!r} but the file is named {text}.toml")
     return profile
+
+
+def as_profile(profile: Profile | str | Path | None) -> Profile | None:
+    """A Profile as is; a name or path loaded (`load_profile`); None stays None."""
+    if profile is None or isinstance(profile, Profile):
+        return profile
+    return load_profile(profile)
 
 
 def list_profiles() -> list[Profile]:

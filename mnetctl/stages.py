@@ -65,14 +65,19 @@ def run_bench(model: str, profile: dict[str, Any], threads: int | None, iteratio
     from .bench import bench
     from .profiles import Profile
 
-    br = bench(model, profile=Profile.model_validate(profile), threads=threads, iterations=iterations, progress=False)
+    br = bench(model, profile=Profile.model_validate(profile), threads=threads, iterations=iterations)
     return {"latency_ms": {k: float(v) for k, v in br.latency_ms.items()}, "providers": list(br.providers)}
 
 
 def bench_key(model: str, profile: dict[str, Any], threads: int | None, iterations: int, host: dict[str, Any]) -> str:
-    """profile: the profile's contents (so editing the TOML, e.g. its EPs, invalidates the entry)."""
-    return digest({"model": file_digest(model), "profile": profile, "threads": threads, "iterations": iterations,
+    """profile: the profile's contents, so editing what it runs on (EPs, options, threads, ...) invalidates the
+    entry; its budgets and prose do not change a measurement and are left out."""
+    measured = {k: v for k, v in profile.items() if k not in _NOT_MEASURED}
+    return digest({"model": file_digest(model), "profile": measured, "threads": threads, "iterations": iterations,
                    "host": host, "version": __version__})
+
+
+_NOT_MEASURED = frozenset({"budgets", "description", "notes"})
 
 
 @dataclass(frozen=True)

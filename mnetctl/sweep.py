@@ -20,6 +20,7 @@ from .cache import Cache, default_cache_dir, digest, file_digest, samples_digest
 from .errors import BadInput
 from .stages import STAGES
 from .fsutil import atomic_path, write_text
+from .metrics import SWEEP_METRICS, Metric, parse_metric
 from .specs import FAMILIES, format_width, resolve_arch, validate_resolution, validate_width
 from .weights import registry
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from .profiles import Profile
 
 PRECISIONS = ("fp32", "int8")
-METRICS = ("p50", "p90", "p95", "p99", "mean")
+METRICS = SWEEP_METRICS  # statistics a sweep ranks variants by
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,19 @@ def pareto_flags(points: list[tuple[float, float]]) -> list[bool]:
     return flags
 
 
-def select_best(results: list[VariantResult], budget_ms: float, metric: str = "p50") -> VariantResult | None:
-    """Highest top-1 among the variants within the latency budget (ties: the faster one)."""
+def selection_budget(profile, budget_ms: float | None = None, metric: Metric | str = Metric.P50) -> tuple[float, Metric] | None:
+    """The latency budget a selection applies: `budget_ms` on `metric` when given, else the profile's budget on the
+    profile's own statistic (`Profile.latency_budget`); None when neither sets one."""
+    if budget_ms is not None:
+        if not budget_ms > 0:
+            raise BadInput(f"budget_ms must be > 0, got {budget_ms}")
+        return float(budget_ms), parse_metric(metric, "metric", SWEEP_METRICS)
+    return profile.latency_budget() if profile is not None else None
+
+
+def select_best(results: list[VariantResult], budget_ms: float, metric: Metric | str = Metric.P50) -> VariantResult | None:
+    """Highest top-1 among the variants whose `metric` latency is within `budget_ms` (ties: the faster one)."""
+    metric = parse_metric(metric)
     fitting = [r for r in results if r.latency(metric) <= budget_ms]
     if not fitting:
         return None
@@ -186,8 +198,7 @@ def prepare(settings: SweepSettings) -> SweepPlan:
     from .data import default_calib_dir, default_val_dir, find_samples
     from .profiles import Profile, load_profile
 
-    if settings.metric not in METRICS:
-        raise BadInput(f"metric must be one of {', '.join(METRICS)}, got {settings.metric!r}")
+    settings.metric = parse_metric(settings.metric, "metric", SWEEP_METRICS)
     if settings.limit is not None and settings.limit < 1:
         raise BadInput(f"limit must be >= 1, got {settings.limit}")
     if settings.iterations < 1:
@@ -212,6 +223,7 @@ class SweepResult:
     seconds: float
     selected: VariantResult | None = None
     budget_ms: float | None = None
+    budget_metric: str | None = None  # the statistic budget_ms applies to
 
     def as_dict(self) -> dict:
         return {
@@ -221,6 +233,7 @@ class SweepResult:
             "seconds": round(self.seconds, 2),
             "skipped": self.skipped,
             "budget_ms": self.budget_ms,
+            "budget_metric": None if self.budget_metric is None else str(self.budget_metric),
             "selected": self.selected.name if self.selected else None,
             "variants": [_variant_doc(v) for v in self.variants],
         }
@@ -414,8 +427,9 @@ def markdown_report(result: SweepResult, metric: str, plot_name: str) -> str:
             f"{'yes' if r.pareto else ''} |"
         )
     if result.budget_ms is not None:
-        lines += ["", (f"Selected within {result.budget_ms:g} ms ({metric}): **{result.selected.name}**"
-                       if result.selected else f"No variant fits {result.budget_ms:g} ms ({metric}).")]
+        on = result.budget_metric or metric
+        lines += ["", (f"Selected within {result.budget_ms:g} ms ({on}): **{result.selected.name}**"
+                       if result.selected else f"No variant fits {result.budget_ms:g} ms ({on}).")]
     if result.skipped:
         lines += ["", "Skipped: " + "; ".join(result.skipped)]
     return "\n".join(lines) + "\n"

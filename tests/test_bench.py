@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mnetctl.bench import BenchResult, bench, check_budgets, latency_stats, parse_duration, parse_tolerance
+from mnetctl.bench import BenchResult, bench, latency_stats, parse_duration
+from mnetctl.budgets import Gates, check_budgets, parse_tolerance
 from mnetctl.cli import main
 from mnetctl.errors import BadInput
 
@@ -18,7 +19,7 @@ STAT_KEYS = ["min", "mean", "std", "p50", "p90", "p95", "p99", "max"]
 
 @pytest.fixture(scope="module")
 def cpu_result(tiny_model) -> BenchResult:
-    return bench(tiny_model, eps="cpu", iterations=40, warmup=3, progress=False, threads=1)
+    return bench(tiny_model, eps="cpu", iterations=40, warmup=3, threads=1)
 
 
 def test_bench_api_result(cpu_result, tiny_model):
@@ -44,24 +45,24 @@ def test_bench_api_result(cpu_result, tiny_model):
 
 def test_check_budgets_directly(cpu_result):
     r = cpu_result
-    checks = check_budgets(r, latency_ms=1e6, metric="p99", size_mb=100, min_top1=0.5, top1=71.5)
+    checks = check_budgets(r, gates=Gates(latency_ms=1e6, metric="p99", size_mb=100, min_top1=0.5, top1=71.5))
     assert [c.name for c in checks] == ["latency", "size", "top1"]
     assert all(c.status == "pass" for c in checks) and checks[2].actual == pytest.approx(0.715)
-    checks = check_budgets(r, latency_ms=1e-6, size_mb=1e-3, min_top1=0.9, top1=0.5)
+    checks = check_budgets(r, gates=Gates(latency_ms=1e-6, size_mb=1e-3, min_top1=0.9, top1=0.5))
     assert [c.status for c in checks] == ["fail", "fail", "fail"]
-    assert check_budgets(r, min_top1=0.5)[0].status == "skip"  # no top-1 figure supplied
+    assert check_budgets(r, gates=Gates(min_top1=0.5))[0].status == "skip"  # no top-1 figure supplied
     with pytest.raises(BadInput):
-        check_budgets(r, latency_ms=1, metric="p42")
+        check_budgets(r, gates=Gates(latency_ms=1, metric="p42"))
     # Regression: against itself within tolerance passes; a baseline 10x faster fails.
     doc = r.as_dict()
-    assert check_budgets(r, baseline=doc, tolerance="10%")[0].status == "pass"
+    assert check_budgets(r, gates=Gates(baseline=doc, tolerance="10%"))[0].status == "pass"
     fast = {**doc, "latency_ms": {k: v / 10 for k, v in doc["latency_ms"].items()}}
-    reg = check_budgets(r, baseline=fast, tolerance="10%")[0]
+    reg = check_budgets(r, gates=Gates(baseline=fast, tolerance="10%"))[0]
     assert reg.status == "fail" and re.search(r"\(\+(899|900)\.\d%, tolerance 10%\)", reg.message), reg.message
 
 
 def test_profile_budgets_and_compat_checks(tiny_model):
-    r = bench(tiny_model, profile="raspberry-pi-4", iterations=5, warmup=0, progress=False)
+    r = bench(tiny_model, profile="raspberry-pi-4", iterations=5, warmup=0)
     names = [c.name for c in r.checks]
     assert names == ["latency", "size", "top1", "opset", "ir_version"]
     assert r.threads == 4 and r.profile == "raspberry-pi-4"
@@ -152,7 +153,7 @@ def test_baseline_regression_gate(tiny_model, tmp_path):
 
 
 def test_duration_batch_and_op_profile(tiny_model):
-    r = bench(tiny_model, duration="0.3s", batch=2, warmup=1, op_profile=True, progress=False)
+    r = bench(tiny_model, duration="0.3s", batch=2, warmup=1, op_profile=True)
     assert r.iterations >= 1 and 0.25 < r.measured_s < 5
     assert r.batch == 2 and r.model["input"]["input"]["shape"] == [2, 3, 128, 128]
     assert r.throughput_ips == pytest.approx(2000.0 / r.latency_ms["mean"])
@@ -200,7 +201,7 @@ def test_uint8_model_bench(tmp_path):
 
     path = tmp_path / "u8.onnx"
     save_model(build_model("v2", 0.35, 96, input_format="uint8-nhwc"), path)
-    r = bench(path, iterations=5, warmup=0, progress=False)
+    r = bench(path, iterations=5, warmup=0)
     assert r.model["input"]["input"] == {"shape": [1, 96, 96, 3], "dtype": "uint8"}
     assert r.model["input_format"] == "uint8-nhwc"
 

@@ -40,6 +40,9 @@ def test_bench_key_follows_profile_contents(tiny_model):
     a = STAGES["bench"].key(str(tiny_model), prof, None, 10, host)
     assert a == STAGES["bench"].key(str(tiny_model), json.loads(json.dumps(prof)), None, 10, host)
     assert a != STAGES["bench"].key(str(tiny_model), other, None, 10, host)
+    budget = json.loads(json.dumps(prof))
+    budget["budgets"]["latency_ms"] = 1.0  # a budget does not change what is measured
+    assert a == STAGES["bench"].key(str(tiny_model), budget, None, 10, host)
 
 
 def test_corrupt_entries_are_quarantined(tmp_path, tiny_model):

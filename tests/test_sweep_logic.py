@@ -88,3 +88,38 @@ def test_opset_follows_the_device_runtime():
     assert opset_for_profile(load_profile("host")) == 17
     assert opset_for_profile(load_profile("jetson-nano")) == 13  # max_opset 13, IR 7
     assert opset_for_profile(load_profile("intel-ncs2")) == 15  # max_opset 15, IR 8
+
+
+P90_PROFILE = """
+name = "p90-board"
+description = "a board whose latency budget is on p90"
+[[eps]]
+name = "cpu"
+[budgets]
+latency_ms = 1.0
+percentile = "p90"
+"""
+
+
+def test_select_honours_the_profiles_percentile(tmp_path):
+    """The profile's 1 ms budget is on p90: the accurate variant fits on p50 (0.5 ms) but not on p90 (1.5 ms)."""
+    from mnetctl.metrics import Metric
+    from mnetctl.profiles import load_profile
+    from mnetctl.sweep import selection_budget
+
+    path = tmp_path / "p90-board.toml"
+    path.write_text(P90_PROFILE)
+    profile = load_profile(path)
+    accurate, fast = _result(1.0, 0.80, 0.5, 1.5), _result(0.25, 0.60, 0.4, 0.8)
+    budget = selection_budget(profile, None, "p50")  # the sweep's --metric p50 does not move the profile's budget
+    assert budget == (1.0, Metric.P90)
+    assert select_best([accurate, fast], *budget) is fast
+    # An explicit budget applies to the sweep's metric.
+    assert selection_budget(profile, 1.0, "p50") == (1.0, Metric.P50)
+    assert select_best([accurate, fast], *selection_budget(profile, 1.0, "p50")) is accurate
+    assert selection_budget(load_profile(path), None) == profile.latency_budget()
+    no_budget = tmp_path / "free.toml"
+    no_budget.write_text(P90_PROFILE.replace("latency_ms = 1.0\n", ""))
+    assert selection_budget(load_profile(no_budget), None, "p50") is None
+    with pytest.raises(BadInput, match="^metric must be one of p50, p90, p95, p99, mean, got 'max'"):
+        selection_budget(profile, 1.0, "max")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -21,6 +23,30 @@ def _ep_options(items: list[str]) -> dict[str, dict[str, str]]:
         except BadInput:
             raise BadInput(f"--ep-option {item!r} must look like EP.KEY=VALUE", "e.g. --ep-option openvino.device_type=CPU") from None
     return parse_ep_options(items)
+
+
+# Library parameter -> the flag that sets it, for error messages (the library names parameters, the CLI flags).
+_FLAGS = {
+    "iterations": "--iterations", "duration": "--duration", "warmup": "--warmup", "batch": "--batch",
+    "threads": "--threads", "ep_options": "--ep-option", "latency_ms": "--budget-ms", "metric": "--budget-metric",
+    "size_mb": "--budget-size-mb", "min_top1": "--min-top1", "top1": "--top1", "baseline": "--baseline",
+    "tolerance": "--tolerance", "regression_metric": "--regression-metric",
+}
+
+
+@contextmanager
+def _flag_names():
+    """Re-raise a BadInput whose message starts with a parameter name with that parameter's flag instead."""
+    try:
+        yield
+    except BadInput as exc:
+        found = re.match(r"(\w+)\b", exc.message)
+        flag = _FLAGS.get(found.group(1)) if found else None
+        if flag is None:
+            raise
+        param = found.group(1)
+        hint = re.sub(rf"\b{param}\b", flag, exc.hint) if exc.hint else exc.hint
+        raise BadInput(flag + exc.message[len(param):], hint) from None
 
 
 @app.command("bench")
@@ -55,35 +81,33 @@ def bench_cmd(
 
     Exit codes: 0 all budgets met, 1 a budget or the regression gate failed, 2 bad input, 3 a requested execution provider is not available here.
     """
-    from ..bench import as_fraction, bench, check_budgets, load_baseline, parse_tolerance
+    from ..bench import bench
+    from ..budgets import Gates
     from ..fsutil import check_writable
     from ..modelio import check_model_path
     from ..profiles import load_profile
     from ..report import write_bench_reports
+    from ._progress import progress_bar
 
     if device and profile:
         raise BadInput("give --device NAME or --profile PATH, not both")
     check_model_path(model)
     prof = load_profile(profile if profile is not None else device) if (device or profile) else None
-    base = load_baseline(baseline) if baseline is not None else None
-    tol = parse_tolerance(tolerance)
+    with _flag_names():
+        gates = Gates(latency_ms=budget_ms, metric=budget_metric, size_mb=budget_size_mb, min_top1=min_top1, top1=top1,
+                      baseline=baseline, tolerance=tolerance, regression_metric=regression_metric).checked()
     outputs = {"--json": json_path if json_path not in (None, "-") else None, "--junit": junit_path, "--markdown": markdown_path}
     for flag, out in outputs.items():
         if out is not None:
             check_writable(Path(out), inputs=(model,), flag=flag)
     to_stdout = json_path == "-"
 
-    result = bench(
-        model, profile=prof, eps=ep, threads=threads, iterations=iterations, duration=duration, batch=batch, warmup=warmup,
-        allow_fallback=allow_fallback, op_profile=op_profile, progress=not (quiet or to_stdout),
-        ep_options=_ep_options(ep_option or []), op_top=op_top,
-    )
-    if top1 is not None:
-        result.top1 = as_fraction(top1)
-    result.checks = check_budgets(
-        result, prof, latency_ms=budget_ms, metric=budget_metric, size_mb=budget_size_mb, min_top1=min_top1, top1=top1,
-        baseline=base, tolerance=tol, regression_metric=regression_metric,
-    )
+    with _flag_names(), progress_bar(enabled=not (quiet or to_stdout)) as on_progress:
+        result = bench(
+            model, profile=prof, eps=ep, threads=threads, iterations=iterations, duration=duration, batch=batch, warmup=warmup,
+            allow_fallback=allow_fallback, op_profile=op_profile, ep_options=_ep_options(ep_option or []), op_top=op_top,
+            gates=gates, on_progress=on_progress,
+        )
     write_bench_reports(result, json_path if not to_stdout else None, junit_path, markdown_path)
     if to_stdout:
         print_json(result.as_dict())

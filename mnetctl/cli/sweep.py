@@ -39,7 +39,7 @@ def sweep(
     iterations: Annotated[int, typer.Option("--iterations", help="Measured runs per variant.")] = 100,
     metric: Annotated[str, typer.Option("--metric", help="Latency statistic for the frontier and budget: p50, p90, p95, p99, mean.")] = "p50",
     select: Annotated[bool, typer.Option("--select", help="Write the most accurate variant within --budget-ms to OUT/selected.onnx; exit 1 if none fits.")] = False,
-    budget_ms: Annotated[Optional[float], typer.Option("--budget-ms", help="Latency budget for --select [default: the profile's].", show_default=False)] = None,
+    budget_ms: Annotated[Optional[float], typer.Option("--budget-ms", help="Latency budget for --select, on --metric [default: the profile's budget, on the profile's statistic].", show_default=False)] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for sweep.json, pareto.png, report.md.")] = Path("results"),
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Artifact cache [default: ~/.cache/mnetctl/sweep or $MNETCTL_CACHE].", show_default=False)] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore cached artifacts and redo every stage.")] = False,
@@ -48,7 +48,7 @@ def sweep(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..fsutil import check_writable
-    from ..sweep import SweepSettings, plan_variants, prepare, run_sweep, select_best, write_outputs, write_selected
+    from ..sweep import SweepSettings, plan_variants, prepare, run_sweep, select_best, selection_budget, write_outputs, write_selected
 
     variants, skipped = plan_variants(_split("--arch", arch), _split("--widths", widths, float),
                                       _split("--resolutions", resolutions, int), _split("--precisions", precisions), weights)
@@ -58,11 +58,10 @@ def sweep(
     settings = SweepSettings(weights=weights, data=data, limit=limit, device=device, threads=threads,
                              iterations=iterations, metric=metric, fresh=fresh)
     plan = prepare(settings)  # every bad value fails here, before any progress output
-    profile = plan.profile
-    if select and budget_ms is None:
-        budget_ms = _profile_budget(profile)
-        if budget_ms is None:
-            raise BadInput("--select needs --budget-ms (the profile has no latency budget)")
+    metric = plan.settings.metric
+    budget = selection_budget(plan.profile, budget_ms, metric) if select else None  # --budget-ms on --metric, else the profile's
+    if select and budget is None:
+        raise BadInput("--select needs --budget-ms (the profile has no latency budget)")
     stages = ("build", "quantize", "eval", "bench")
     with Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[what]}"),
                   TimeElapsedColumn(), console=err_console, transient=False) as progress:
@@ -76,9 +75,9 @@ def sweep(
 
         result = run_sweep(variants, plan, cache_dir=cache, on_stage=on_stage)
     result.skipped = skipped
-    if select:
-        result.budget_ms = budget_ms
-        result.selected = select_best(result.variants, budget_ms, metric)
+    if budget is not None:
+        result.budget_ms, result.budget_metric = budget
+        result.selected = select_best(result.variants, *budget)
     paths = write_outputs(result, out, metric)
     selected_path = write_selected(result, out) if select else None
 
@@ -94,18 +93,10 @@ def sweep(
                       f"{r.p50_ms:.3f}", f"{r.p90_ms:.3f}", "[red]*[/]" if r.pareto else "", cached)
     console.print(table)
     console.print(f"wrote {paths['json']}, {paths['plot']}, {paths['report']}  [dim]({result.seconds:.0f} s)[/]")
-    if select:
+    if budget is not None:
+        limit, on = budget
         if result.selected is None:
-            raise GateFailed(f"no variant fits the budget of {budget_ms:g} ms ({metric}); fastest is "
-                             f"{min(r.latency(metric) for r in result.variants):.3f} ms")
+            raise GateFailed(f"no variant fits the budget of {limit:g} ms ({on}); fastest is "
+                             f"{min(r.latency(on) for r in result.variants):.3f} ms")
         console.print(f"[green]selected[/] {result.selected.name} (top-1 {100 * result.selected.top1:.1f}%, "
-                      f"{metric} {result.selected.latency(metric):.3f} ms) -> {selected_path}")
-
-
-def _profile_budget(profile) -> float | None:
-    budgets = getattr(profile, "budgets", None)
-    for attr in ("latency_ms", "latency_budget_ms", "max_latency_ms"):
-        value = getattr(budgets, attr, None) if budgets is not None else None
-        if value is not None:
-            return float(value)
-    return None
+                      f"{on} {result.selected.latency(on):.3f} ms) -> {selected_path}")
