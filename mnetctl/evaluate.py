@@ -9,7 +9,6 @@ silently and never stop the run.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,12 +110,9 @@ def open_model(model_path: Path | str, threads: int | None = None):
 
 
 def _available_memory() -> int:
-    try:
-        import psutil
+    from .hostinfo import available_memory
 
-        return int(psutil.virtual_memory().available)
-    except Exception:  # pragma: no cover - psutil is a dependency; sysconf as a fallback
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    return available_memory()
 
 
 def check_batch_memory(batch: int, pre: Preprocessor) -> None:

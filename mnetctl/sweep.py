@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable
 from . import __version__
 from .errors import BadInput
 from .fsutil import atomic_path, write_text
+from .hostinfo import host_info
 from .specs import FAMILIES, format_width, resolve_arch, validate_resolution, validate_width
 from .weights import registry
 
@@ -271,7 +272,7 @@ def run_sweep(
     data_id = data_digest(data, settings.limit)
     profile = _load_profile(settings.device)
     opset = opset_for_profile(profile)
-    host = _host_info()
+    host = host_info()
     results: list[VariantResult] = []
 
     def note(stage: str, variant: Variant, cached: bool) -> None:
@@ -375,21 +376,6 @@ def _load_profile(device: str):
     return load_profile(device)
 
 
-def _host_info() -> dict:
-    import os
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(), "system": platform.system()}
-
-
 # ------------------------------------------------------------------------------------------------
 # Outputs
 # ------------------------------------------------------------------------------------------------
@@ -449,7 +435,7 @@ def markdown_report(result: SweepResult, metric: str, plot_name: str) -> str:
     lines = [
         "# mnetctl sweep",
         "",
-        f"Host: {result.host.get('cpu')} ({result.host.get('cores')} cores); device profile "
+        f"Host: {result.host.get('cpu')} ({result.host.get('cores_logical')} cores); device profile "
         f"`{result.settings.get('device')}`; images: {result.settings.get('data')}"
         + (f" (first {result.settings['limit']})" if result.settings.get("limit") else "")
         + f"; latency metric {metric}; {result.seconds:.0f} s.",
