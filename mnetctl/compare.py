@@ -157,8 +157,12 @@ def _interleaving_session(path: Path | str, threads: int):
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def onnx_runnable(path: Path | str, threads: int | None = None, name: str | None = None, seed: int = 0) -> Runnable:
-    """An ONNX model as an `interleave.Runnable`: a CPU session that stops spinning between runs, random inputs."""
+def onnx_runnable(path: Path | str, threads: int | None = None, name: str | None = None,
+                  inputs: Sequence[np.ndarray] | None = None, seed: int = 0) -> Runnable:
+    """An ONNX model as an `interleave.Runnable`: a CPU session that stops spinning between runs.
+
+    inputs: arrays for the model's (one) input, cycled through; default: one random input of the right shape.
+    """
     from .modelio import cannot_run
     from .runtime import random_feeds
 
@@ -166,7 +170,10 @@ def onnx_runnable(path: Path | str, threads: int | None = None, name: str | None
         session = _interleaving_session(path, threads or 0)
     except Exception as exc:  # onnxruntime's own errors (unsupported op, bad graph)
         raise BadInput(f"ONNX Runtime cannot load {path}: {short(exc)}") from None
-    feeds = random_feeds(session, seed=seed)
+    if inputs is None:
+        feeds = [random_feeds(session, seed=seed)]
+    else:
+        feeds = [{session.get_inputs()[0].name: x} for x in inputs]
 
     def run(x: dict) -> Any:
         try:
@@ -174,7 +181,7 @@ def onnx_runnable(path: Path | str, threads: int | None = None, name: str | None
         except Exception as exc:  # ORT loaded the graph but cannot run it
             raise cannot_run(Path(path), exc) from None
 
-    return Runnable(name or str(path), run, [feeds])
+    return Runnable(name or str(path), run, feeds)
 
 
 def ort_version() -> str:

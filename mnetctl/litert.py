@@ -91,11 +91,11 @@ def _quantize(x: np.ndarray, dtype: np.dtype, quant: tuple) -> np.ndarray:
 class LiteRTRunner:
     """A LiteRT checkpoint (one file, or several chained) at batch 1 with a call like a session.run.
 
-    paths: the .tflite file(s), applied in order. threads: LiteRT's num_threads.
+    paths: the .tflite file(s), applied in order. threads: LiteRT's num_threads (None: LiteRT's default).
     kernels: LiteRT's op resolver ("AUTO": optimised kernels with XNNPACK, "BUILTIN_REF": reference kernels).
     """
 
-    def __init__(self, paths: Path | str | Sequence[Path | str], threads: int, kernels: str = "AUTO"):
+    def __init__(self, paths: Path | str | Sequence[Path | str], threads: int | None, kernels: str = "AUTO"):
         interpreter_cls = load_litert()
         if kernels not in KERNELS:
             raise BadInput(f"kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
@@ -105,7 +105,7 @@ class LiteRTRunner:
         self.paths = files
         self.path = files[0]
         self.label = " + ".join(str(f) for f in files)  # how reports name the checkpoint
-        self.chain = [self._open(interpreter_cls, f, int(threads), kernels, first=i == 0) for i, f in enumerate(files)]
+        self.chain = [self._open(interpreter_cls, f, threads, kernels, first=i == 0) for i, f in enumerate(files)]
         for (a, a_path), (b, b_path) in zip(zip(self.chain, files), zip(self.chain[1:], files[1:])):
             out, inp = a.get_output_details()[0], b.get_input_details()[0]
             if [int(d) for d in out["shape"]] != [int(d) for d in inp["shape"]]:
@@ -130,19 +130,19 @@ class LiteRTRunner:
         self.label_offset = 1 if self.classes == 1001 else 0
 
     @staticmethod
-    def _open(interpreter_cls, path: Path, threads: int, kernels: str, first: bool):
+    def _open(interpreter_cls, path: Path, threads: int | None, kernels: str, first: bool):
         if not path.is_file():
             raise BadInput(f"tflite {path}: no such file")
         if path.stat().st_size == 0:
             raise BadInput(f"tflite {path}: empty file")
-        kwargs = {}
+        kwargs = {} if threads is None else {"num_threads": int(threads)}
         if kernels != "AUTO":
             from ai_edge_litert.interpreter import OpResolverType
 
             kwargs["experimental_op_resolver_type"] = getattr(OpResolverType, kernels)
         try:
             with _native_stderr_silenced():
-                interp = interpreter_cls(model_path=str(path), num_threads=threads, **kwargs)
+                interp = interpreter_cls(model_path=str(path), **kwargs)
             inputs = interp.get_input_details()
             if len(inputs) != 1:
                 raise BadInput(f"tflite {path} has {len(inputs)} inputs; a classifier takes one image")
