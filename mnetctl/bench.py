@@ -123,23 +123,10 @@ class BenchResult:
 
 
 def latency_stats(samples_ms: Sequence[float]) -> dict[str, float]:
-    """min/mean/std/p50/p90/p95/p99/max (linear-interpolated percentiles, sample standard deviation)."""
-    import numpy as np
+    """min/mean/std/p50/p90/p95/p99/max of samples in ms (the computation is `stats.LatencyStats`)."""
+    from .stats import LatencyStats
 
-    if not len(samples_ms):
-        raise ValueError("no samples")
-    arr = np.asarray(samples_ms, dtype=np.float64)
-    p50, p90, p95, p99 = np.percentile(arr, [50, 90, 95, 99])
-    return {
-        "min": float(arr.min()),
-        "mean": float(arr.mean()),
-        "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
-        "p50": float(p50),
-        "p90": float(p90),
-        "p95": float(p95),
-        "p99": float(p99),
-        "max": float(arr.max()),
-    }
+    return LatencyStats.of(samples_ms, unit="ms").as_dict(suffix="", runs=False)
 
 
 def parse_duration(text: str | float | None) -> float | None:

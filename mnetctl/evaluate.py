@@ -34,9 +34,9 @@ def open_model(model: Model | Path | str, threads: int | None = None):
 
 
 def _available_memory() -> int:
-    import psutil
+    from .hostinfo import available_memory
 
-    return int(psutil.virtual_memory().available)
+    return available_memory()
 
 
 def check_batch_memory(batch: int, pre: Preprocessor) -> None:

@@ -1,4 +1,9 @@
-"""What this machine is: CPU, cores, memory, board model, accelerators (for reports and profile matching)."""
+"""What this machine is and how busy it is: CPU, cores, memory, board, accelerators, other processes' load.
+
+The one home for host facts: reports, profile matching, sweep.json, compare and interleaved timing all read
+them here. psutil (a dependency) serves counts, memory and CPU times; the CPU's name comes from
+/proc/cpuinfo on Linux (psutil has none) and from `platform.processor()` elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import os
 import platform
 import shutil
 import sys
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -20,11 +26,37 @@ def _read(path: str) -> str:
 
 
 def cpu_model() -> str:
+    """The CPU's name: /proc/cpuinfo's 'model name' (ARM boards: 'Hardware' / 'Model'), else platform's guess."""
     for line in _read("/proc/cpuinfo").splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("model name", "Hardware", "Model") and value.strip():
             return value.strip()
-    return platform.processor() or platform.machine()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (x86 'flags', ARM 'Features'); empty where there is none."""
+    for line in _read("/proc/cpuinfo").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return set()
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), which can be fewer than the machine has."""
+    try:
+        import psutil
+
+        return len(psutil.Process().cpu_affinity()) or 1
+    except Exception:  # no cpu_affinity on macOS
+        affinity = getattr(os, "sched_getaffinity", None)
+        return len(affinity(0)) if affinity else (os.cpu_count() or 1)
+
+
+def cpu_summary() -> str:
+    """One line for report headers: 'NAME, N CPUs' (N = usable CPUs)."""
+    return f"{cpu_model()}, {usable_cpus()} CPUs"
 
 
 def board_model() -> str:
@@ -81,3 +113,47 @@ def _host_info() -> dict[str, Any]:
         "nvidia_smi": bool(shutil.which("nvidia-smi")),
         "python": sys.version.split()[0],
     }
+
+
+class LoadMeter:
+    """CPU time other processes used, as a fraction of one core (0.5 = half a core busy on average).
+
+    System busy time (psutil.cpu_times: all CPUs, idle and I/O wait excluded) minus this process's own
+    user + system time, over wall time. The kernel counts in ticks (10 ms on Linux), so a window of a
+    few milliseconds reads as 0 or a spike; over ~100 ms and more the figure is usable. None where
+    psutil cannot read CPU times.
+    """
+
+    def __init__(self) -> None:
+        self._start = self._snapshot()
+
+    @staticmethod
+    def _snapshot() -> tuple[float, float, float] | None:
+        try:
+            import psutil
+
+            times = psutil.cpu_times()
+            own = psutil.Process().cpu_times()
+        except Exception:  # psutil missing or CPU times unreadable here
+            return None
+        idle = times.idle + getattr(times, "iowait", 0.0)
+        guest = getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)  # already inside user/nice
+        busy = sum(times) - idle - guest
+        return busy, own.user + own.system, time.monotonic()
+
+    def other_load(self) -> float | None:
+        """Other processes' load since the meter started (or since the last `lap`)."""
+        end = self._snapshot()
+        if self._start is None or end is None:
+            return None
+        wall = end[2] - self._start[2]
+        if wall <= 0:
+            return None
+        other = (end[0] - self._start[0]) - (end[1] - self._start[1])
+        return round(max(0.0, other / wall), 3)
+
+    def lap(self) -> float | None:
+        """`other_load()`, then start a new window."""
+        load = self.other_load()
+        self._start = self._snapshot()
+        return load

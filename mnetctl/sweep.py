@@ -21,6 +21,7 @@ from .errors import BadInput
 from .stages import STAGES
 from .fsutil import atomic_path, write_text
 from .metrics import SWEEP_METRICS, Metric, parse_metric
+from .hostinfo import host_info
 from .specs import FAMILIES, format_width, resolve_arch, validate_resolution, validate_width
 from .weights import registry
 
@@ -262,7 +263,7 @@ def run_sweep(
     runner = runner or LocalRunner()
     cache = Cache(cache_dir or default_cache_dir(), enabled=not settings.fresh)
     started = time.perf_counter()
-    host = _host_info()
+    host = host_info()
     profile_doc = plan.profile.model_dump(mode="json")
     samples_doc = [[str(s.path), s.label] for s in plan.samples]
     results: list[VariantResult] = []
@@ -336,19 +337,6 @@ def opset_for_profile(profile) -> int:
     return MIN_OPSET
 
 
-def _host_info() -> dict:
-    import os
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(), "system": platform.system()}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -410,7 +398,7 @@ def markdown_report(result: SweepResult, metric: str, plot_name: str) -> str:
     lines = [
         "# mnetctl sweep",
         "",
-        f"Host: {result.host.get('cpu')} ({result.host.get('cores')} cores); device profile "
+        f"Host: {result.host.get('cpu')} ({result.host.get('cores_logical')} cores); device profile "
         f"`{result.settings.get('device')}`; images: {result.settings.get('data')}"
         + (f" (first {result.settings['limit']})" if result.settings.get("limit") else "")
         + f"; latency metric {metric}; {result.seconds:.0f} s.",

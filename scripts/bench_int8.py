@@ -22,11 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -62,30 +59,10 @@ OTHER_VARIANTS = {
 
 
 def cpu_info() -> str:
-    name, flags = platform.processor() or "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
-    return f"{name} ({', '.join(isa) or 'no AVX2'})"
+    from mnetctl.hostinfo import cpu_flags, cpu_model
 
-
-def session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    # no busy-waiting after a run: with several sessions on few cores, one session's spinning pool
-    # threads would otherwise steal the cores from the next session in the round
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in cpu_flags()]
+    return f"{cpu_model()} ({', '.join(isa) or 'no AVX2'})"
 
 
 def one_image(model_path: Path) -> np.ndarray:
@@ -98,30 +75,16 @@ def one_image(model_path: Path) -> np.ndarray:
 
 def interleaved(paths: dict[str, Path], threads: int, warmup: int, rounds: int) -> dict[str, dict]:
     """Time batch-1 runs of every model in rotating order; per-round ratios against the first model."""
-    names = list(paths)
-    sessions = {n: session(p, threads) for n, p in paths.items()}
-    feeds = {n: {sessions[n].get_inputs()[0].name: one_image(p)} for n, p in paths.items()}
-    for n in names:
-        for _ in range(warmup):
-            sessions[n].run(None, feeds[n])
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(rounds):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for n in order:
-            start = time.perf_counter()
-            sessions[n].run(None, feeds[n])
-            times[n].append(time.perf_counter() - start)
-    ref = np.array(times[names[0]])
+    from mnetctl.compare import onnx_runnable
+    from mnetctl.interleave import interleave
+
+    runnables = [onnx_runnable(p, threads, name=n, inputs=[one_image(p)]) for n, p in paths.items()]
+    timed = interleave(runnables, rounds=rounds, runs=1, warmup=warmup)
     out = {}
-    for n in names:
-        t = np.array(times[n])
-        out[n] = {
-            "p50_ms": 1000 * float(np.median(t)),
-            "mean_ms": 1000 * float(t.mean()),
-            "p90_ms": 1000 * float(np.percentile(t, 90)),
-            "min_ms": 1000 * float(t.min()),
-            "ratio_vs_first": float(np.median(t / ref)),  # paired: same round
-        }
+    for n in paths:
+        s = timed.stats[n]
+        out[n] = {"p50_ms": s.p50_ms, "mean_ms": s.mean_ms, "p90_ms": s.p90_ms, "min_ms": s.min_ms,
+                  "ratio_vs_first": timed.paired_ratio(n)}  # paired: same round
     return out
 
 

@@ -3,8 +3,8 @@
 
 Builds `mnetctl build ARCH --weights pretrained` with `--precision fp32` and `--precision int8`, opens
 both on ONNX Runtime's CPU execution provider with the same thread count, and times batch-1 runs of
-one real val image in interleaved rounds (fp32 round, int8 round, fp32 round, ...) so that machine
-load drifts hit both alike. Prints per-model p50/mean/p90 over all runs, the median over rounds of the
+one real val image in interleaved rounds (`mnetctl.interleave`: a block of fp32 runs, a block of int8
+runs, then the other way round, ...) so that machine load drifts hit both alike. Prints per-model p50/mean/p90 over all runs, the median over rounds of the
 per-round p50 ratio, file sizes, and the integer kernels ONNX Runtime actually runs (from the
 optimized graph it saves).
 
@@ -17,18 +17,17 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
-import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from mnetctl.builder import build_model, save_model
+from mnetctl.compare import onnx_runnable
 from mnetctl.data import Preprocessor, default_val_dir, find_samples, load_image
+from mnetctl.hostinfo import cpu_summary
+from mnetctl.interleave import interleave
 from mnetctl.meta import read_meta
 
 
@@ -58,51 +57,33 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from mnetctl.runtime import cpu_session
-
     sample = find_samples(default_val_dir(), 1)[0]
+    meta = read_meta(build_model(args.arch, args.width, args.resolution, weights=args.weights))
+    x = Preprocessor.from_meta(meta)(load_image(sample.path))[None]
     with tempfile.TemporaryDirectory() as tmp:
-        models, sessions, sizes, kernels = {}, {}, {}, {}
+        runnables, sizes, kernels = [], {}, {}
         for precision in ("fp32", "int8"):
             model = build_model(args.arch, args.width, args.resolution, weights=args.weights, precision=precision)
             path = save_model(model, Path(tmp) / f"{precision}.onnx")
-            models[precision] = path
             sizes[precision] = path.stat().st_size
             kernels[precision] = optimized_op_counts(path, args.threads)
-            sessions[precision] = cpu_session(path, threads=args.threads)
-        meta = read_meta(build_model(args.arch, args.width, args.resolution, weights=args.weights))
-        x = Preprocessor.from_meta(meta)(load_image(sample.path))[None]
-        name = sessions["fp32"].get_inputs()[0].name
-        outputs = {}
-        for precision, sess in sessions.items():
-            for _ in range(args.warmup):
-                outputs[precision] = sess.run(None, {name: x})[0]
-        runs: dict[str, list[float]] = {"fp32": [], "int8": []}
-        ratios = []
-        for _ in range(args.rounds):
-            p50 = {}
-            for precision, sess in sessions.items():
-                times = []
-                for _ in range(args.iterations):
-                    start = time.perf_counter()
-                    sess.run(None, {name: x})
-                    times.append((time.perf_counter() - start) * 1e3)
-                runs[precision] += times
-                p50[precision] = statistics.median(times)
-            ratios.append(p50["fp32"] / p50["int8"])
+            runnables.append(onnx_runnable(path, args.threads, name=precision, inputs=[x]))
+        outputs = {r.name: r.fn(r.inputs[0])[0] for r in runnables}
+        timed = interleave(runnables, rounds=args.rounds, runs=args.iterations, warmup=args.warmup)
 
-    def stats(ms: list[float]) -> dict[str, float]:
-        return {"p50_ms": round(statistics.median(ms), 3), "mean_ms": round(statistics.fmean(ms), 3),
-                "p90_ms": round(float(np.percentile(ms, 90)), 3), "min_ms": round(min(ms), 3)}
+    def stats(precision: str) -> dict[str, float]:
+        doc = timed.stats[precision].as_dict(suffix="_ms", digits=3)
+        return {k: doc[k] for k in ("p50_ms", "mean_ms", "p90_ms", "min_ms")}
 
     integer_ops = {k: v for k, v in kernels["int8"].items() if k.startswith(("QLinear", "QGemm", "ConvInteger", "MatMulInteger"))}
     report = {
         "model": f"{args.arch} {args.width:g} {args.resolution} weights={args.weights}",
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + f", {os.cpu_count()} CPUs",
+        "machine": cpu_summary(),
         "threads": args.threads, "batch": 1, "rounds": args.rounds, "iterations_per_round": args.iterations,
-        "fp32": {**stats(runs["fp32"]), "size_bytes": sizes["fp32"]},
-        "int8": {**stats(runs["int8"]), "size_bytes": sizes["int8"], "integer_kernels": integer_ops},
-        "speedup_p50_median_over_rounds": round(statistics.median(ratios), 3),
+        "fp32": {**stats("fp32"), "size_bytes": sizes["fp32"]},
+        "int8": {**stats("int8"), "size_bytes": sizes["int8"], "integer_kernels": integer_ops},
+        "speedup_p50_median_over_rounds": round(timed.paired_ratio("fp32", ref="int8"), 3),
+        "other_load": timed.other_load,
         "size_ratio": round(sizes["fp32"] / sizes["int8"], 2),
         "same_top1": bool(np.argmax(outputs["fp32"]) == np.argmax(outputs["int8"])),
     }

@@ -30,15 +30,15 @@ Usage (from the repository root):
     .venv/bin/python scripts/perf_host.py --setup-openvino      # create the OpenVINO venv first
 
 Writes <work>/results.json and prints one Markdown table per group. The worker half of this script
-(`--worker SPEC`) needs only numpy, onnxruntime (any flavour) and ai-edge-litert, so it also runs
-under the OpenVINO venv's Python.
+(`--worker SPEC`) needs only numpy, psutil, onnxruntime (any flavour), ai-edge-litert and this
+repository's `mnetctl.hostinfo`/`mnetctl.interleave` (found through the repository path), so it also
+runs under the OpenVINO venv's Python.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -50,7 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 TFLITE = REPO / "models" / "pretrained" / "coral" / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
 DEFAULT_WORK = REPO / ".cache" / "perf"
 DEFAULT_OV_VENV = REPO / ".cache" / "venvs" / "perf-openvino"
-OV_PACKAGES = ("onnxruntime-openvino", "ai-edge-litert", "numpy")
+OV_PACKAGES = ("onnxruntime-openvino", "ai-edge-litert", "numpy", "psutil")
 GROUPS = ("formats", "session", "threads", "batch", "openvino", "method", "profile")
 
 
@@ -58,41 +58,13 @@ GROUPS = ("formats", "session", "threads", "batch", "openvino", "method", "profi
 # Worker: timing + accuracy of configurations paired with LiteRT (numpy/onnxruntime/litert only)
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
+def _library():
+    """mnetctl's host and interleaving modules (numpy/psutil only), also from the OpenVINO venv's Python."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from mnetctl import hostinfo, interleave
 
-    return platform.processor() or platform.machine()
-
-
-class LoadMeter:
-    """Share of all CPUs used by *other* processes since construction (None without /proc/stat)."""
-
-    def __init__(self) -> None:
-        self.start = self.snap()
-
-    @staticmethod
-    def snap():
-        try:
-            with open("/proc/stat", encoding="ascii") as fh:
-                ticks = [int(v) for v in fh.readline().split()[1:]]
-        except OSError:
-            return None
-        idle = ticks[3] + ticks[4]
-        return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK"), sum(os.times()[:2]), time.monotonic()
-
-    def other(self) -> float | None:
-        end = self.snap()
-        if self.start is None or end is None or end[2] <= self.start[2]:
-            return None
-        busy, own, wall = (end[i] - self.start[i] for i in range(3))
-        return max(0.0, min(1.0, (busy - own) / (wall * (os.cpu_count() or 1))))
+    return hostinfo, interleave
 
 
 def _litert(threads: int, batch: int):
@@ -205,26 +177,20 @@ def measure(cfg: dict, spec: dict, crops: np.ndarray, labels: np.ndarray) -> dic
     for i in range(spec["warmup"]):
         ort_run(xs_ort[i % pool])
         lite(xs_lite[i % pool])
+    hostinfo, il = _library()
+    cpus = hostinfo.usable_cpus()
+    pair = (il.Runnable("ort", ort_run, xs_ort), il.Runnable("litert", lite, xs_lite))
     t_ort: list[float] = []
     t_lite: list[float] = []
     loads: list[float] = []
     kept = dropped = 0
     deadline = time.monotonic() + spec["max_seconds"]
     pending: list[tuple[list[float], list[float], float | None]] = []
-    k = 0
     while kept < spec["rounds"]:
-        meter = LoadMeter()
-        r_ort: list[float] = []
-        r_lite: list[float] = []
-        for _ in range(spec["runs"]):
-            x_o, x_l = xs_ort[k % pool], xs_lite[k % pool]
-            pair = ((ort_run, x_o, r_ort), (lite, x_l, r_lite))
-            for fn, x, sink in (pair if k % 2 == 0 else pair[::-1]):
-                t0 = time.perf_counter()
-                fn(x)
-                sink.append(time.perf_counter() - t0)
-            k += 1
-        load = meter.other()
+        # one round: `runs` pairs, the order alternating (A B, B A, ...)
+        timed = il.interleave(pair, rounds=spec["runs"])
+        r_ort, r_lite = timed.samples("ort"), timed.samples("litert")
+        load = None if timed.other_load is None else timed.other_load / cpus  # share of the CPUs
         if load is not None and load > spec["max_load"] and time.monotonic() < deadline:
             dropped += 1
             pending.append((r_ort, r_lite, load))
@@ -295,7 +261,8 @@ def worker(spec_path: str) -> int:
         res = combine(runs[cfg["name"]])
         res.update(group=cfg.get("group"), label=cfg.get("label", cfg["name"]))
         results.append(res)
-    doc = {"onnxruntime": ort.__version__, "cpu": cpu_name(), "cpus": os.cpu_count(), "results": results}
+    hostinfo, _ = _library()
+    doc = {"onnxruntime": ort.__version__, "cpu": hostinfo.cpu_model(), "cpus": hostinfo.usable_cpus(), "results": results}
     Path(spec["output"]).write_text(json.dumps(doc, indent=1))
     return 0
 
@@ -691,7 +658,9 @@ def main() -> int:
         ov_cfgs = [c for c in ov_cfgs if c["name"] in wanted]
     results: list[dict] = []
     versions: dict[str, str] = {}
-    cpu = cpu_name()
+    from mnetctl.hostinfo import cpu_model, cpu_summary
+
+    cpu = cpu_model()
     if main_cfgs:
         doc = run_worker(sys.executable, dict(spec, configs=main_cfgs), args.work, "cpu", log)
         results += doc["results"]
@@ -710,7 +679,7 @@ def main() -> int:
 
     versions["ai-edge-litert"] = version("ai-edge-litert")
     summary = {
-        "host": f"{cpu_name()}, {os.cpu_count()} CPUs",
+        "host": cpu_summary(),
         "threads": args.threads,
         "tflite": str(TFLITE.relative_to(REPO)),
         "versions": versions,

@@ -14,19 +14,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from mnetctl.builder import build_model, save_model
 from mnetctl.data import Preprocessor, default_val_dir, find_samples, load_image
+from mnetctl.errors import EnvironmentMissing
 from mnetctl.evaluate import evaluate
+from mnetctl.hostinfo import cpu_summary
+from mnetctl.litert import load_litert
 from mnetctl.meta import read_meta
 from mnetctl.weights.registry import pretrained_dir
 
@@ -44,30 +45,19 @@ CASES = [  # (label, arch, width, resolution, --weights, .tflite files run in Li
 
 
 def litert_top1(files: list[Path], crops: list[np.ndarray], meta, kernels: str) -> list[set[int]]:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    """Per crop, the classes tied for LiteRT's highest score (the uint8 softmax has steps of 1/256)."""
+    from mnetctl.litert import LiteRTRunner
 
-    chain = []
-    for f in files:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            it = Interpreter(model_path=str(f), experimental_op_resolver_type=getattr(OpResolverType, kernels))
-        it.allocate_tensors()
-        chain.append(it)
+    lite = LiteRTRunner(files, threads=None, kernels=kernels)
     mean, std = np.asarray(meta.mean, np.float32), np.asarray(meta.std, np.float32)
+
+    def normalise(crop: np.ndarray) -> np.ndarray:
+        return (crop.astype(np.float32) - mean) / std
+
     tops = []
     for crop in crops:
-        detail = chain[0].get_input_details()[0]
-        x = (crop[None].astype(np.float32) - mean) / std
-        if detail["dtype"] != np.float32:
-            scale, zp = detail["quantization"]
-            info = np.iinfo(detail["dtype"])
-            x = np.clip(np.round(x / scale + zp), info.min, info.max).astype(detail["dtype"])
-        for it in chain:
-            it.set_tensor(it.get_input_details()[0]["index"], x)
-            it.invoke()
-            x = it.get_tensor(it.get_output_details()[0]["index"])
-        s = x.reshape(-1)
-        tops.append({int(i) - meta.label_offset for i in np.flatnonzero(s == s.max())})  # ties of the uint8 softmax
+        s = lite.scores(lite(lite.prepare(crop, normalise)))
+        tops.append({int(i) for i in np.flatnonzero(s == s.max())})
     return tops
 
 
@@ -80,10 +70,9 @@ def main() -> int:
     args = ap.parse_args()
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     try:
-        import ai_edge_litert.interpreter  # noqa: F401
-
+        load_litert()
         have_litert = True
-    except ImportError:
+    except EnvironmentMissing:
         have_litert = False
     samples = find_samples(args.data, args.limit)
     labels = [s.label for s in samples]
@@ -118,7 +107,7 @@ def main() -> int:
                 print(json.dumps(row))
     if args.json:
         return 0
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
+    print(f"machine: {cpu_summary()}, "
           f"python {platform.python_version()}; data {args.data} ({len(samples)} images)\n")
     head, rule = "| model | weights |", "|---|---|"
     for prec in precisions:

@@ -117,7 +117,7 @@ def test_bad_numbers_exit_2(imported, capsys):
 
 def test_int8_input_is_quantised_with_its_parameters():
     """An int8-input checkpoint gets round(x / scale + zero_point) of the normalised crop."""
-    from mnetctl.compare import LiteRTRunner
+    from mnetctl.litert import LiteRTRunner
 
     runner = LiteRTRunner.__new__(LiteRTRunner)
     runner.input_dtype = np.dtype(np.int8)
@@ -130,3 +130,42 @@ def test_int8_input_is_quantised_with_its_parameters():
     assert np.array_equal(x[0], expected.astype(np.int8))
     runner.input_dtype = np.dtype(np.uint8)
     assert np.array_equal(runner.prepare(crop, lambda c: 1 / 0)[0], crop)  # uint8: the crop's own pixels
+
+
+V1_FILES = [PRETRAINED / "coral" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite",
+            PRETRAINED / "coral" / "mobilenet_quant_v1_224_head_layers.tflite"]
+
+
+@pytest.fixture(scope="module")
+def v1_full(tmp_path_factory):
+    """V1 1.0 at 224 px with the weights of the shipped two-file checkpoint (extractor + head)."""
+    from mnetctl.builder import build_model, save_model
+
+    path = tmp_path_factory.mktemp("compare") / "v1-1.0-224.onnx"
+    save_model(build_model("v1", 1.0, 224, weights="pretrained"), path)
+    return path
+
+
+def test_multi_file_checkpoint(v1_full, litert, capsys):
+    """--tflite twice chains the feature extractor and the classifier head; 'pretrained' finds the same two files."""
+    rc = main(["compare", str(v1_full), "--tflite", str(V1_FILES[0]), "--tflite", str(V1_FILES[1]),
+               "-i", "4", "--warmup", "1", "-n", "6", "--data", str(VAL), "--json"])
+    assert rc == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["litert"]["model"] == " + ".join(str(f) for f in V1_FILES)
+    assert doc["images"] == 6 and doc["agree"] >= 5 and doc["litert"]["runs"] == 4
+    assert doc["litert"]["top1"] is not None and doc["ratio_p50"] > 0
+
+    from mnetctl.compare import compare
+
+    res = compare(v1_full, "pretrained", iterations=2, warmup=0, data=VAL, limit=2)
+    assert res.litert.model == doc["litert"]["model"]
+    assert len(res.litert.predictions) == 2 and res.agree >= 1
+
+
+def test_chained_files_must_fit(imported, litert, capsys):
+    """A head that does not take the first file's output is refused, naming both files."""
+    rc = main(["compare", str(imported), "--tflite", str(TFLITE), "--tflite", str(V1_FILES[1]), "-n", "1", "-i", "1"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--tflite" in err and V1_FILES[1].name in err

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import EXIT_GATE, BadInput
-from ._app import ModelArg, app, console, err_console, print_json
+from ._app import app, console, err_console, print_json
 
 
 def _ep_options(items: list[str]) -> dict[str, dict[str, str]]:
@@ -51,7 +51,7 @@ def _flag_names():
 
 @app.command("bench")
 def bench_cmd(
-    model: ModelArg,
+    models: Annotated[list[Path], typer.Argument(help="ONNX model file; give several to time them interleaved against the first.", show_default=False)],
     device: Annotated[Optional[str], typer.Option("--device", "-d", help="Shipped device profile (mnetctl profiles list).", show_default=False)] = None,
     profile: Annotated[Optional[Path], typer.Option("--profile", help="Your own device profile TOML file.", show_default=False)] = None,
     ep: Annotated[Optional[str], typer.Option("--ep", help="Execution providers in priority order, e.g. openvino,cpu \\[default: the profile's, else cpu].", show_default=False)] = None,
@@ -89,6 +89,11 @@ def bench_cmd(
     from ..report import write_bench_reports
     from ._progress import progress_bar
 
+    if len(models) > 1:
+        from ._bench_many import bench_many
+
+        return bench_many(models, dict(locals()))
+    model = models[0]
     if device and profile:
         raise BadInput("give --device NAME or --profile PATH, not both")
     check_model_path(model)

@@ -7,13 +7,21 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import BadInput
 from ._app import JsonFlag, ModelArg, app, console, err_console, print_json
+
+# library parameter -> the flag that sets it, for messages that name a parameter first
+_FLAGS = {"tflite": "--tflite", "threads": "--threads", "iterations": "--iterations", "warmup": "--warmup"}
 
 
 @app.command("compare")
 def compare_cmd(
     model: ModelArg,
-    tflite: Annotated[Path, typer.Option("--tflite", help="TFLite checkpoint to run under LiteRT (e.g. the one the model was imported from).", show_default=False)],
+    tflite: Annotated[list[str], typer.Option(
+        "--tflite",
+        help="TFLite checkpoint to run under LiteRT; repeat it for a checkpoint in several files (feature extractor, then head), "
+             "or 'pretrained' for the shipped checkpoint of the model's arch and width.",
+        show_default=False)],
     threads: Annotated[int, typer.Option("--threads", "-t", help="Threads for both runtimes.")] = 2,
     iterations: Annotated[int, typer.Option("--iterations", "-i", help="Timed runs per runtime, interleaved.")] = 200,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed runs per runtime first.")] = 20,
@@ -25,23 +33,20 @@ def compare_cmd(
     json_out: JsonFlag = False,
 ) -> None:
     """Latency (interleaved, same threads, same images) and top-1 of ONNX Runtime vs LiteRT."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from ..compare import compare
+    from ._progress import progress_bar
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=err_console, transient=True, disable=json_out or not err_console.is_terminal)
-    tasks: dict[str, int] = {}
-
-    def report(phase: str, done: int, total: int) -> None:
-        if phase not in tasks:
-            tasks[phase] = bar.add_task("classify images" if phase == "classify" else "time (interleaved)", total=total)
-        bar.update(tasks[phase], completed=done)
-
-    with bar:
-        result = compare(model, tflite, threads=threads, iterations=iterations, warmup=warmup,
-                         data=data, limit=limit, progress=report)
+    try:
+        with progress_bar(enabled=not json_out) as on_progress:
+            result = compare(model, tflite if len(tflite) > 1 else tflite[0], threads=threads, iterations=iterations,
+                             warmup=warmup, data=data, limit=limit, on_progress=on_progress)
+    except BadInput as exc:
+        word, _, rest = exc.message.partition(" ")
+        if word not in _FLAGS:
+            raise
+        raise BadInput(f"{_FLAGS[word]} {rest}", exc.hint) from None
     for path, reason in result.failed:
         err_console.print(f"[yellow]unreadable:[/] {path}: {reason}", soft_wrap=True)
     if json_out:
@@ -54,7 +59,7 @@ def compare_cmd(
     for side in (result.onnx, result.litert):
         lat = side.latency
         top1 = f"{100 * side.correct / result.labelled:.2f}%" if result.labelled else "-"
-        table.add_row(side.runtime, Path(side.model).name,
+        table.add_row(side.runtime, " + ".join(Path(p).name for p in side.model.split(" + ")),
                       f"{lat.p50_ms:.3f}", f"{lat.p90_ms:.3f}", f"{lat.mean_ms:.3f}", top1)
     console.print(table)
     console.print(f"[dim]onnxruntime providers: {result.onnx.detail}; litert: {result.litert.detail}[/]")
@@ -62,9 +67,9 @@ def compare_cmd(
         f"onnx/litert p50 ratio [bold]{result.ratio_p50:.2f}x[/] (mean {result.ratio_mean:.2f}x); "
         f"top-1 agreement {100 * result.agreement:.1f}% ({result.agree}/{result.images} images)"
     )
-    if result.other_load is not None and result.other_load > 0.1:
+    if result.other_load is not None and result.other_load > 0.2:
         err_console.print(
-            f"[yellow]note:[/] other processes used {100 * result.other_load:.0f}% of the CPUs while timing;"
+            f"[yellow]note:[/] other processes kept {result.other_load:.1f} cores busy while timing;"
             " interleaving keeps the ratio fairer, but re-run on a quiet host for figures to quote",
             soft_wrap=True,
         )
