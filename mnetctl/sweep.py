@@ -294,16 +294,16 @@ def run_sweep(
         model_path = fp32_path
         # quantize ------------------------------------------------------------------------
         if variant.precision == "int8":
-            from .quantize import default_settings
+            from .quant.settings import default_settings
 
             q_key = _digest({"model": file_digest(fp32_path), "calib": str(settings.calib or "default"),
                              "defaults": repr(default_settings(variant.arch)), "version": __version__})
             int8_path = cache.model("quantize", q_key)
             cached["quantize"] = cache.enabled and int8_path.is_file()
             if not cached["quantize"]:
-                from .quantize import quantize_model
+                from .quant.pipeline import quantize_model
 
-                quantize_model(fp32_path, output=int8_path, calib=settings.calib, eval_data=None, progress=False)
+                quantize_model(fp32_path, output=int8_path, calib=settings.calib)
             note("quantize", variant, cached["quantize"])
             model_path = int8_path
         model_id = file_digest(model_path)
