@@ -38,9 +38,9 @@ def build_key(arch: str, width: float, resolution: int, weights: str, opset: int
 
 
 def run_quantize(model: str, out: str, calib: str | None) -> dict[str, Any]:
-    from .quantize import quantize_model
+    from .quant.pipeline import quantize_model
 
-    quantize_model(model, output=out, calib=calib, eval_data=None, progress=False)
+    quantize_model(model, output=out, calib=calib)
     return _facts(Path(out))
 
 

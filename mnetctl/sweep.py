@@ -255,7 +255,7 @@ def run_sweep(
 ) -> SweepResult:
     """Run [build, (quantize), eval, bench] per variant through `runner` (default: in-process), each stage
     cached by the content that determines it; then flag the Pareto frontier."""
-    from .quantize import default_settings
+    from .quant.settings import default_settings
     from .runners import LocalRunner
 
     plan = settings if isinstance(settings, SweepPlan) else prepare(settings)

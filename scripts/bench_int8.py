@@ -111,7 +111,9 @@ def main() -> int:
     args = ap.parse_args()
     logging.disable(logging.WARNING)
 
-    from mnetctl.quantize import DEFAULT_VAL, quantize_model, resolve_settings
+    from mnetctl.data import default_val_dir
+    from mnetctl.quant.pipeline import quantize_model
+    from mnetctl.quant.settings import resolve_settings
 
     names = list(MODELS) if args.models == "all" else [m.strip() for m in args.models.split(",")]
     unknown = [m for m in names if m not in MODELS]
@@ -136,8 +138,7 @@ def main() -> int:
             if opts and resolve_settings(arch, **opts) == resolve_settings(arch):
                 continue  # the default again
             out = folder / f"{name}.{label.replace(' ', '-')}.onnx"
-            rep = quantize_model(fp32, out, eval_data=None if args.no_eval else DEFAULT_VAL,
-                                 progress=False, **opts)
+            rep = quantize_model(fp32, out, opts, eval_data=None if args.no_eval else default_val_dir())
             paths[label] = out
             info[label] = {"size": rep.size_after, "settings": rep.settings, "seconds_quantize": rep.seconds_quantize,
                            "top1_float": rep.top1_before, "top1_int8": rep.top1_after, "agreement": rep.agreement}
@@ -158,7 +159,7 @@ def main() -> int:
         fp32 = build("v2-1.0-224", folder)
         print("\nquantize_model on v2-1.0-224, 100 calibration images, no evaluation")
         for method in ("minmax", "entropy", "percentile"):
-            rep = quantize_model(fp32, folder / f"v2-time-{method}.onnx", method=method, eval_data=None, progress=False)
+            rep = quantize_model(fp32, folder / f"v2-time-{method}.onnx", {"method": method})
             results["quant_time"][method] = {"seconds_quantize": rep.seconds_quantize, "seconds_calibrate": rep.seconds_calibrate}
             print(f"  {method:11s} {rep.seconds_quantize:6.1f} s total ({rep.seconds_calibrate:.1f} s calibration)")
     if args.json:

@@ -11,7 +11,7 @@ dropped and re-taken (up to a time limit per configuration; the share actually s
 Levers measured (see docs/performance.md for the findings):
   * formats: fp32; int8 QDQ vs QOperator; activation/weight types U8S8, S8S8, U8U8; per-tensor vs
     per-channel weights; float NCHW input vs mnetctl's uint8 NHWC input (preprocessing in the graph);
-    `mnetctl quantize` with its defaults (when mnetctl.quantize is importable)
+    `mnetctl quantize` with its defaults (when mnetctl.quant is importable)
   * session: graph optimisation level (basic / extended / all = NHWC layout transform), the
     optimised model saved (`optimized_model_filepath`) and reloaded with optimisations off,
     thread spinning off, `session.dynamic_block_base`, intra-op thread affinity
@@ -337,7 +337,7 @@ def prepare_models(work: Path, log) -> dict[str, str]:
         direct_uint8_input(Path(paths["f-fp32"]), out, work, calib)
     # mnetctl's own quantizer with its defaults, where it exists in this checkout
     try:
-        from mnetctl.quantize import quantize_model
+        from mnetctl.quant.pipeline import quantize_model
     except ImportError:
         quantize_model = None
     if quantize_model is not None:
@@ -345,7 +345,7 @@ def prepare_models(work: Path, log) -> dict[str, str]:
         try:
             if not out.exists():
                 log(f"mnetctl quantize -> {out.name}")
-                quantize_model(paths["f-fp32"], out, eval_data=None, progress=False)
+                quantize_model(paths["f-fp32"], out)
             paths["f-mnetctl-int8"] = str(out)
         except Exception as exc:  # the quantizer is optional here: report and measure the rest
             log(f"mnetctl quantize failed: {exc}")

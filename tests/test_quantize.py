@@ -17,16 +17,13 @@ from onnx import numpy_helper
 
 from mnetctl.errors import BadInput, GateFailed
 from mnetctl.meta import read_meta_file
-from mnetctl.quantize import (
-    ARCH_DEFAULTS,
-    calibration_hash,
-    find_grid,
-    quantize_model,
-    resolve_settings,
-    simplify_model,
-)
+from mnetctl.quant.calibrate import calibration_hash
+from mnetctl.quant.grid import find_grid
+from mnetctl.quant.pipeline import quantize_model
+from mnetctl.quant.settings import ARCH_DEFAULTS, QuantSettings, resolve_settings
+from mnetctl.simplify import simplify_model
 
-from .conftest import CALIB, REPO
+from .conftest import CALIB, REPO, VAL
 
 PRETRAINED_CASES = {
     "v2-1.0-224": ("v2", 1.0, 224),
@@ -52,7 +49,7 @@ def quantized(pretrained_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("int8")
     reports = {}
     for name in PRETRAINED_CASES:
-        reports[name] = quantize_model(pretrained_dir / f"{name}.onnx", out / f"{name}.int8.onnx", progress=False)
+        reports[name] = quantize_model(pretrained_dir / f"{name}.onnx", out / f"{name}.int8.onnx", eval_data=VAL)
     return reports
 
 
@@ -165,16 +162,17 @@ def test_settings_resolution():
     assert resolve_settings("v2").per_channel == ARCH_DEFAULTS["v2"].per_channel
     assert resolve_settings("v2", per_channel=False).per_channel is False
     assert resolve_settings("unknown-arch", method="entropy").method == "entropy"
-    with pytest.raises(BadInput, match="--method"):
+    assert resolve_settings("v3-small", keep_float=None).keep_float == ("stem.*",)  # None keeps the default
+    with pytest.raises(BadInput, match="^method must be one of"):  # the library names parameters, the CLI flags
         resolve_settings("v2", method="kl")
-    with pytest.raises(BadInput, match="--format"):
+    with pytest.raises(BadInput, match="^fmt must be one of"):
         resolve_settings("v2", fmt="onnx")
     with pytest.raises(BadInput, match="unknown quantization setting"):
         resolve_settings("v2", bogus=True)
 
 
 def test_uint8_input_model_keeps_preprocessing_float(pretrained_dir, tmp_path):
-    rep = quantize_model(pretrained_dir / "v1-0.25-128-u8.onnx", tmp_path / "u8.int8.onnx", progress=False)
+    rep = quantize_model(pretrained_dir / "v1-0.25-128-u8.onnx", tmp_path / "u8.int8.onnx", eval_data=VAL)
     assert rep.top1_drop <= 1.0, rep.as_dict()
     assert "preprocess.sub_mean" in rep.nodes_kept_float
     q = onnx.load(rep.output)
@@ -194,7 +192,7 @@ def test_formats_types_and_methods(pretrained_dir, tiny_model, tmp_path, opts, o
     opts = dict(opts)
     samples = opts.pop("samples", 100)
     source = tiny_model if opts.get("method") == "entropy" else pretrained_dir / "v1-0.5-160.onnx"  # entropy is slow
-    rep = quantize_model(source, tmp_path / "m.int8.onnx", samples=samples, eval_data=None, progress=False, **opts)
+    rep = quantize_model(source, tmp_path / "m.int8.onnx", opts, samples=samples)
     q = onnx.load(rep.output)
     ops = {n.op_type for n in q.graph.node}
     assert op in ops
@@ -209,8 +207,10 @@ def test_formats_types_and_methods(pretrained_dir, tiny_model, tmp_path, opts, o
 
 
 def test_same_input_same_bytes(tiny_model, tmp_path):
-    a = quantize_model(tiny_model, tmp_path / "a.onnx", samples=20, eval_data=None, progress=False)
-    b = quantize_model(tiny_model, tmp_path / "b.onnx", samples=20, eval_data=None, progress=False)
+    from mnetctl.model import Model
+
+    a = quantize_model(tiny_model, tmp_path / "a.onnx", samples=20)
+    b = quantize_model(Model.open(tiny_model), tmp_path / "b.onnx", samples=20)  # a handle works like its path
     assert Path(a.output).read_bytes() == Path(b.output).read_bytes()
     assert a.weights_on_checkpoint_grid == 0  # random init lies on no 8-bit grid
 
@@ -218,8 +218,53 @@ def test_same_input_same_bytes(tiny_model, tmp_path):
 def test_default_output_name(tiny_model, tmp_path):
     src = tmp_path / "tiny.onnx"
     src.write_bytes(tiny_model.read_bytes())
-    rep = quantize_model(src, samples=10, eval_data=None, progress=False)
+    rep = quantize_model(src, settings=QuantSettings(per_channel=False), samples=10)
     assert Path(rep.output) == tmp_path / "tiny.int8.onnx" and Path(rep.output).exists()
+    assert rep.settings == QuantSettings(per_channel=False).as_dict()  # a QuantSettings is used as is
+
+
+def test_model_is_opened_once_and_each_folder_walked_once(tiny_model, tmp_path, monkeypatch):
+    """One parse of the model file, one ModelMeta and Preprocessor, one walk of the calibration and eval folders;
+    progress arrives through the callback."""
+    import collections
+
+    import mnetctl.data
+    import mnetctl.meta
+    import mnetctl.model
+
+    counts: collections.Counter = collections.Counter()
+    real_load, real_meta = onnx.load, mnetctl.meta.read_meta
+    real_pre, real_walk = mnetctl.data.Preprocessor.from_meta.__func__, mnetctl.data._from_folder
+
+    def load(f, *args, **kwargs):
+        counts["parse"] += str(f) == str(tiny_model)
+        return real_load(f, *args, **kwargs)
+
+    def read_meta(proto):
+        counts["meta"] += 1
+        return real_meta(proto)
+
+    def from_meta(cls, meta):
+        counts["preprocessor"] += 1
+        return real_pre(cls, meta)
+
+    def walk(root):
+        counts[f"walk {Path(root).name}"] += 1
+        return real_walk(root)
+
+    monkeypatch.setattr(onnx, "load", load)
+    monkeypatch.setattr(mnetctl.meta, "read_meta", read_meta)
+    monkeypatch.setattr(mnetctl.model, "read_meta", read_meta)
+    monkeypatch.setattr(mnetctl.data.Preprocessor, "from_meta", classmethod(from_meta))
+    monkeypatch.setattr(mnetctl.data, "_from_folder", walk)
+    events = []
+    rep = quantize_model(tiny_model, tmp_path / "q.onnx", samples=10, eval_data=VAL, eval_limit=8,
+                         on_progress=lambda done, total, label: events.append((done, total, label)))
+    assert counts == {"parse": 1, "meta": 1, "preprocessor": 1, "walk calib": 1, "walk val": 1}
+    assert rep.eval_n == 8 and rep.calib_samples == 10
+    last = {label: (done, total) for done, total, label in events}
+    assert last == {"calibrate v1-0.25-128.onnx (minmax)": (10, 10), "eval v1-0.25-128.onnx (float)": (8, 8),
+                    "eval v1-0.25-128.onnx (int8)": (8, 8)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,17 +273,17 @@ def test_default_output_name(tiny_model, tmp_path):
 
 def test_refuses_bad_inputs(quantized, tiny_model, tmp_path):
     with pytest.raises(BadInput, match="already quantized"):
-        quantize_model(quantized["v1-0.5-160"].output, tmp_path / "x.onnx", eval_data=None, progress=False)
+        quantize_model(quantized["v1-0.5-160"].output, tmp_path / "x.onnx")
     with pytest.raises(BadInput, match="does not exist"):
-        quantize_model(tiny_model, tmp_path / "x.onnx", calib=tmp_path / "missing", eval_data=None, progress=False)
+        quantize_model(tiny_model, tmp_path / "x.onnx", calib=tmp_path / "missing")
     with pytest.raises(BadInput, match="overwrite the input"):
-        quantize_model(tiny_model, tiny_model, eval_data=None, progress=False)
-    with pytest.raises(BadInput, match="--samples"):
-        quantize_model(tiny_model, tmp_path / "x.onnx", samples=0, eval_data=None, progress=False)
+        quantize_model(tiny_model, tiny_model)
+    with pytest.raises(BadInput, match="^samples must be"):
+        quantize_model(tiny_model, tmp_path / "x.onnx", samples=0)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(BadInput, match="no images"):
-        quantize_model(tiny_model, tmp_path / "x.onnx", calib=empty, eval_data=None, progress=False)
+        quantize_model(tiny_model, tmp_path / "x.onnx", calib=empty)
     assert not (tmp_path / "x.onnx").exists()
 
 
@@ -251,7 +296,7 @@ def test_refuses_models_that_are_not_runnable_image_classifiers(tmp_path):
     relu = tmp_path / "relu.onnx"
     onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), str(relu))
     with pytest.raises(BadInput, match="4-D image batch"):
-        quantize_model(relu, tmp_path / "q.onnx", eval_data=None, progress=False)
+        quantize_model(relu, tmp_path / "q.onnx")
     with pytest.raises(BadInput, match="4-D image batch"):
         simplify_model(relu, tmp_path / "s.onnx")
     broken = build_model("v3-small", 0.25, 32, classes=10)  # loads, but ORT fails when it runs
@@ -260,7 +305,7 @@ def test_refuses_models_that_are_not_runnable_image_classifiers(tmp_path):
     group0 = tmp_path / "group0.onnx"
     group0.write_bytes(broken.SerializeToString())
     with pytest.raises(BadInput, match="ONNX Runtime cannot run"):
-        quantize_model(group0, tmp_path / "q.onnx", eval_data=None, progress=False)
+        quantize_model(group0, tmp_path / "q.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["group0.onnx", "relu.onnx"]
 
 
@@ -271,13 +316,13 @@ def test_unreadable_calibration_images_are_skipped_or_refused(tiny_model, tmp_pa
     for src in good:
         (folder / src.name).write_bytes(src.read_bytes())
     (folder / "n01440764_cut.JPEG").write_bytes(good[0].read_bytes()[:2000])  # truncated JPEG
-    rep = quantize_model(tiny_model, tmp_path / "a.onnx", calib=folder, eval_data=None, progress=False)
+    rep = quantize_model(tiny_model, tmp_path / "a.onnx", calib=folder)
     assert (rep.calib_samples, rep.calib_failed) == (3, 1)
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "n01440764_cut.JPEG").write_bytes(good[0].read_bytes()[:2000])
     with pytest.raises(BadInput, match="could be read"):
-        quantize_model(tiny_model, tmp_path / "b.onnx", calib=broken, eval_data=None, progress=False)
+        quantize_model(tiny_model, tmp_path / "b.onnx", calib=broken)
     assert not (tmp_path / "b.onnx").exists()
 
 
@@ -285,7 +330,7 @@ def test_accuracy_gate_failure_writes_nothing(pretrained_dir, tmp_path):
     out = tmp_path / "gate.int8.onnx"
     # a limit no quantized model can meet (int8 would have to beat float by 100 points)
     with pytest.raises(GateFailed, match="not written"):
-        quantize_model(pretrained_dir / "v1-0.5-160.onnx", out, eval_limit=20, max_drop=-100, progress=False)
+        quantize_model(pretrained_dir / "v1-0.5-160.onnx", out, eval_data=VAL, eval_limit=20, max_drop=-100)
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == []
 
@@ -293,7 +338,7 @@ def test_accuracy_gate_failure_writes_nothing(pretrained_dir, tmp_path):
 def test_interrupt_during_calibration_leaves_nothing(tiny_model, tmp_path, monkeypatch):
     import tempfile
 
-    import mnetctl.quantize as q
+    import mnetctl.quant.calibrate as q
 
     scratch = tmp_path / "tmp"
     scratch.mkdir()
@@ -311,7 +356,7 @@ def test_interrupt_during_calibration_leaves_nothing(tiny_model, tmp_path, monke
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     with pytest.raises(KeyboardInterrupt):
-        quantize_model(tiny_model, out_dir / "m.int8.onnx", samples=50, eval_data=None, progress=False)
+        quantize_model(tiny_model, out_dir / "m.int8.onnx", samples=50)
     assert calls["n"] == 3
     assert list(out_dir.iterdir()) == []
     assert _leftovers(scratch) == []  # our temp folder and ORT's are gone
@@ -343,37 +388,6 @@ def test_sigint_to_cli_leaves_nothing(pretrained_dir, tmp_path):
 def _leftovers(folder: Path) -> list[str]:
     """What is left in a temp folder, minus the session marker `import onnxruntime` itself drops there."""
     return sorted(p.name for p in folder.iterdir() if p.name != ".ses")
-
-
-# --------------------------------------------------------------------------------------------
-# simplify
-
-
-def test_simplify_verified(tiny_model, tmp_path):
-    out = tmp_path / "tiny.sim.onnx"
-    rep = simplify_model(tiny_model, out)
-    assert out.exists() and rep.output == str(out)
-    assert rep.max_abs_diff <= 1e-4 and rep.check_images == 8
-    assert rep.nodes_after <= rep.nodes_before
-    assert read_meta_file(out) == read_meta_file(tiny_model)
-    onnx.checker.check_model(onnx.load(out))
-
-
-def test_simplify_that_changes_outputs_fails_and_writes_nothing(tiny_model, tmp_path, monkeypatch):
-    import onnxsim
-
-    def broken(model, **_):
-        model = onnx.ModelProto.FromString(model.SerializeToString())
-        bias = next(i for i in model.graph.initializer if i.name == "head.fc.bias")
-        values = numpy_helper.to_array(bias) + np.float32(1e-3)
-        bias.CopyFrom(numpy_helper.from_array(values, bias.name))
-        return model, True
-
-    monkeypatch.setattr(onnxsim, "simplify", broken)
-    out = tmp_path / "bad.sim.onnx"
-    with pytest.raises(GateFailed, match="changes the logits"):
-        simplify_model(tiny_model, out)
-    assert list(tmp_path.iterdir()) == []
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""`mnetctl quantize` (static int8 with real calibration images) and `mnetctl simplify` (onnxsim, verified)."""
+"""`mnetctl quantize`: static int8 with real calibration images, and a before/after report."""
 
 from __future__ import annotations
 
@@ -33,17 +33,22 @@ def quantize(
     json_out: JsonFlag = False,
 ) -> None:
     """Static int8 quantization (onnxsim + ORT pre-processing + calibration on real images), with a before/after report."""
+    from ..data import default_val_dir
     from ..errors import BadInput
-    from ..quantize import DEFAULT_VAL, quantize_model
+    from ..quant.pipeline import quantize_model
+    from ._progress import progress_bar
 
     if no_eval and (eval_data is not None or max_drop is not None):
         raise BadInput("--no-eval cannot be combined with --eval or --max-drop")
-    rep = quantize_model(
-        model, output, calib, method=method, per_channel=per_channel, fmt=fmt, activations=activations,
-        samples=samples, eval_data=None if no_eval else (eval_data or DEFAULT_VAL), progress=not json_out,
-        keep_float=keep_float, eval_limit=eval_limit, max_drop=max_drop,
-        weight_grid=weight_grid, moving_average=moving_average, reduce_range=reduce_range,
-    )
+    settings = {"method": method, "per_channel": per_channel, "fmt": fmt, "activations": activations,
+                "keep_float": keep_float, "weight_grid": weight_grid, "moving_average": moving_average,
+                "reduce_range": reduce_range}  # None: the model's per-architecture default
+    with progress_bar(not json_out) as on_progress:
+        rep = quantize_model(
+            model, output, settings, calib=calib, samples=samples,
+            eval_data=None if no_eval else (eval_data or default_val_dir()),
+            eval_limit=eval_limit, max_drop=max_drop, on_progress=on_progress,
+        )
     if rep.calib_failed:
         err_console.print(f"[yellow]warning:[/] {rep.calib_failed} calibration image(s) could not be read and were skipped")
     if json_out:
@@ -75,26 +80,3 @@ def _print_quant(rep) -> None:
         table.add_row("top-1 agreement", "", f"{100 * rep.agreement:.1f}%", f"on {rep.eval_n} images")
     table.add_row("time", "", f"{rep.seconds_quantize:.1f} s", f"+ {rep.seconds_eval:.1f} s eval" if rep.top1_before is not None else "")
     console.print(table)
-
-
-@app.command()
-def simplify(
-    model: ModelArg,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file \\[default: <stem>.sim.onnx next to the input].", show_default=False)] = None,
-    check_images: Annotated[Optional[Path], typer.Option("--check-images", help="Real images to compare outputs on \\[default: the shipped calibration images].", show_default=False)] = None,
-    samples: Annotated[int, typer.Option("--samples", "-n", help="Number of check images.")] = 8,
-    tolerance: Annotated[float, typer.Option("--tolerance", help="Largest allowed |difference| of the logits.")] = 1e-4,
-    json_out: JsonFlag = False,
-) -> None:
-    """onnxsim alone, numerically verified on real images (nothing is written if outputs change)."""
-    from ..quantize import simplify_model
-
-    rep = simplify_model(model, output, check_images=check_images, samples=samples, tolerance=tolerance)
-    if json_out:
-        print_json(rep.as_dict())
-        return
-    console.print(
-        f"[green]wrote[/] {rep.output}  [dim]{rep.nodes_before} -> {rep.nodes_after} nodes, "
-        f"{rep.size_before / _MB:.2f} -> {rep.size_after / _MB:.2f} MB, max |diff| of logits {rep.max_abs_diff:.2g} "
-        f"on {rep.check_images} images (tolerance {rep.tolerance:g}), {rep.seconds:.1f} s[/]"
-    )

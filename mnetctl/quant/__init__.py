@@ -1,0 +1,10 @@
+"""Static int8 post-training quantization, one job per module (lower modules first):
+
+  settings   QuantSettings and the per-architecture defaults (data)
+  grid       weights that already lie on a checkpoint's 8-bit grid, and the plan that keeps them there
+  nodes      naming the nodes ORT's optimiser leaves nameless; selecting nodes by pattern
+  calibrate  feeding real images to ONNX Runtime's calibrators
+  pipeline   `quantize_model`: simplify -> pre-process -> calibrate -> quantize -> record -> evaluate -> publish
+
+`mnetctl.quantize_model` is the entry point; `mnetctl.simplify` is the separate onnxsim step it starts with.
+"""

@@ -1,0 +1,271 @@
+"""`quantize_model`: a float model to a verified static int8 model.
+
+The model is opened and validated once (`mnetctl.model.Model`); its proto, metadata and preprocessor are
+handed to every step. All intermediate files live in a private temporary folder that is removed on success,
+error and Ctrl-C alike; the output appears only by an atomic rename:
+
+  float model -> onnxsim (outputs checked on real images) -> `quant_pre_process` (shape inference,
+  ORT basic graph optimisation) -> calibration on real images with the model's own preprocessing
+  -> `quantize_static` (QDQ or QOperator) -> metadata (settings + sha256 of the calibration set)
+  -> optional before/after evaluation (top-1/top-5, agreement) -> rename onto the output path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..data import Sample, default_calib_dir, find_samples
+from ..errors import BadInput, GateFailed, short
+from ..fsutil import atomic_path, check_writable
+from ..meta import write_meta
+from ..model import Model, as_model
+from ..progress import ProgressFn, report
+from ..simplify import (CHECK_SAMPLES, SIMPLIFY_TOLERANCE, copy_metadata, load_check_images, model_bytes,
+                        simplify_checked, with_weights)
+from .calibrate import ImageCalibrationReader, calibrate, calibration_hash, quantizable_op_types
+from .grid import plan_weights
+from .nodes import match_nodes, name_unnamed_nodes
+from .settings import ALWAYS_FLOAT, FORMATS, METHODS, TYPES, QuantSettings, resolve_settings
+
+
+@dataclass
+class QuantReport:
+    model: str
+    output: str
+    arch: str
+    settings: dict[str, Any]
+    nodes_kept_float: list[str]
+    weights_on_checkpoint_grid: int  # weight tensors quantized onto the grid they already lay on
+    calib: str
+    calib_samples: int
+    calib_failed: int
+    calib_sha256: str
+    size_before: int
+    size_after: int
+    simplify_max_abs_diff: float
+    seconds_quantize: float  # simplify + pre-process + calibrate + quantize + write
+    seconds_calibrate: float
+    eval_data: str | None = None
+    eval_n: int = 0
+    top1_before: float | None = None
+    top5_before: float | None = None
+    top1_after: float | None = None
+    top5_after: float | None = None
+    agreement: float | None = None  # share of images with the same top-1 class in float and int8
+    seconds_eval: float = 0.0
+
+    @property
+    def size_ratio(self) -> float:
+        return self.size_before / self.size_after if self.size_after else 0.0
+
+    @property
+    def top1_drop(self) -> float | None:
+        """Top-1 lost by quantization, in percentage points (negative: int8 is better)."""
+        if self.top1_before is None or self.top1_after is None:
+            return None
+        return round(100.0 * (self.top1_before - self.top1_after), 9)  # 0.70 - 0.69 is 1 point, not 1.0000000000000009
+
+    @property
+    def seconds(self) -> float:
+        return self.seconds_quantize + self.seconds_eval
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["size_ratio"] = round(self.size_ratio, 3)
+        data["top1_drop"] = None if self.top1_drop is None else round(self.top1_drop, 3)
+        data["seconds"] = round(self.seconds, 3)
+        for key in ("seconds_quantize", "seconds_calibrate", "seconds_eval", "simplify_max_abs_diff"):
+            data[key] = float(f"{data[key]:.4g}")
+        return data
+
+
+def default_output(model_path: Path | str) -> Path:
+    path = Path(model_path)
+    return path.with_name(path.stem + ".int8.onnx")
+
+
+def quantize_model(
+    model: Model | Path | str,
+    output: Path | str | None = None,
+    settings: QuantSettings | Mapping[str, Any] | None = None,
+    *,
+    calib: Path | str | None = None,
+    samples: int = 100,
+    eval_data: Path | str | None = None,
+    eval_limit: int | None = None,
+    max_drop: float | None = None,
+    on_progress: ProgressFn | None = None,
+) -> QuantReport:
+    """Static int8 quantization of a float ONNX model (a handle or a path) with real calibration images, verified.
+
+    settings: a QuantSettings (used as is), a mapping of QuantSettings fields that change the model's
+      per-architecture defaults (None values keep the default), or None for those defaults.
+    calib: folder/CSV of images (default: the shipped 100 calibration images); the first `samples`.
+    eval_data: labelled images for the before/after report (None: no evaluation), the first `eval_limit`.
+    max_drop: if given, fail (GateFailed, exit 1, nothing written) when top-1 drops by more points.
+    Output (default `<stem>.int8.onnx` next to the input) appears atomically or not at all.
+    """
+    t0 = time.perf_counter()
+    if int(samples) <= 0:
+        raise BadInput(f"samples must be a positive number, got {samples}")
+    if eval_limit is not None and int(eval_limit) <= 0:
+        raise BadInput(f"eval_limit must be a positive number, got {eval_limit}")
+    if max_drop is not None and eval_data is None:
+        raise BadInput("max_drop needs eval_data: a top-1 drop is measured on labelled images")
+    model = as_model(model)  # parsed once, its image input and outputs checked
+    if output is None and model.path is None:
+        raise BadInput("output is needed for a model that has no file")
+    out = Path(output) if output is not None else default_output(model.path)
+    check_writable(out, inputs=(model.path,) if model.path is not None else ())
+    name = model.name
+    if model.quantized:
+        raise BadInput(f"{name} is already quantized", "quantize the float model it came from")
+    meta = model.meta
+    if meta.precision not in ("fp32", "float32", ""):
+        raise BadInput(f"{name} has precision {meta.precision!r}; quantize needs a float32 model")
+    qs = settings if isinstance(settings, QuantSettings) else resolve_settings(meta.arch, **dict(settings or {}))
+
+    # the calibration images, walked once: the first few verify the simplification (and that ORT runs the model)
+    calib_src = Path(calib) if calib is not None else default_calib_dir()
+    calib_samples = find_samples(calib_src, int(samples), flag="calib")
+    check = load_check_images(model, calib_samples[:CHECK_SAMPLES], calib_src)
+    calib_sha = calibration_hash(calib_samples)
+    eval_samples = find_samples(eval_data, eval_limit, flag="eval_data") if eval_data is not None else None
+
+    with tempfile.TemporaryDirectory(prefix="mnetctl-quant-") as tmpdir:
+        tmp = Path(tmpdir)
+        # 1. simplify, verified on real calibration images
+        proto = with_weights(model)
+        simplified, diff = simplify_checked(model, proto, check, SIMPLIFY_TOLERANCE)
+        sim_path = tmp / "simplified.onnx"
+        sim_path.write_bytes(model_bytes(simplified))
+        del simplified
+        # 2. ORT's pre-processing (symbolic + ONNX shape inference, basic graph optimisation)
+        pre_path, excluded, plan = _preprocess(sim_path, tmp, qs, name)
+        # 3. calibrate on real images (ranges cached in the temp folder), then quantize
+        op_types = list(qs.op_types) if qs.op_types else quantizable_op_types()
+        label = f"calibrate {Path(name).name} ({qs.method})"
+        reader = ImageCalibrationReader(calib_samples, model.preprocessor, model.input_name,
+                                        on_progress=on_progress, label=label)
+        t_cal = time.perf_counter()
+        cache = calibrate(pre_path, reader, qs, op_types, tmp, what=name)
+        seconds_cal = time.perf_counter() - t_cal
+        qmodel = _quantize(pre_path, tmp / "quantized.onnx", qs, op_types, excluded, plan, cache)
+        # 4. metadata: the float model's, precision int8, settings and calibration hash
+        copy_metadata(qmodel, model.proto)
+        qmeta = dataclasses.replace(meta, precision="int8").with_extra(
+            **quant_metadata(qs, excluded, plan.on_grid, calib_sha, reader.used))
+        write_meta(qmodel, qmeta)
+        data = model_bytes(qmodel)
+
+        rep = QuantReport(
+            model=name, output=str(out), arch=meta.arch, settings=qs.as_dict(), nodes_kept_float=excluded,
+            weights_on_checkpoint_grid=plan.on_grid, calib=str(calib_src), calib_samples=reader.used,
+            calib_failed=len(reader.failures), calib_sha256=calib_sha,
+            size_before=model.size_bytes(), size_after=len(data), simplify_max_abs_diff=diff,
+            seconds_quantize=0.0, seconds_calibrate=seconds_cal,
+        )
+        with atomic_path(out) as tmp_out:
+            tmp_out.write_bytes(data)
+            rep.seconds_quantize = time.perf_counter() - t0
+            # 5. before/after evaluation of the file about to be published
+            if eval_samples is not None:
+                # the int8 model keeps the float model's input, outputs and preprocessing: same handle, new graph
+                int8 = dataclasses.replace(model, path=tmp_out, proto=qmodel, meta=qmeta)
+                evaluate_pair(rep, model, int8, eval_samples, on_progress)
+                rep.eval_data = str(eval_data)
+                if max_drop is not None and rep.top1_drop is not None and rep.top1_drop > float(max_drop):
+                    raise GateFailed(
+                        f"int8 top-1 {100 * rep.top1_after:.2f}% is {rep.top1_drop:.2f} points below float "
+                        f"{100 * rep.top1_before:.2f}% (limit {float(max_drop):g}); {out} not written",
+                        "try moving-average or percentile calibration, or keep the sensitive layers in float",
+                    )
+    return rep
+
+
+def _preprocess(sim_path: Path, tmp: Path, qs: QuantSettings, name: str):
+    """ORT's `quant_pre_process`, nameless nodes named, the nodes kept float and the weight plan."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre_path = tmp / "preprocessed.onnx"
+    try:
+        quant_pre_process(str(sim_path), str(pre_path))
+    except Exception as exc:
+        raise BadInput(f"quantization pre-processing failed on {name}: {short(exc)}") from None
+    pre_model = onnx.load(str(pre_path))
+    if name_unnamed_nodes(pre_model):
+        pre_path.write_bytes(model_bytes(pre_model))
+    excluded = match_nodes(pre_model, (*ALWAYS_FLOAT, *qs.keep_float))
+    return pre_path, excluded, plan_weights(pre_model, excluded, qs)
+
+
+def _quantize(pre_path: Path, q_path: Path, qs: QuantSettings, op_types: Sequence[str], excluded: Sequence[str],
+              plan, cache: Path):
+    """ORT's `quantize_static` with the calibrated ranges and the weight plan; returns the quantized proto."""
+    import onnx
+    from onnxruntime.quantization import quantize_static
+
+    quantize_static(
+        str(pre_path), str(q_path), None,
+        quant_format=FORMATS[qs.fmt],
+        op_types_to_quantize=list(op_types),
+        per_channel=plan.per_channel,
+        reduce_range=qs.reduce_range,
+        activation_type=TYPES[qs.activations],
+        weight_type=TYPES[qs.weights],
+        nodes_to_exclude=list(excluded),
+        calibrate_method=METHODS[qs.method],
+        extra_options=qs.extra_options(plan.overrides),
+        calibration_cache_path=str(cache),
+    )
+    return onnx.load(str(q_path))
+
+
+def quant_metadata(qs: QuantSettings, excluded: Sequence[str], grids: int, calib_sha: str, calib_n: int) -> dict[str, str]:
+    """The `mnetctl.quant.*` metadata keys of a quantized model."""
+    import onnxruntime
+
+    return {
+        "quant.method": qs.method,
+        "quant.per_channel": str(qs.per_channel).lower(),
+        "quant.format": qs.fmt,
+        "quant.activations": qs.activations,
+        "quant.weights": qs.weights,
+        "quant.settings": json.dumps(qs.as_dict(), sort_keys=True),
+        "quant.nodes_kept_float": json.dumps(list(excluded)),
+        "quant.weights_on_checkpoint_grid": str(grids),
+        "quant.calib_sha256": calib_sha,
+        "quant.calib_samples": str(calib_n),
+        "quant.onnxruntime": onnxruntime.__version__,
+    }
+
+
+def evaluate_pair(rep: QuantReport, float_model: Model, int8_model: Model, samples: Sequence[Sample],
+                  on_progress: ProgressFn | None = None) -> None:
+    """Evaluate both models on the same images; fill the before/after fields and the top-1 agreement of `rep`."""
+    from ..evaluate import evaluate
+
+    t = time.perf_counter()
+    stem = Path(float_model.name).name
+    before = evaluate(float_model, samples, on_progress=_relabel(on_progress, f"eval {stem} (float)"))
+    after = evaluate(int8_model, samples, on_progress=_relabel(on_progress, f"eval {stem} (int8)"))
+    rep.eval_n = before.n
+    rep.top1_before, rep.top5_before = before.top1, before.top5
+    rep.top1_after, rep.top5_after = after.top1, after.top5
+    pairs = dict(zip(before.paths, before.predictions))
+    same = [pairs[p] == q for p, q in zip(after.paths, after.predictions) if p in pairs]
+    rep.agreement = sum(same) / len(same) if same else None
+    rep.seconds_eval = time.perf_counter() - t
+
+
+def _relabel(on_progress: ProgressFn | None, label: str) -> ProgressFn | None:
+    if on_progress is None:
+        return None
+    return lambda done, total, _label: report(on_progress, done, total, label)

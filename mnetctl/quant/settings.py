@@ -1,0 +1,164 @@
+"""How a float model becomes int8: one typed settings object and the per-architecture defaults (data only).
+
+Every default can be overridden per call; docs/quantization.md explains each choice and the figures behind it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+
+from ..errors import BadInput
+
+Method = Literal["minmax", "entropy", "percentile"]
+GridMode = Literal["channel", "exact", "off"]
+Format = Literal["qdq", "qoperator"]
+ActType = Literal["uint8", "int8"]
+
+METHODS: dict[str, CalibrationMethod] = {
+    "minmax": CalibrationMethod.MinMax,
+    "entropy": CalibrationMethod.Entropy,
+    "percentile": CalibrationMethod.Percentile,
+}
+FORMATS: dict[str, QuantFormat] = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
+TYPES: dict[str, QuantType] = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+
+CALIB_BATCH = 10  # images per calibration inference (the batches a moving average runs over)
+
+
+@dataclass(frozen=True)
+class QuantSettings:
+    """Everything that decides how a float model becomes int8 (recorded in the output's metadata).
+
+    per_channel: one scale per output channel for weights that lie on no checkpoint grid.
+    weights: the weight type ("int8"; "uint8" for targets that want it).
+    weight_grid: weights imported from an 8-bit checkpoint lie on its per-tensor grid (w = k * step):
+      "channel": symmetric per-channel scales (zero point 0) that are multiples of the step: every
+        channel whose levels fit in +-127 steps keeps its exact values (ORT's fast kernels);
+      "exact": the step itself per tensor, with whatever zero point fits all levels: bit-exact,
+        but a non-zero weight zero point sends ORT's CPU convolutions to slower kernels;
+      "off": ignore the grid (ORT picks scales from the weights' range).
+    keep_float: glob patterns over node names (e.g. "blocks.*.se.*") whose nodes stay in float.
+    op_types: the operator types to quantize (None: all that ONNX Runtime can quantize).
+    activation_symmetric: symmetric activation ranges (zero point 128 for uint8, 0 for int8).
+    weight_symmetric: symmetric weight ranges (ORT's default for int8 weights).
+    moving_average: MinMax ranges are the mean over calibration batches (CALIB_BATCH images each) of
+      each batch's min/max, not the extremes over all images (ORT's `CalibMovingAverage`).
+    percentile: the percentile kept by the "percentile" method.
+    histogram_bins / entropy_bins: histogram resolution of "entropy"/"percentile", and the number of
+      quantized bins the KL search of "entropy" compares against. ORT's own entropy defaults (128/128)
+      leave the search a single candidate, the full range, so "entropy" would silently equal minmax;
+      the search costs time in proportion to histogram_bins (ORT runs it in Python).
+    reduce_range: 7-bit weights (for CPUs without VNNI that saturate int16 accumulation).
+    """
+
+    method: Method = "minmax"
+    per_channel: bool = True
+    fmt: Format = "qdq"
+    activations: ActType = "uint8"
+    weights: ActType = "int8"
+    weight_grid: GridMode = "channel"
+    keep_float: tuple[str, ...] = ()
+    op_types: tuple[str, ...] | None = None
+    activation_symmetric: bool = False
+    weight_symmetric: bool = True
+    moving_average: bool = False
+    percentile: float = 99.999
+    histogram_bins: int | None = None  # None: 512 for entropy, 2048 for percentile
+    entropy_bins: int = 128
+    reduce_range: bool = False
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise BadInput(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.fmt not in FORMATS:
+            raise BadInput(f"fmt must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
+        if self.activations not in TYPES:
+            raise BadInput(f"activations must be uint8 or int8, got {self.activations!r}")
+        if self.weights not in TYPES:
+            raise BadInput(f"weights must be uint8 or int8, got {self.weights!r}")
+        if self.weight_grid not in ("channel", "exact", "off"):
+            raise BadInput(f"weight_grid must be channel, exact or off, got {self.weight_grid!r}")
+        if not 50.0 < float(self.percentile) <= 100.0:
+            raise BadInput(f"percentile must be in (50, 100], got {self.percentile}")
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["keep_float"] = list(self.keep_float)
+        data["op_types"] = None if self.op_types is None else list(self.op_types)
+        return data
+
+    def extra_options(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The typed settings spelled as onnxruntime's `extra_options` (its keys live only here)."""
+        opts: dict[str, Any] = {
+            "ActivationSymmetric": self.activation_symmetric,
+            "WeightSymmetric": self.weight_symmetric,
+        }
+        if overrides:
+            opts["TensorQuantOverrides"] = overrides
+        return opts
+
+    def calibrator_options(self) -> dict[str, Any]:
+        """Options of ORT's `create_calibrator` for this method."""
+        if self.method == "minmax":
+            return {"symmetric": self.activation_symmetric, "moving_average": self.moving_average}
+        bins = self.histogram_bins or (512 if self.method == "entropy" else 2048)
+        opts: dict[str, Any] = {"symmetric": self.activation_symmetric, "num_bins": int(bins)}
+        if self.method == "entropy":
+            opts["num_quantized_bins"] = int(self.entropy_bins)
+        else:
+            opts["percentile"] = float(self.percentile)
+        return opts
+
+
+GENERIC = QuantSettings()
+
+# Per-architecture defaults, chosen from measurements on the shipped 200-image val sample and
+# `scripts/bench_int8.py` (docs/quantization.md has the tables):
+#  * every shipped checkpoint comes from an 8-bit TFLite model, so its weights lie on a per-tensor
+#    grid. ORT's own per-tensor scales ignore it and drop V2 from 85.5% to 10% top-1 and V1 0.75 from
+#    75.5% to 15.5% (depthwise channels that hold 1-3 levels of the old grid fall between the levels
+#    of the new one), so the grid is always kept;
+#  * V2, V3: `weight_grid="channel"` (zero-point-0 per-channel multiples of the grid step): the same
+#    accuracy as the exact grid and ORT's fast symmetric kernels (V2: 0.3-0.7x fp32 time vs 0.6-1.0x);
+#  * V1: `weight_grid="exact"`: the per-channel scales, bias scales and zero points of "channel" cost
+#    13 bytes per output channel, 10% of V1 0.25's int8 file (3.3x smaller than fp32 instead of
+#    3.6x), and at 0.5 "channel" loses one point of top-1 where "exact" loses none. Faster V1:
+#    `weight_grid="channel"`;
+#  * weights on no grid (trained float models, random init) get per-channel scales: per-tensor
+#    scales cannot serve depthwise layers whose channel ranges differ by 100x;
+#  * V3 (hard-swish, squeeze-excite): MinMax averaged over batches; plain MinMax keeps the extreme
+#    activations of 100 images and flips 5 points more top-1 decisions against the float model.
+#    The stem (3 input channels, hard-swish) stays float: int8 gains nothing there (V3-Small int8
+#    runs at 1.09x of fp32 time instead of 1.19x, agreement 90.5% instead of 89.0%). Keeping the
+#    squeeze-excite branches or the hard-swish nodes in float was measured too: slower, no better.
+ARCH_DEFAULTS: dict[str, QuantSettings] = {
+    "v1": QuantSettings(method="minmax", per_channel=True, weight_grid="exact"),
+    "v2": QuantSettings(method="minmax", per_channel=True, weight_grid="channel"),
+    "v3-small": QuantSettings(method="minmax", per_channel=True, weight_grid="channel", moving_average=True,
+                              keep_float=("stem.*",)),
+    "v3-large": QuantSettings(method="minmax", per_channel=True, weight_grid="channel", moving_average=True,
+                              keep_float=("stem.*",)),
+}
+
+# Nodes that are never quantized: the in-graph input normalisation of uint8-input models.
+ALWAYS_FLOAT: tuple[str, ...] = ("preprocess.*",)
+
+
+def default_settings(arch: str) -> QuantSettings:
+    """The per-architecture default settings (generic ones for unknown/foreign models)."""
+    return ARCH_DEFAULTS.get(arch, GENERIC)
+
+
+def resolve_settings(arch: str, **changes: Any) -> QuantSettings:
+    """The per-architecture defaults with the given fields changed (a None value keeps the default)."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    unknown = set(changes) - set(QuantSettings.__dataclass_fields__)
+    if unknown:
+        raise BadInput(f"unknown quantization setting(s): {', '.join(sorted(unknown))}")
+    for key in ("keep_float", "op_types"):
+        if isinstance(changes.get(key), (list, tuple)):
+            changes[key] = tuple(changes[key])
+    return replace(default_settings(arch), **changes)
