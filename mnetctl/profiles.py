@@ -15,6 +15,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .errors import BadInput
+from .resources import resource_dir
 
 PERCENTILES = ("min", "mean", "p50", "p90", "p95", "p99", "max")
 Percentile = Literal["min", "mean", "p50", "p90", "p95", "p99", "max"]
@@ -99,11 +100,8 @@ class Profile(_Strict):
 
 
 def profiles_dir() -> Path:
-    """Shipped profiles: `profiles/` at the repository root (MNETCTL_PROFILES_DIR overrides)."""
-    env = os.environ.get("MNETCTL_PROFILES_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "profiles"
+    """Shipped profiles (see mnetctl.resources); MNETCTL_PROFILES_DIR overrides them."""
+    return resource_dir("profiles")
 
 
 def _key_path(loc: tuple[Any, ...]) -> str:
