@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 
 from .errors import BadInput
 from .meta import ModelMeta
+from .resources import resource_dir
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 NUM_CLASSES = 1000
@@ -43,11 +43,8 @@ class BadImage(BadInput):
 
 
 def data_dir() -> Path:
-    """The project's `data/` folder; MNETCTL_DATA_DIR overrides it."""
-    env = os.environ.get("MNETCTL_DATA_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1] / "data"
+    """The shipped `data/` folder (see mnetctl.resources); MNETCTL_DATA_DIR overrides it."""
+    return resource_dir("data")
 
 
 def sample_dir() -> Path:

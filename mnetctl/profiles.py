@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from .errors import BadInput
 from .metrics import ALL_METRICS, Metric
+from .resources import resource_dir
 
 PERCENTILES = ALL_METRICS  # the statistics a latency budget may name
 OptionValue = Union[bool, int, float, str]
@@ -104,11 +105,8 @@ class Profile(_Strict):
 
 
 def profiles_dir() -> Path:
-    """Shipped profiles: `profiles/` at the repository root (MNETCTL_PROFILES_DIR overrides)."""
-    env = os.environ.get("MNETCTL_PROFILES_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "profiles"
+    """Shipped profiles (see mnetctl.resources); MNETCTL_PROFILES_DIR overrides them."""
+    return resource_dir("profiles")
 
 
 def _key_path(loc: tuple[Any, ...]) -> str:

@@ -6,9 +6,10 @@ Paths are relative to the `models/pretrained/` folder of the project (see `pretr
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..resources import resource_dir
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,8 @@ EXTRA_FILES: tuple[str, ...] = ("coral/tf2_mobilenet_v2_1.0_224_ptq.tflite",)
 
 
 def pretrained_dir() -> Path:
-    """`models/pretrained` of the project; MNETCTL_PRETRAINED_DIR overrides it."""
-    env = os.environ.get("MNETCTL_PRETRAINED_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "models" / "pretrained"
+    """The shipped `models/pretrained` (see mnetctl.resources); MNETCTL_PRETRAINED_DIR overrides it."""
+    return resource_dir("pretrained")
 
 
 def find(arch: str, width: float) -> Checkpoint | None:
