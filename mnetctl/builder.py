@@ -20,7 +20,7 @@ def resolve_padding(padding: str, weights: str) -> str:
     if padding == "auto":
         return "symmetric" if weights == "random" else "same"
     if padding not in ("same", "symmetric"):
-        raise BadInput(f"--padding must be auto, same or symmetric, got {padding!r}")
+        raise BadInput(f"padding must be auto, same or symmetric, got {padding!r}")
     return padding
 
 
@@ -47,9 +47,9 @@ def build_model(
     """
     validate_opset(opset)
     if input_format not in ("float-nchw", "uint8-nhwc"):
-        raise BadInput(f"--input-format must be 'float-nchw' or 'uint8-nhwc', got {input_format!r}")
+        raise BadInput(f"input_format must be 'float-nchw' or 'uint8-nhwc', got {input_format!r}")
     if precision not in ("fp32", "int8"):
-        raise BadInput(f"--precision must be fp32 or int8, got {precision!r}")
+        raise BadInput(f"precision must be fp32 or int8, got {precision!r}")
     if precision == "int8" and weights == "random":
         raise BadInput(
             "--precision int8 imports a quantized checkpoint's own quantization; random weights have none",
@@ -69,7 +69,7 @@ def build_model(
         checkpoint = load_checkpoint(cfg, weights)
         params, meta = checkpoint.params, checkpoint.meta
         if classes is not None and classes != cfg.classes:
-            raise BadInput(f"--classes {classes} does not match the checkpoint's {cfg.classes} classes")
+            raise BadInput(f"classes {classes} does not match the checkpoint's {cfg.classes} classes")
     pad = resolve_padding(padding, weights)
     meta = replace(
         meta,
@@ -86,7 +86,7 @@ def build_model(
     if checkpoint is None or precision == "fp32":
         return emit(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
     if pad != "same":
-        raise BadInput("--precision int8 needs the checkpoint's own padding: use --padding auto or same")
+        raise BadInput("precision int8 needs the checkpoint's own padding: use --padding auto or same")
     from .weights.tflite_qdq import activation_quantization, quantized_weights
 
     qweights = quantized_weights(checkpoint)

@@ -425,7 +425,7 @@ def iter_batches(samples: Iterable[Sample], pre: Preprocessor, batch_size: int) 
     Unreadable images do not stop the stream: they come back in `Batch.failures` with the reason.
     """
     if int(batch_size) <= 0:
-        raise BadInput(f"--batch must be a positive number, got {batch_size}")
+        raise BadInput(f"batch must be a positive number, got {batch_size}")
     batch_size = int(batch_size)
 
     def fresh() -> np.ndarray:

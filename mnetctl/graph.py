@@ -45,7 +45,7 @@ def max_opset() -> int:
 def validate_opset(opset: int) -> int:
     top = max_opset()
     if not MIN_OPSET <= int(opset) <= top:
-        raise BadInput(f"--opset must be between {MIN_OPSET} and {top}, got {opset}")
+        raise BadInput(f"opset must be between {MIN_OPSET} and {top}, got {opset}")
     return int(opset)
 
 
@@ -173,7 +173,7 @@ def emit(
     """Emit the deploy-form ONNX model of `cfg` with the given weights and metadata."""
     opset = validate_opset(opset)
     if padding not in ("symmetric", "same"):
-        raise BadInput(f"--padding must be 'symmetric' or 'same', got {padding!r}")
+        raise BadInput(f"padding must be 'symmetric' or 'same', got {padding!r}")
     e = _Emitter(weights, padding, opset)
     res = cfg.resolution
     if input_format == "float-nchw":
@@ -183,7 +183,7 @@ def emit(
         graph_input = helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, ["batch", res, res, 3])
         x = e.preprocess_uint8(INPUT_NAME, meta)
     else:
-        raise BadInput(f"--input-format must be 'float-nchw' or 'uint8-nhwc', got {input_format!r}")
+        raise BadInput(f"input_format must be 'float-nchw' or 'uint8-nhwc', got {input_format!r}")
 
     x, size = e.conv(x, "stem.conv", res, 3, 2)
     x = e.act(x, cfg.stem_act, "stem.act")

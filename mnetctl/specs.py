@@ -377,29 +377,29 @@ def validate_width(width: float) -> float:
     try:
         w = float(width)
     except (TypeError, ValueError):
-        raise BadInput(f"--width must be a number, got {width!r}") from None
+        raise BadInput(f"width must be a number, got {width!r}") from None
     if not math.isfinite(w) or w <= 0:
-        raise BadInput(f"--width must be a finite number > 0, got {width}")
+        raise BadInput(f"width must be a finite number > 0, got {width}")
     if w > MAX_WIDTH:
-        raise BadInput(f"--width {w:g} is larger than the supported maximum {MAX_WIDTH:g}")
+        raise BadInput(f"width {w:g} is larger than the supported maximum {MAX_WIDTH:g}")
     return w
 
 
 def validate_resolution(resolution: int) -> int:
     if isinstance(resolution, float) and not resolution.is_integer():
-        raise BadInput(f"--resolution must be an integer, got {resolution}")
+        raise BadInput(f"resolution must be an integer, got {resolution}")
     r = int(resolution)
     if r < MIN_RESOLUTION:
-        raise BadInput(f"--resolution must be an integer >= {MIN_RESOLUTION}, got {resolution}")
+        raise BadInput(f"resolution must be an integer >= {MIN_RESOLUTION}, got {resolution}")
     if r > 4096:
-        raise BadInput(f"--resolution {r} is larger than the supported maximum 4096")
+        raise BadInput(f"resolution {r} is larger than the supported maximum 4096")
     return r
 
 
 def validate_classes(classes: int) -> int:
     c = int(classes)
     if c < 1 or c > 100_000:
-        raise BadInput(f"--classes must be between 1 and 100000, got {classes}")
+        raise BadInput(f"classes must be between 1 and 100000, got {classes}")
     return c
 
 

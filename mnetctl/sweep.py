@@ -91,11 +91,11 @@ def plan_variants(
     With pretrained weights and no explicit lists, every shipped checkpoint at its trained resolution.
     """
     if weights not in ("pretrained", "random"):
-        raise BadInput(f"--weights must be pretrained or random for a sweep, got {weights!r}")
+        raise BadInput(f"weights must be pretrained or random for a sweep, got {weights!r}")
     precs = [p.strip().lower() for p in precisions]
     for p in precs:
         if p not in PRECISIONS:
-            raise BadInput(f"--precisions: unknown precision {p!r}", f"choose from {', '.join(PRECISIONS)}")
+            raise BadInput(f"precisions: unknown precision {p!r}", f"choose from {', '.join(PRECISIONS)}")
     arch_list = [resolve_arch(a) for a in archs] if archs else (
         sorted({c.arch for c in registry.PRETRAINED}) if weights == "pretrained" else list(FAMILIES)
     )

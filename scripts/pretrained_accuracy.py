@@ -89,7 +89,7 @@ def main() -> int:
                 path = Path(tmp) / f"m.{prec}.onnx"
                 save_model(model, path)
                 start = time.perf_counter()
-                result = evaluate(path, samples, batch=50, progress=False)
+                result = evaluate(path, samples, batch=50)
                 meta = read_meta(model)
                 row.update({"weights": meta.weights, "n": result.n, f"{prec}_top1": round(100 * result.top1, 2),
                             f"{prec}_top5": round(100 * result.top5, 2), f"{prec}_size_mb": round(path.stat().st_size / 1e6, 3),

@@ -82,7 +82,7 @@ def test_cli_json_keys(imported, litert, capsys):
 
 
 def test_cli_table(imported, litert, capsys):
-    rc = main(["compare", str(imported), "--tflite", str(TFLITE), "-i", "4", "--warmup", "0", "-n", "2",
+    rc = main(["compare", str(imported), "--tflite", str(TFLITE), "-n", "4", "--warmup", "0", "-l", "2",
                "--data", str(VAL)])
     assert rc == 0
     out = capsys.readouterr().out
@@ -92,7 +92,7 @@ def test_cli_table(imported, litert, capsys):
 def test_missing_litert_exits_3(imported, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
-    rc = main(["compare", str(imported), "--tflite", str(TFLITE), "-n", "1", "-i", "1"])
+    rc = main(["compare", str(imported), "--tflite", str(TFLITE), "-l", "1", "-n", "1"])
     assert rc == 3
     err = capsys.readouterr().err
     assert "ai-edge-litert" in err and "pip install 'mnetctl[litert]'" in err
@@ -105,7 +105,7 @@ def test_bad_tflite_exits_2(imported, litert, tmp_path, capsys, bad):
         path.write_bytes(b"")
     elif bad == "junk.tflite":
         path.write_bytes(b"this is not a flatbuffer" * 10)
-    rc = main(["compare", str(imported), "--tflite", str(path), "-n", "1", "-i", "1"])
+    rc = main(["compare", str(imported), "--tflite", str(path), "-l", "1", "-n", "1"])
     assert rc == 2
     assert str(path.name) in capsys.readouterr().err
 
@@ -149,7 +149,7 @@ def v1_full(tmp_path_factory):
 def test_multi_file_checkpoint(v1_full, litert, capsys):
     """--tflite twice chains the feature extractor and the classifier head; 'pretrained' finds the same two files."""
     rc = main(["compare", str(v1_full), "--tflite", str(V1_FILES[0]), "--tflite", str(V1_FILES[1]),
-               "-i", "4", "--warmup", "1", "-n", "6", "--data", str(VAL), "--json"])
+               "-n", "4", "--warmup", "1", "-l", "6", "--data", str(VAL), "--json"])
     assert rc == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["litert"]["model"] == " + ".join(str(f) for f in V1_FILES)
@@ -165,7 +165,7 @@ def test_multi_file_checkpoint(v1_full, litert, capsys):
 
 def test_chained_files_must_fit(imported, litert, capsys):
     """A head that does not take the first file's output is refused, naming both files."""
-    rc = main(["compare", str(imported), "--tflite", str(TFLITE), "--tflite", str(V1_FILES[1]), "-n", "1", "-i", "1"])
+    rc = main(["compare", str(imported), "--tflite", str(TFLITE), "--tflite", str(V1_FILES[1]), "-l", "1", "-n", "1"])
     assert rc == 2
     err = capsys.readouterr().err
     assert "--tflite" in err and V1_FILES[1].name in err

@@ -245,5 +245,5 @@ def test_iter_batches_streams_and_reports_failures(tmp_path):
     first = batches[0].array
     assert first.shape == (4, 3, 64, 64) and first.dtype == np.float32
     np.testing.assert_array_equal(first[2], pre(load_image(samples[2].path)))
-    with pytest.raises(BadInput, match="--batch"):
+    with pytest.raises(BadInput, match="^batch"):
         list(iter_batches(samples, pre, 0))

@@ -79,12 +79,12 @@ def test_v2_layer_counts():
 
 @pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf")])
 def test_bad_width_rejected(bad):
-    with pytest.raises(BadInput, match="--width"):
+    with pytest.raises(BadInput, match="^width"):
         decode("v2", bad)
 
 
 def test_bad_resolution_and_arch_rejected():
-    with pytest.raises(BadInput, match="--resolution"):
+    with pytest.raises(BadInput, match="^resolution"):
         decode("v2", 1.0, 31)
     with pytest.raises(BadInput, match="unknown architecture"):
         decode("v4", 1.0)

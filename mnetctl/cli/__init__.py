@@ -43,7 +43,7 @@ PARAM_FLAGS = {
     "resolution": "--resolution", "classes": "--classes", "opset": "--opset", "padding": "--padding",
     "input_format": "--input-format", "precision": "--precision", "weights": "--weights", "seed": "--seed",
     "samples": "--samples", "calib": "--calib", "metric": "--metric", "tolerance": "--tolerance",
-    "budget_ms": "--budget-ms", "eps": "--ep", "ep_options": "--ep-option",
+    "budget_ms": "--budget-ms", "precisions": "--precisions", "eps": "--ep", "ep_options": "--ep-option",
     "method": "--method", "fmt": "--format", "activations": "--activations", "weight_grid": "--weight-grid",
     "keep_float": "--keep-float", "eval_data": "--eval", "eval_limit": "--eval-limit", "max_drop": "--max-drop",
     "check_images": "--check-images",

@@ -52,7 +52,7 @@ def _flag_names():
 @app.command("bench")
 def bench_cmd(
     models: Annotated[list[Path], typer.Argument(help="ONNX model file; give several to time them interleaved against the first.", show_default=False)],
-    device: Annotated[Optional[str], typer.Option("--device", "-d", help="Shipped device profile (mnetctl profiles list).", show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option("--device", "-D", help="Shipped device profile (mnetctl profiles list).", show_default=False)] = None,
     profile: Annotated[Optional[Path], typer.Option("--profile", help="Your own device profile TOML file.", show_default=False)] = None,
     ep: Annotated[Optional[str], typer.Option("--ep", help="Execution providers in priority order, e.g. openvino,cpu \\[default: the profile's, else cpu].", show_default=False)] = None,
     ep_option: Annotated[Optional[list[str]], typer.Option("--ep-option", help="Provider option EP.KEY=VALUE (repeatable).", show_default=False)] = None,

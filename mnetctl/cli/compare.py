@@ -23,13 +23,13 @@ def compare_cmd(
              "or 'pretrained' for the shipped checkpoint of the model's arch and width.",
         show_default=False)],
     threads: Annotated[int, typer.Option("--threads", "-t", help="Threads for both runtimes.")] = 2,
-    iterations: Annotated[int, typer.Option("--iterations", "-i", help="Timed runs per runtime, interleaved.")] = 200,
+    iterations: Annotated[int, typer.Option("--iterations", "-n", help="Timed runs per runtime, interleaved.")] = 200,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed runs per runtime first.")] = 20,
     data: Annotated[
         Optional[Path],
         typer.Option("--data", "-d", help="Images (folder, CSV of file,label, or one image) [default: the shipped val sample].", show_default=False),
     ] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", "-n", help="Classify only the first N images.", show_default=False)] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-l", help="Classify only the first N images.", show_default=False)] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Latency (interleaved, same threads, same images) and top-1 of ONNX Runtime vs LiteRT."""

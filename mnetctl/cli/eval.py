@@ -17,7 +17,7 @@ def eval_cmd(
         Optional[Path],
         typer.Option("--data", "-d", help="Image folder (DIR/<wnid>/*.JPEG or DIR/<wnid>_*.JPEG), a CSV of file,label, or an image \\[default: the shipped data/imagenet-sample/val].", show_default=False),
     ] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", "-n", help="Use only the first N images (sorted order).", show_default=False)] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-l", help="Use only the first N images (sorted order).", show_default=False)] = None,
     batch: Annotated[int, typer.Option("--batch", "-b", help="Images per inference call.")] = 32,
     threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="ONNX Runtime intra-op threads \\[default: all cores].", show_default=False)] = None,
     json_out: JsonFlag = False,

@@ -21,7 +21,7 @@ def quantize(
     per_channel: Annotated[Optional[bool], typer.Option("--per-channel/--per-tensor", help="Weight scales per output channel or per tensor \\[default: per architecture].", show_default=False)] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="qdq (QuantizeLinear/DequantizeLinear pairs) | qoperator (QLinearConv, ...) \\[default: qdq].", show_default=False)] = None,
     activations: Annotated[Optional[str], typer.Option("--activations", help="Activation type: uint8 | int8 \\[default: uint8].", show_default=False)] = None,
-    samples: Annotated[int, typer.Option("--samples", "-n", help="Calibrate on the first N images.")] = 100,
+    samples: Annotated[int, typer.Option("--samples", "-s", help="Calibrate on the first N images.")] = 100,
     keep_float: Annotated[Optional[list[str]], typer.Option("--keep-float", help="Keep nodes whose name matches this glob in float (repeatable), e.g. 'blocks.*.se.*'.", show_default=False)] = None,
     weight_grid: Annotated[Optional[str], typer.Option("--weight-grid", help="Weights imported from an 8-bit checkpoint: channel (per-channel multiples of its grid step, zero point 0) | exact (its own per-tensor grid) | off \\[default: channel].", show_default=False)] = None,
     moving_average: Annotated[Optional[bool], typer.Option("--moving-average/--no-moving-average", help="minmax: mean of per-batch (10 images) ranges instead of the extremes \\[default: per architecture].", show_default=False)] = None,

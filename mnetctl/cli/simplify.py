@@ -17,7 +17,7 @@ def simplify(
     model: ModelArg,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file \\[default: <stem>.sim.onnx next to the input].", show_default=False)] = None,
     check_images: Annotated[Optional[Path], typer.Option("--check-images", help="Real images to compare outputs on \\[default: the shipped calibration images].", show_default=False)] = None,
-    samples: Annotated[int, typer.Option("--samples", "-n", help="Number of check images.")] = 8,
+    samples: Annotated[int, typer.Option("--samples", "-s", help="Number of check images.")] = 8,
     tolerance: Annotated[float, typer.Option("--tolerance", help="Largest allowed |difference| of the logits.")] = 1e-4,
     json_out: JsonFlag = False,
 ) -> None:

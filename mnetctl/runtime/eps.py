@@ -175,7 +175,7 @@ def parse_ep_list(text: str | Sequence[str]) -> list[str]:
         if short not in names:
             names.append(short)
     if not names:
-        raise BadInput("--ep needs at least one execution provider", f"use one of: {', '.join(EP_REGISTRY)}")
+        raise BadInput("eps needs at least one execution provider", f"use one of: {', '.join(EP_REGISTRY)}")
     return names
 
 

@@ -37,11 +37,11 @@ def check_threads(threads: int) -> int:
     thousands of spinning threads, so an absurd --threads is refused rather than left to hang."""
     n = int(threads)
     if n < 1:
-        raise BadInput(f"--threads must be >= 1, got {threads}")
+        raise BadInput(f"threads must be >= 1, got {threads}")
     cores = os.cpu_count() or 1
     limit = max(16, THREADS_PER_CORE_LIMIT * cores)
     if n > limit:
-        raise BadInput(f"--threads {n} is more than this host can use (at most {limit} for {cores} cores)",
+        raise BadInput(f"threads {n} is more than this host can use (at most {limit} for {cores} cores)",
                        "lower --threads, or leave it out for onnxruntime's default")
     return n
 

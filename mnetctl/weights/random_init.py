@@ -10,7 +10,7 @@ from ..specs import ArchConfig
 
 def random_weights(cfg: ArchConfig, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise BadInput(f"--seed must be an integer >= 0, got {seed!r}")
+        raise BadInput(f"seed must be an integer >= 0, got {seed!r}")
     rng = np.random.default_rng(int(seed))
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for layer in cfg.param_layers():
