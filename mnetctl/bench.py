@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from . import __version__
 from .budgets import BudgetCheck, Gates, as_fraction, check_budgets
@@ -22,6 +22,9 @@ from .errors import BadInput
 from .memguard import check_batch_memory, image_bytes, shape_elements
 from .profiles import Profile, as_profile, host_matches_profile
 from .progress import ProgressFn
+
+if TYPE_CHECKING:
+    from .model import Model
 
 DEFAULT_ITERATIONS = 100
 DEFAULT_WARMUP = 10
@@ -152,22 +155,18 @@ def parse_duration(text: str | float | None) -> float | None:
 # Model facts
 
 
-def _model_facts(path: Path) -> tuple[dict[str, Any], int, float | None]:
-    """(model section of the report, size in bytes incl. external data, top-1 recorded in the metadata)."""
-    from .meta import read_meta
-    from .modelio import load_onnx
+def _model_facts(path: Path, proto=None, meta=None) -> tuple[dict[str, Any], int, float | None]:
+    """(model section of the report, size in bytes incl. external data, top-1 recorded in the metadata).
 
-    proto = load_onnx(path, load_external_data=False)
-    meta = read_meta(proto)
-    size = path.stat().st_size
-    seen: set[str] = set()
-    for init in proto.graph.initializer:
-        for entry in init.external_data:
-            if entry.key == "location" and entry.value not in seen:
-                seen.add(entry.value)
-                ext = path.parent / entry.value
-                if ext.is_file():
-                    size += ext.stat().st_size
+    Any ONNX model can be benched, so a path is parsed here without the image-model checks of `Model.open`;
+    a handle's proto and metadata are used as they are.
+    """
+    from .meta import read_meta
+    from .modelio import load_onnx, size_on_disk
+
+    proto = proto if proto is not None else load_onnx(path, load_external_data=False)
+    meta = meta if meta is not None else read_meta(proto)
+    size = size_on_disk(path, proto)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     top1 = None
     for key in ("top1", "eval.top1"):
@@ -283,7 +282,7 @@ def timed_runs(run, arg, iterations: int | None, duration_s: float | None, on_pr
 
 
 def bench(
-    model_path: Path | str,
+    model_path: "Model | Path | str",
     profile: Profile | str | Path | None = None,
     eps: Sequence[str] | str | None = None,
     threads: int | None = None,
@@ -307,10 +306,14 @@ def bench(
     from .hostinfo import host_info
     from .runtime import bind_io, create_session, onnxruntime_info, op_profile as run_op_profile, random_feeds
 
-    path = Path(model_path)
+    from .model import Model
+
+    handle = model_path if isinstance(model_path, Model) else None
+    path = handle.path if handle is not None else Path(model_path)
     prof = as_profile(profile)
     gates = (gates or Gates()).checked()  # bad budgets fail before the benchmark runs
-    facts, size_bytes, meta_top1 = _model_facts(path)
+    facts, size_bytes, meta_top1 = (_model_facts(path, handle.proto, handle.meta) if handle is not None
+                                    else _model_facts(path))
     duration_s = parse_duration(duration)
     if iterations is not None and iterations < 1:
         raise BadInput(f"iterations must be >= 1, got {iterations}")

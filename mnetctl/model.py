@@ -17,7 +17,7 @@ import numpy as np
 from .data import Preprocessor, class_name
 from .errors import BadInput, short
 from .meta import ModelMeta, read_meta
-from .modelio import check_model_path, load_onnx
+from .modelio import check_model_path, load_onnx, size_on_disk
 from .tasks import Task, get_task
 
 QUANT_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger",
@@ -77,16 +77,7 @@ class Model:
         """Bytes on disk, external-data files included."""
         if self.path is None:
             return self.proto.ByteSize()
-        total = self.path.stat().st_size
-        seen: set[Path] = set()
-        for init in self.proto.graph.initializer:
-            for entry in init.external_data:
-                if entry.key == "location":
-                    f = self.path.parent / entry.value
-                    if f not in seen and f.is_file():
-                        seen.add(f)
-                        total += f.stat().st_size
-        return total
+        return size_on_disk(self.path, self.proto)
 
     def label(self, index: int) -> str:
         """A class name for a classifier's output index (ImageNet names for 1000-class models)."""

@@ -59,3 +59,18 @@ def _non_text_name(model: onnx.ModelProto) -> str | None:
 def cannot_run(path: Path | str, exc: BaseException) -> BadInput:
     """The error for a model ONNX Runtime loaded but cannot run (e.g. a corrupt attribute)."""
     return BadInput(f"ONNX Runtime cannot run {path}: {short(exc)}")
+
+
+def size_on_disk(path: Path | str, proto) -> int:
+    """Bytes of a model file plus the external-data files its initializers name (each counted once)."""
+    path = Path(path)
+    total = path.stat().st_size
+    seen: set[Path] = set()
+    for init in proto.graph.initializer:
+        for entry in init.external_data:
+            if entry.key == "location":
+                f = path.parent / entry.value
+                if f not in seen and f.is_file():
+                    seen.add(f)
+                    total += f.stat().st_size
+    return total

@@ -57,3 +57,13 @@ def test_classification_decode_and_metric(tiny_model):
 
 def test_registry_has_classification():
     assert get_task("classification") is TASKS["classification"]
+
+
+def test_stages_take_the_handle(tiny_model):
+    from mnetctl.bench import bench
+    from mnetctl.evaluate import evaluate
+
+    m = Model.open(tiny_model)
+    r = bench(m, eps="cpu", iterations=3, warmup=0, threads=1)
+    assert r.model["arch"] == "v1" and r.iterations == 3 and r.model_size_mb == pytest.approx(m.size_bytes() / 1e6, rel=1e-3)
+    assert evaluate(m, limit=4).n == 4
