@@ -72,9 +72,9 @@ def test_plan_grid_skips_widths_without_weights():
 @pytest.mark.parametrize("kwargs,needle", [
     (dict(archs=["v5"]), "unknown architecture"),
     (dict(precisions=["fp16"]), "precision"),
-    (dict(weights="imagenet"), "--weights"),
+    (dict(weights="imagenet"), "^weights"),
     (dict(archs=["v3-large"], weights="pretrained"), "empty"),
-    (dict(widths=[0.0]), "--width"),
+    (dict(widths=[0.0]), "^width"),
 ])
 def test_plan_rejects_bad_grids(kwargs, needle):
     with pytest.raises(BadInput, match=needle):
