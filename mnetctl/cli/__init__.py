@@ -13,7 +13,7 @@ import sys
 import typer
 
 from ..errors import EXIT_INTERNAL, EXIT_USAGE, MnetctlError, debug_enabled
-from ._app import app, err_console
+from ._app import OutputLost, app, err_console, silence
 
 # One module per command (or command group); each registers itself on `app` when imported.
 COMMAND_MODULES = [
@@ -65,9 +65,35 @@ def _one_line(text: str) -> str:
     return escape(" ".join(str(text).split()))
 
 
+# A reader that went away (`mnetctl ... | head -n 1`) ends the run quietly with the shell's code for SIGPIPE.
+EXIT_BROKEN_PIPE = 141
+
+
+def _output_lost(exc: OutputLost) -> int:
+    """A write to stdout/stderr failed: quiet 141 for a broken pipe, else one line on stderr and exit 2."""
+    silence(exc.stream)  # the interpreter's last flush must not fail a second time
+    if isinstance(exc.error, BrokenPipeError):
+        return EXIT_BROKEN_PIPE
+    if exc.stream == "stdout":
+        err_console.print(f"[bold red]error:[/] {_one_line(exc)} [dim]- hint: redirect stdout to a file or /dev/null[/]",
+                          soft_wrap=True)
+    return EXIT_USAGE
+
+
+def _flush_stdout() -> int | None:
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except OSError as exc:
+        return _output_lost(OutputLost("stdout", exc))
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns (and exits with) the process exit code."""
     try:
+        if sys.stdout is None:  # started with stdout closed (`>&-`): every command reports on stdout
+            raise OutputLost("stdout", None)
         rc = app(args=argv, prog_name="mnetctl", standalone_mode=False)
         code = rc if isinstance(rc, int) else 0
         if code == 130:  # Ctrl-C: typer turns KeyboardInterrupt into exit code 130 without a word
@@ -79,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         hint = f" [dim]- hint: {_one_line(exc.hint)}[/]" if exc.hint else ""
         err_console.print(f"[bold red]error:[/] {_one_line(_as_flags(exc.message))}{hint}", soft_wrap=True)
         code = exc.exit_code
+    except OutputLost as exc:
+        code = _output_lost(exc)
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:
@@ -97,8 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                                   soft_wrap=True)
             else:
                 exc.show()  # `mnetctl` or a command group without arguments: its help
-            code = exc.exit_code
-            sys.stdout.flush()
+            code = _flush_stdout() or exc.exit_code
             if argv is None:
                 sys.exit(code)
             return code
@@ -110,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             soft_wrap=True,
         )
         code = EXIT_USAGE if isinstance(exc, OSError) else EXIT_INTERNAL
-    sys.stdout.flush()
+    code = _flush_stdout() or code
     if argv is None:
         sys.exit(code)
     return code

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import BadInput
 from ._app import console, err_console, print_json
+from ._table import Col, print_table
 
 SCHEMA = "mnetctl.bench-many/1"
 DEFAULT_ITERATIONS = 100
@@ -72,7 +73,7 @@ def bench_many(models: list[Path], options: dict[str, Any]) -> int:
 
         write_text(Path(json_path), json.dumps(doc, indent=2) + "\n")
     if not to_stdout:
-        _print(doc, quiet=bool(options.get("quiet")))
+        _print(doc, quiet=bool(options.get("quiet")), wide=bool(options.get("wide")))
     return 0
 
 
@@ -82,28 +83,24 @@ def _names(models: list[Path]) -> list[str]:
     return short if len(set(short)) == len(short) else [str(m) for m in models]
 
 
-def _print(doc: dict, quiet: bool) -> None:
+def _print(doc: dict, quiet: bool, wide: bool = False) -> None:
     first = doc["models"][0]["name"]
     if quiet:
         for m in doc["models"]:
             console.print(f"{m['name']}: p50 {m['p50_ms']:.3f} ms, {m['ratio_p50']:.2f}x {first}", soft_wrap=True)
         return
-    from rich.table import Table
-
     host = doc["host"]
-    table = Table(title=f"{host.get('cpu')} ({host.get('cores_logical')} cores), onnxruntime {doc['onnxruntime']}, "
-                        f"threads {doc['threads'] or 'default'}: {doc['rounds']} interleaved rounds of "
-                        f"{doc['runs_per_block']} runs per model", title_justify="left")
-    table.caption = f"x = ratio to {first}"
-    table.caption_justify = "left"
-    table.add_column("model", overflow="fold")
-    for col in ("p50 ms", "p50 95% CI", "p90 ms", "mean ms", "x p50", "x mean"):
-        table.add_column(col, justify="right")
+    title = (f"{host.get('cpu')} ({host.get('cores_logical')} cores), onnxruntime {doc['onnxruntime']}, "
+             f"threads {doc['threads'] or 'default'}: {doc['rounds']} interleaved rounds of "
+             f"{doc['runs_per_block']} runs per model")
+    cols = [Col("model", "fold"), Col("p50 ms"), Col("p50 95% CI", drop=2), Col("p90 ms", drop=1), Col("mean ms", drop=3),
+            Col("x p50"), Col("x mean", drop=3)]
+    rows = []
     for m in doc["models"]:
         lo, hi = m["p50_ci95_ms"]
-        table.add_row(m["name"], f"{m['p50_ms']:.3f}", f"{lo:.3f}-{hi:.3f}", f"{m['p90_ms']:.3f}", f"{m['mean_ms']:.3f}",
-                      f"{m['ratio_p50']:.3f}", f"{m['ratio_mean']:.3f}")
-    console.print(table)
+        rows.append([m["name"], f"{m['p50_ms']:.3f}", f"{lo:.3f}-{hi:.3f}", f"{m['p90_ms']:.3f}", f"{m['mean_ms']:.3f}",
+                     f"{m['ratio_p50']:.3f}", f"{m['ratio_mean']:.3f}"])
+    print_table(cols, rows, wide=wide, title=title, title_justify="left", caption=f"x = ratio to {first}", caption_justify="left")
     load = doc.get("other_load")
     if load is not None and load > 0.2:
         err_console.print(f"[yellow]note:[/] other processes kept {load:.1f} cores busy while timing; the ratios "

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from ..progress import ProgressFn
+from ._app import AppConsole
 
 
 @contextmanager
@@ -15,10 +16,9 @@ def progress_bar(enabled: bool = True, transient: bool = True) -> Iterator[Progr
 
     Refreshes at most ~8 times a second, so a tight timing loop that reports every run costs next to nothing.
     """
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    console = Console(stderr=True)
+    console = AppConsole(stderr=True)  # COLUMNS=0 or garbage: width 80, not an empty bar
     if not enabled or not console.is_terminal:
         yield None
         return

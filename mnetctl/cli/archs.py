@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from rich.table import Table
-
-from ._app import JsonFlag, app, console, print_json
+from ._app import JsonFlag, WideFlag, app, console, print_json
+from ._table import Col, print_table
 
 
 @app.command()
-def archs(as_json: JsonFlag = False) -> None:
+def archs(as_json: JsonFlag = False, wide: WideFlag = False) -> None:
     """List architectures, their usual widths/resolutions and which widths have shipped pretrained weights."""
     from ..specs import FAMILIES, decode
     from ..weights.registry import PRETRAINED
@@ -34,14 +33,15 @@ def archs(as_json: JsonFlag = False) -> None:
     if as_json:
         print_json({"archs": rows})
         return
-    table = Table(title="MobileNet family", header_style="bold")
-    for col in ("arch", "paper", "widths", "resolutions", "blocks", "MACs / params (1.0, 224)", "pretrained widths (trained res)"):
-        table.add_column(col)
+    cols = [Col("arch", "words"), Col("paper", "words", drop=4), Col("widths", "words", drop=2),
+            Col("resolutions", "words", drop=3), Col("blocks", drop=5), Col("MACs / params (1.0, 224)", justify="left", drop=1),
+            Col("pretrained widths (trained res)", "words")]
+    cells = []
     for r in rows:
         pre = ", ".join(f"{p['width']:g} ({p['trained_resolution']})" for p in r["pretrained"]) or "none"
-        table.add_row(
+        cells.append([
             r["arch"], r["paper"], ", ".join(f"{w:g}" for w in r["widths"]), ", ".join(map(str, r["resolutions"])),
             str(r["blocks"]), f"{r['macs_at_default'] / 1e6:.1f} M / {r['params_at_default'] / 1e6:.2f} M", pre,
-        )
-    console.print(table)
+        ])
+    print_table(cols, cells, wide=wide, title="MobileNet family", header_style="bold")
     console.print("[dim]Any width > 0 and resolution >= 32 builds; pretrained weights fit any resolution of their width.[/]")

@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import EXIT_GATE, BadInput
-from ._app import app, console, err_console, print_json
+from ._app import WideFlag, app, console, err_console, print_json
+from ._table import Col, print_table
 
 
 def _ep_options(items: list[str]) -> dict[str, dict[str, str]]:
@@ -76,6 +77,7 @@ def bench_cmd(
     junit_path: Annotated[Optional[Path], typer.Option("--junit", help="Write JUnit XML (one testcase per budget) to PATH.", show_default=False)] = None,
     markdown_path: Annotated[Optional[Path], typer.Option("--markdown", help="Write a Markdown summary to PATH (e.g. $GITHUB_STEP_SUMMARY).", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; print only the verdict line.")] = False,
+    wide: WideFlag = False,
 ) -> int:
     """Benchmark a model: cold run, warm-up, measured runs, statistics, EPs and node assignment, budgets.
 
@@ -119,7 +121,7 @@ def bench_cmd(
     elif quiet:
         _verdict(result)
     else:
-        _print(result)
+        _print(result, wide)
     return 0 if result.passed else EXIT_GATE
 
 
@@ -131,54 +133,49 @@ def _verdict(result) -> None:
         err_console.print(f"[bold red]budget broken:[/] {check.message}", soft_wrap=True)
 
 
-def _print(result) -> None:
-    from rich.table import Table
-
+def _print(result, wide: bool = False) -> None:
     target = result.profile or "host"
-    head = Table(title=f"{result.model_path} on {target}", title_justify="left", show_header=False, box=None, pad_edge=False)
-    head.add_column(style="dim")
-    head.add_column()
+    head = []
     m = result.model
-    head.add_row("model", f"{m.get('arch')} w{m.get('width')} r{m.get('resolution')} {m.get('precision')} | opset {m.get('opset')} IR {m.get('ir_version')} | {result.model_size_mb:.3f} MB")
-    head.add_row("host", f"{result.host.get('cpu')} ({result.host.get('cores_logical')} cores, {result.host.get('arch')}) | onnxruntime {result.onnxruntime.get('version')}")
+    head.append(["model", f"{m.get('arch')} w{m.get('width')} r{m.get('resolution')} {m.get('precision')} | opset {m.get('opset')} IR {m.get('ir_version')} | {result.model_size_mb:.3f} MB"])
+    head.append(["host", f"{result.host.get('cpu')} ({result.host.get('cores_logical')} cores, {result.host.get('arch')}) | onnxruntime {result.onnxruntime.get('version')}"])
     if result.profile:
         match = "[green]yes[/]" if result.host_matches_profile else f"[yellow]no[/] ({'; '.join(result.host_mismatch)})"
-        head.add_row("host is the device", match)
+        head.append(["host is the device", match])
     nodes = ", ".join(f"{p.replace('ExecutionProvider', '')}: {n}" for p, n in result.node_assignment.items())
-    head.add_row("providers", f"{', '.join(result.providers)}  [dim]nodes ({result.assignment_source}): {nodes}[/]")
+    head.append(["providers", f"{', '.join(result.providers)}  [dim]nodes ({result.assignment_source}): {nodes}[/]"])
     if result.fallback.get("fell_back"):
-        head.add_row("fell back", f"[yellow]{_fallback_text(result.fallback)}[/]")
-    head.add_row("threads / batch", f"{result.threads or 'default'} / {result.batch}")
-    head.add_row("session / cold run", f"{result.session_create_ms:.1f} ms / {result.cold_run_ms:.3f} ms")
+        head.append(["fell back", f"[yellow]{_fallback_text(result.fallback)}[/]"])
+    head.append(["threads / batch", f"{result.threads or 'default'} / {result.batch}"])
+    head.append(["session / cold run", f"{result.session_create_ms:.1f} ms / {result.cold_run_ms:.3f} ms"])
     if result.warmup_runs:
-        head.add_row("warm-up", f"{result.warmup_runs} runs, mean {result.warmup_ms.get('mean_ms', 0):.3f} ms, max {result.warmup_ms.get('max_ms', 0):.3f} ms")
-    head.add_row("measured", f"{result.iterations} runs in {result.measured_s:.2f} s (loop overhead {result.loop_overhead_pct:.2f}%)")
-    head.add_row("memory", f"peak RSS {result.peak_rss_mb:.1f} MiB (+{result.rss_delta_mb:.1f} MiB for the session)")
-    console.print(head)
+        head.append(["warm-up", f"{result.warmup_runs} runs, mean {result.warmup_ms.get('mean_ms', 0):.3f} ms, max {result.warmup_ms.get('max_ms', 0):.3f} ms"])
+    head.append(["measured", f"{result.iterations} runs in {result.measured_s:.2f} s (loop overhead {result.loop_overhead_pct:.2f}%)"])
+    head.append(["memory", f"peak RSS {result.peak_rss_mb:.1f} MiB (+{result.rss_delta_mb:.1f} MiB for the session)"])
+    print_table([Col(kind="words", style="dim"), Col(kind="words")], head, wide=wide, title=f"{result.model_path} on {target}",
+                title_justify="left", show_header=False, box=None, pad_edge=False)
 
     lat = result.latency_ms
-    stats = Table(title="latency (ms)", title_justify="left")
-    for col in ("min", "mean", "std", "p50", "p90", "p95", "p99", "max", "img/s"):
-        stats.add_column(col, justify="right")
-    stats.add_row(*[f"{lat[k]:.3f}" for k in ("min", "mean", "std", "p50", "p90", "p95", "p99", "max")], f"{result.throughput_ips:.1f}")
-    console.print(stats)
+    gated = {c.metric for c in result.checks if c.name == "latency"}  # a gated statistic is always shown
+    keys = ("min", "mean", "std", "p50", "p90", "p95", "p99", "max")
+    drops = {"min": 3, "mean": 1, "std": 4, "p50": 0, "p90": 0, "p95": 4, "p99": 2, "max": 3}
+    stats = [Col(k, drop=0 if k in gated else drops[k]) for k in keys] + [Col("img/s", drop=2)]
+    print_table(stats, [[f"{lat[k]:.3f}" for k in keys] + [f"{result.throughput_ips:.1f}"]], wide=wide,
+                title="latency (ms)", title_justify="left")
 
     if result.op_profile:
-        ops = Table(title="slowest operators (onnxruntime profiler)", title_justify="left")
-        for col, just in (("node", "left"), ("op", "left"), ("provider", "left"), ("mean ms", "right"), ("share", "right")):
-            ops.add_column(col, justify=just)
-        for row in result.op_profile:
-            ops.add_row(row["node"], row["op"], str(row["provider"]).replace("ExecutionProvider", ""), f"{row['mean_ms']:.4f}", f"{100 * row['share']:.1f}%")
-        console.print(ops)
+        ops = [[row["node"], row["op"], str(row["provider"]).replace("ExecutionProvider", ""), f"{row['mean_ms']:.4f}",
+                f"{100 * row['share']:.1f}%"] for row in result.op_profile]
+        print_table([Col("node", "fold", drop=1), Col("op", "words"), Col("provider", "words", drop=2), Col("mean ms"), Col("share")],
+                    ops, wide=wide, title="slowest operators (onnxruntime profiler)", title_justify="left")
 
     if result.checks:
-        checks = Table(title="budgets", title_justify="left")
-        for col in ("check", "result", "detail"):
-            checks.add_column(col)
+        checks = []
         for check in result.checks:
             mark = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skip": "[yellow]skip[/]"}[check.status]
-            checks.add_row(check.name if check.name != "latency" else f"latency {check.metric}", mark, check.message)
-        console.print(checks)
+            checks.append([check.name if check.name != "latency" else f"latency {check.metric}", mark, check.message])
+        print_table([Col("check", "words"), Col("result", "words"), Col("detail", "words")], checks, wide=wide,
+                    title="budgets", title_justify="left")
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     state = "[green]PASS[/]" if result.passed else "[bold red]FAIL[/]"

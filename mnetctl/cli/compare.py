@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import BadInput
-from ._app import JsonFlag, ModelArg, app, console, err_console, print_json
+from ._app import JsonFlag, ModelArg, WideFlag, app, console, err_console, print_json
+from ._table import Col, print_table
 
 # library parameter -> the flag that sets it, for messages that name a parameter first
 _FLAGS = {"tflite": "--tflite", "threads": "--threads", "iterations": "--iterations", "warmup": "--warmup"}
@@ -31,10 +32,9 @@ def compare_cmd(
     ] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", "-l", help="Classify only the first N images.", show_default=False)] = None,
     json_out: JsonFlag = False,
+    wide: WideFlag = False,
 ) -> None:
     """Latency (interleaved, same threads, same images) and top-1 of ONNX Runtime vs LiteRT."""
-    from rich.table import Table
-
     from ..compare import compare
     from ._progress import progress_bar
 
@@ -52,16 +52,16 @@ def compare_cmd(
     if json_out:
         print_json(result.as_dict())
         return
-    table = Table(title=f"{result.host}, {result.threads} threads, {result.iterations} interleaved runs each",
-                  title_justify="left")
-    for col in ("runtime", "model", "p50 ms", "p90 ms", "mean ms", "top-1"):
-        table.add_column(col, justify="left" if col in ("runtime", "model") else "right")
+    cols = [Col("runtime", "words"), Col("model", "fold", drop=3), Col("p50 ms"), Col("p90 ms", drop=1),
+            Col("mean ms", drop=2), Col("top-1")]
+    rows = []
     for side in (result.onnx, result.litert):
         lat = side.latency
         top1 = f"{100 * side.correct / result.labelled:.2f}%" if result.labelled else "-"
-        table.add_row(side.runtime, " + ".join(Path(p).name for p in side.model.split(" + ")),
-                      f"{lat.p50_ms:.3f}", f"{lat.p90_ms:.3f}", f"{lat.mean_ms:.3f}", top1)
-    console.print(table)
+        rows.append([side.runtime, " + ".join(Path(p).name for p in side.model.split(" + ")),
+                     f"{lat.p50_ms:.3f}", f"{lat.p90_ms:.3f}", f"{lat.mean_ms:.3f}", top1])
+    print_table(cols, rows, wide=wide, title=f"{result.host}, {result.threads} threads, {result.iterations} interleaved runs each",
+                title_justify="left")
     console.print(f"[dim]onnxruntime providers: {result.onnx.detail}; litert: {result.litert.detail}[/]")
     console.print(
         f"onnx/litert p50 ratio [bold]{result.ratio_p50:.2f}x[/] (mean {result.ratio_mean:.2f}x); "

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import JsonFlag, ModelArg, app, console, err_console, print_json
+from ._app import JsonFlag, ModelArg, WideFlag, app, err_console, print_json
+from ._table import Col, print_table
 
 
 @app.command("eval")
@@ -21,10 +22,9 @@ def eval_cmd(
     batch: Annotated[int, typer.Option("--batch", "-b", help="Images per inference call.")] = 32,
     threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="ONNX Runtime intra-op threads \\[default: all cores].", show_default=False)] = None,
     json_out: JsonFlag = False,
+    wide: WideFlag = False,
 ) -> None:
     """Top-1/top-5 accuracy on labelled images; preprocessing comes from the model's metadata."""
-    from rich.table import Table
-
     from ..evaluate import evaluate
     from ._progress import progress_bar
 
@@ -35,11 +35,7 @@ def eval_cmd(
     if json_out:
         print_json(result.as_dict())
         return
-    table = Table(title=f"{model} on {result.data}", title_justify="left")
-    for col in ("top-1", "top-5", "images", "unreadable", "images/s", "seconds"):
-        table.add_column(col, justify="right")
-    table.add_row(
-        f"{100 * result.top1:.2f}%", f"{100 * result.top5:.2f}%", str(result.n), str(len(result.failed)),
-        f"{result.images_per_s:.1f}", f"{result.seconds:.2f}",
-    )
-    console.print(table)
+    cols = [Col("top-1"), Col("top-5"), Col("images"), Col("unreadable", drop=1), Col("images/s", drop=2), Col("seconds", drop=3)]
+    row = [f"{100 * result.top1:.2f}%", f"{100 * result.top5:.2f}%", str(result.n), str(len(result.failed)),
+           f"{result.images_per_s:.1f}", f"{result.seconds:.2f}"]
+    print_table(cols, [row], wide=wide, title=f"{model} on {result.data}", title_justify="left")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
-
-from ._app import JsonFlag, ModelArg, app, console, print_json
+from ._app import JsonFlag, ModelArg, WideFlag, app, console, print_json
+from ._table import Col, print_table
 
 
 @app.command()
@@ -15,6 +14,7 @@ def inspect(
     model: ModelArg,
     as_json: JsonFlag = False,
     all_nodes: Annotated[bool, typer.Option("--all", help="List every node, not only conv/fc layers.")] = False,
+    wide: WideFlag = False,
 ) -> None:
     """Per-layer table (name, op, output shape, MACs, params) and totals."""
     from ..analysis import analyze
@@ -28,13 +28,11 @@ def inspect(
         doc = {"file": str(model), "opset": _opset(proto), "ir_version": proto.ir_version, **stats.as_dict(), "metadata": meta}
         print_json(doc)
         return
-    table = Table(title=f"{model}", show_lines=False, header_style="bold")
-    for col, justify in (("#", "right"), ("layer", "left"), ("op", "left"), ("output", "left"), ("MACs", "right"), ("params", "right")):
-        table.add_column(col, justify=justify)
-    for i, layer in enumerate(stats.layers):
-        shape = "x".join(str(d) for d in layer.output_shape)
-        table.add_row(str(i), layer.name, layer.op, shape, f"{layer.macs:,}", f"{layer.params:,}")
-    console.print(table)
+    cols = [Col("#", drop=3), Col("layer", "fold"), Col("op", "words", drop=2), Col("output", justify="left", drop=1),
+            Col("MACs"), Col("params")]
+    rows = [[str(i), layer.name, layer.op, "x".join(str(d) for d in layer.output_shape), f"{layer.macs:,}", f"{layer.params:,}"]
+            for i, layer in enumerate(stats.layers)]
+    print_table(cols, rows, wide=wide, title=f"{model}", show_lines=False, header_style="bold")
     console.print(
         f"[bold]total[/] {stats.macs:,} MACs ({stats.macs / 1e6:.2f} M), {stats.params:,} params ({stats.params / 1e6:.3f} M), "
         f"{stats.nodes} nodes, opset {_opset(proto)}, IR {proto.ir_version}"

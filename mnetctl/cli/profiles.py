@@ -7,17 +7,16 @@ from typing import Annotated
 
 import typer
 
-from ._app import JsonFlag, app, console, print_json
+from ._app import JsonFlag, WideFlag, app, console, print_json
+from ._table import Col, print_table
 
 profiles_app = typer.Typer(help="Device profiles: hardware, execution providers, budgets.", no_args_is_help=True)
 app.add_typer(profiles_app, name="profiles")
 
 
 @profiles_app.command("list")
-def list_cmd(json_out: JsonFlag = False) -> None:
+def list_cmd(json_out: JsonFlag = False, wide: WideFlag = False) -> None:
     """Every shipped profile, and whether this host is that device."""
-    from rich.table import Table
-
     from ..hostinfo import host_info
     from ..profiles import host_matches_profile, list_profiles
 
@@ -29,12 +28,13 @@ def list_cmd(json_out: JsonFlag = False) -> None:
     if json_out:
         print_json([{**p.summary(), "host_matches_profile": m, "host_mismatch": r} for p, m, r in rows])
         return
-    table = Table(title="device profiles", title_justify="left")
-    for col in ("name", "execution providers", "threads", "max opset/IR", "latency budget", "size", "min top-1", "this host?"):
-        table.add_column(col)
+    cols = [Col("name", "words"), Col("execution providers", "words", drop=3), Col("threads", drop=4),
+            Col("max opset/IR", drop=5), Col("latency budget", justify="left"), Col("size", justify="left", drop=1),
+            Col("min top-1", drop=2), Col("this host?", "words")]
+    cells = []
     for prof, matches, _ in rows:
         b = prof.budgets
-        table.add_row(
+        cells.append([
             prof.name,
             ", ".join(prof.ep_names),
             str(prof.threads or "default"),
@@ -43,13 +43,11 @@ def list_cmd(json_out: JsonFlag = False) -> None:
             f"{b.size_mb:g} MB" if b.size_mb else "-",
             f"{b.min_top1:.2f}" if b.min_top1 is not None else "-",
             "[green]yes[/]" if matches else "[dim]no[/]",
-        )
-    console.print(table)
+        ])
+    print_table(cols, cells, wide=wide, title="device profiles", title_justify="left")
 
 
-def _show(prof, json_out: bool) -> None:
-    from rich.table import Table
-
+def _show(prof, json_out: bool, wide: bool = False) -> None:
     from ..profiles import host_matches_profile
 
     matches, reasons = host_matches_profile(prof)
@@ -57,37 +55,37 @@ def _show(prof, json_out: bool) -> None:
         print_json({**prof.summary(), "host_matches_profile": matches, "host_mismatch": reasons})
         return
     hw = prof.hardware
-    table = Table(title=f"{prof.name}: {prof.description}", title_justify="left", show_header=False)
-    table.add_column(style="dim")
-    table.add_column()
-    table.add_row("file", str(prof.source))
-    table.add_row("hardware", f"{hw.cpu or hw.arch} | {hw.cores or '?'} cores | {hw.arch}" + (f" | {hw.memory_gb:g} GB" if hw.memory_gb else ""))
-    table.add_row("accelerator", f"{hw.accelerator} {hw.accelerator_name}".strip())
+    rows = []
+    rows.append(("file", str(prof.source)))
+    rows.append(("hardware", f"{hw.cpu or hw.arch} | {hw.cores or '?'} cores | {hw.arch}" + (f" | {hw.memory_gb:g} GB" if hw.memory_gb else "")))
+    rows.append(("accelerator", f"{hw.accelerator} {hw.accelerator_name}".strip()))
     if prof.runtime:
-        table.add_row("runtime", prof.runtime)
+        rows.append(("runtime", prof.runtime))
     for i, ep in enumerate(prof.eps, 1):
         opts = ", ".join(f"{k}={v}" for k, v in ep.options.items())
-        table.add_row(f"EP {i}", f"{ep.name}" + (f" [dim]({opts})[/]" if opts else ""))
-    table.add_row("threads", str(prof.threads or "onnxruntime default"))
-    table.add_row("max opset / IR", f"{prof.max_opset or 'any'} / {prof.max_ir or 'any'}")
-    table.add_row("default resolution", str(prof.resolution))
+        rows.append((f"EP {i}", f"{ep.name}" + (f" [dim]({opts})[/]" if opts else "")))
+    rows.append(("threads", str(prof.threads or "onnxruntime default")))
+    rows.append(("max opset / IR", f"{prof.max_opset or 'any'} / {prof.max_ir or 'any'}"))
+    rows.append(("default resolution", str(prof.resolution)))
     b = prof.budgets
-    table.add_row("budgets", f"latency {b.percentile} <= {b.latency_ms} ms | size <= {b.size_mb} MB | top-1 >= {b.min_top1}")
+    rows.append(("budgets", f"latency {b.percentile} <= {b.latency_ms} ms | size <= {b.size_mb} MB | top-1 >= {b.min_top1}"))
     if prof.notes:
-        table.add_row("notes", prof.notes)
-    table.add_row("this host?", "[green]yes[/]" if matches else f"[yellow]no[/]: {'; '.join(reasons)}")
-    console.print(table)
+        rows.append(("notes", prof.notes))
+    rows.append(("this host?", "[green]yes[/]" if matches else f"[yellow]no[/]: {'; '.join(reasons)}"))
+    print_table([Col(kind="words", style="dim"), Col(kind="words")], rows, wide=wide,
+                title=f"{prof.name}: {prof.description}", title_justify="left", show_header=False)
 
 
 @profiles_app.command("show")
 def show_cmd(
     name: Annotated[str, typer.Argument(help="Profile name or path to a TOML file.", show_default=False)],
     json_out: JsonFlag = False,
+    wide: WideFlag = False,
 ) -> None:
     """One profile in full."""
     from ..profiles import load_profile
 
-    _show(load_profile(name), json_out)
+    _show(load_profile(name), json_out, wide)
 
 
 @profiles_app.command("validate")

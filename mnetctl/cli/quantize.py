@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import JsonFlag, ModelArg, app, console, err_console, print_json
+from ._table import Col, print_table
 
 _MB = 1024 * 1024
 
@@ -58,8 +59,6 @@ def quantize(
 
 
 def _print_quant(rep) -> None:
-    from rich.table import Table
-
     s = rep.settings
     console.print(f"[green]wrote[/] {rep.output}")
     console.print(
@@ -69,14 +68,11 @@ def _print_quant(rep) -> None:
         f"calibrated on {rep.calib_samples} images of {rep.calib} (sha256 {rep.calib_sha256[:12]}); "
         f"{len(rep.nodes_kept_float)} node(s) kept float[/]"
     )
-    table = Table(title_justify="left")
-    for col in ("", "float", "int8", "change"):
-        table.add_column(col, justify="right")
-    table.add_row("size", f"{rep.size_before / _MB:.2f} MB", f"{rep.size_after / _MB:.2f} MB", f"{rep.size_ratio:.2f}x smaller")
+    rows = [["size", f"{rep.size_before / _MB:.2f} MB", f"{rep.size_after / _MB:.2f} MB", f"{rep.size_ratio:.2f}x smaller"]]
     if rep.top1_before is not None:
-        table.add_row("top-1", f"{100 * rep.top1_before:.2f}%", f"{100 * rep.top1_after:.2f}%", f"{-rep.top1_drop:+.2f} pts")
-        table.add_row("top-5", f"{100 * rep.top5_before:.2f}%", f"{100 * rep.top5_after:.2f}%",
-                      f"{100 * (rep.top5_after - rep.top5_before):+.2f} pts")
-        table.add_row("top-1 agreement", "", f"{100 * rep.agreement:.1f}%", f"on {rep.eval_n} images")
-    table.add_row("time", "", f"{rep.seconds_quantize:.1f} s", f"+ {rep.seconds_eval:.1f} s eval" if rep.top1_before is not None else "")
-    console.print(table)
+        rows.append(["top-1", f"{100 * rep.top1_before:.2f}%", f"{100 * rep.top1_after:.2f}%", f"{-rep.top1_drop:+.2f} pts"])
+        rows.append(["top-5", f"{100 * rep.top5_before:.2f}%", f"{100 * rep.top5_after:.2f}%",
+                     f"{100 * (rep.top5_after - rep.top5_before):+.2f} pts"])
+        rows.append(["top-1 agreement", "", f"{100 * rep.agreement:.1f}%", f"on {rep.eval_n} images"])
+    rows.append(["time", "", f"{rep.seconds_quantize:.1f} s", f"+ {rep.seconds_eval:.1f} s eval" if rep.top1_before is not None else ""])
+    print_table([Col("", "words", justify="right"), Col("float"), Col("int8"), Col("change")], rows, title_justify="left")

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
-
 from ..errors import BadInput, GateFailed
-from ._app import app, console, err_console
+from ._app import WideFlag, app, console, err_console
+from ._table import Col, print_table
 
 
 def _split(flag: str, text: str | None, cast=str) -> list | None:
@@ -43,6 +42,7 @@ def sweep(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for sweep.json, pareto.png, report.md.")] = Path("results"),
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Artifact cache [default: ~/.cache/mnetctl/sweep or $MNETCTL_CACHE].", show_default=False)] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore cached artifacts and redo every stage.")] = False,
+    wide: WideFlag = False,
 ) -> None:
     """Build, quantize, evaluate and benchmark every variant; flag the Pareto frontier; optionally select one."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -81,17 +81,7 @@ def sweep(
     paths = write_outputs(result, out, metric)
     selected_path = write_selected(result, out) if select else None
 
-    table = Table(title=f"sweep on profile '{device}' ({metric})", header_style="bold")
-    table.add_column("variant", no_wrap=True)
-    for col in ("MACs M", "MB", "top-1", "top-5", "p50 ms", "p90 ms", "front"):
-        table.add_column(col, justify="right", no_wrap=True)
-    table.add_column("cached")
-    for r in sorted(result.variants, key=lambda r: r.latency(metric)):
-        hits = [k for k, v in r.cached.items() if v]
-        cached = "all" if len(hits) == len(r.cached) else (",".join(hits) or "-")
-        table.add_row(r.name, f"{r.macs / 1e6:.1f}", f"{r.size_mb:.2f}", f"{100 * r.top1:.1f}%", f"{100 * r.top5:.1f}%",
-                      f"{r.p50_ms:.3f}", f"{r.p90_ms:.3f}", "[red]*[/]" if r.pareto else "", cached)
-    console.print(table)
+    _print_table(result, device, metric, wide)
     console.print(f"wrote {paths['json']}, {paths['plot']}, {paths['report']}  [dim]({result.seconds:.0f} s)[/]")
     if budget is not None:
         limit, on = budget
@@ -100,3 +90,17 @@ def sweep(
                              f"{min(r.latency(on) for r in result.variants):.3f} ms")
         console.print(f"[green]selected[/] {result.selected.name} (top-1 {100 * result.selected.top1:.1f}%, "
                       f"{on} {result.selected.latency(on):.3f} ms) -> {selected_path}")
+
+
+def _print_table(result, device: str, metric: str, wide: bool) -> None:
+    """One row per variant, fastest first; the latency column of --metric is always shown."""
+    cols = [Col("variant", "words"), Col("MACs M", drop=3), Col("MB", drop=2), Col("top-1"), Col("top-5", drop=4),
+            Col("p50 ms", drop=0 if metric == "p50" else 1), Col("p90 ms", drop=0 if metric == "p90" else 1),
+            Col("front"), Col("cached", "words", drop=5)]
+    rows = []
+    for r in sorted(result.variants, key=lambda r: r.latency(metric)):
+        hits = [k for k, v in r.cached.items() if v]
+        cached = "all" if len(hits) == len(r.cached) else (",".join(hits) or "-")
+        rows.append([r.name, f"{r.macs / 1e6:.1f}", f"{r.size_mb:.2f}", f"{100 * r.top1:.1f}%", f"{100 * r.top5:.1f}%",
+                     f"{r.p50_ms:.3f}", f"{r.p90_ms:.3f}", "[red]*[/]" if r.pareto else "", cached])
+    print_table(cols, rows, wide=wide, title=f"sweep on profile '{device}' ({metric})", header_style="bold")
