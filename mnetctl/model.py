@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -134,6 +134,27 @@ class Model:
             raise
         except Exception as exc:  # ORT raises its own exception types for invalid graphs
             raise BadInput(f"ONNX Runtime cannot load {self.name}: {short(exc)}") from None
+
+
+def fit_batches(array: np.ndarray, spec: InputSpec) -> Iterator[tuple[np.ndarray, int]]:
+    """`array` as the model's input takes it: cast to the input's dtype and, where the batch dimension is
+    fixed, cut into chunks of that size, the last one padded by repeating its rows. Yields (chunk, real rows)."""
+    if array.dtype != spec.dtype:
+        array = array.astype(spec.dtype)
+    fixed, n = spec.fixed_batch, array.shape[0]
+    if not fixed or n == fixed:
+        yield array, n
+        return
+    for start in range(0, n, fixed):
+        chunk = array[start:start + fixed]
+        m = chunk.shape[0]
+        yield (chunk if m == fixed else chunk[np.arange(fixed) % m]), m
+
+
+def run_batched(run_one: Callable[[np.ndarray], np.ndarray], array: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """`run_one` (one inference call, outputs batch-first) over `array` of any batch size, via `fit_batches`."""
+    outs = [run_one(chunk)[:m] for chunk, m in fit_batches(array, spec)]
+    return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
 
 def as_model(model: "Model | Path | str") -> Model:
