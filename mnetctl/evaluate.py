@@ -76,7 +76,7 @@ class EvalResult:
     model: str
     data: str
     task: str
-    metrics: dict[str, Any]  # the task metric's result (classification: top1, top5, n, correct1, correct5)
+    metrics: dict[str, Any]  # the task metric's result (classification: top1, top5, n, correct1, correct5, nonfinite)
     failed: list[tuple[str, str]]  # (path, reason) of images that could not be read
     seconds: float  # decode + preprocess + inference, excluding model loading
     batch: int
@@ -105,6 +105,11 @@ class EvalResult:
     @property
     def correct5(self) -> int:
         return int(self.metrics.get("correct5", 0))
+
+    @property
+    def nonfinite(self) -> int:
+        """Samples whose outputs held NaN or inf (scored, but their predictions mean nothing)."""
+        return int(self.metrics.get("nonfinite", 0))
 
     @property
     def images_per_s(self) -> float:
