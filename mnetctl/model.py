@@ -52,7 +52,7 @@ class Model:
     @classmethod
     def from_proto(cls, proto, path: Path | str | None = None) -> "Model":
         where = str(path) if path is not None else "model"
-        meta = read_meta(proto)
+        meta = read_meta(proto, where)
         task = get_task(meta.task)
         pre = Preprocessor.from_meta(meta)
         inp = _image_input(proto, meta, pre, where)
@@ -179,6 +179,9 @@ def _image_input(proto, meta: ModelMeta, pre: Preprocessor, path: str) -> InputS
     channels = dims[1] if pre.input_format == "float-nchw" else dims[3]
     if channels not in (None, 3):
         raise BadInput(f"{path}: input {inp.name!r} {list(dims)} does not match the layout {pre.input_format} in its metadata")
+    if None not in spatial and spatial[0] != spatial[1]:
+        raise BadInput(f"{path}: input {inp.name!r} {list(dims)} is not a square image ({spatial[0]}x{spatial[1]}) in "
+                       f"the {pre.input_format} layout; mnetctl needs square image inputs")
     for d in spatial:
         if d is not None and d != meta.resolution:
             raise BadInput(f"{path}: input {inp.name!r} is {list(spatial)}, but its metadata says resolution {meta.resolution}")
