@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 import onnx
 from onnx import shape_inference
 
+from .errors import BadInput
+
 # op type -> (index of the data input, index of the weight input, index of the bias input or None)
 WEIGHT_OPS: dict[str, tuple[int, int, int | None]] = {
     "Conv": (0, 1, 2),
@@ -82,13 +84,20 @@ def _per_image(dims: list[int | str]) -> int:
     return math.prod(rest)  # type: ignore[arg-type]
 
 
-def _value_desc(vi: onnx.ValueInfoProto) -> dict:
-    return {"name": vi.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type).name
-            if vi.type.tensor_type.elem_type else "unknown", "shape": _dims(vi)}
+def _value_desc(vi: onnx.ValueInfoProto, where: str) -> dict:
+    elem = vi.type.tensor_type.elem_type
+    try:
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(elem).name if elem else "unknown"
+    except (KeyError, ValueError):  # a type number ONNX does not know: a corrupt file
+        raise BadInput(f"{where}: {vi.name!r} has an unknown element type {elem}") from None
+    return {"name": vi.name, "dtype": dtype, "shape": _dims(vi)}
 
 
-def analyze(model: onnx.ModelProto, all_nodes: bool = False) -> Analysis:
-    """Shape-infer `model` and count MACs/params per weight layer (all nodes listed if `all_nodes`)."""
+def analyze(model: onnx.ModelProto, all_nodes: bool = False, where: str = "model") -> Analysis:
+    """Shape-infer `model` and count MACs/params per weight layer (all nodes listed if `all_nodes`).
+
+    `where` names the model in errors: a BadInput for fields no count can be made from (an unknown element
+    type, a weight whose shape is symbolic)."""
     try:
         inferred = shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
     except Exception:  # foreign models with custom ops: keep going with what the file declares
@@ -119,8 +128,8 @@ def analyze(model: onnx.ModelProto, all_nodes: bool = False) -> Analysis:
         return int(math.prod(t.dims)) if t is not None else 0
 
     result = Analysis(nodes=len(graph.node))
-    result.inputs = [_value_desc(vi) for vi in graph.input if vi.name not in inits]
-    result.outputs = [_value_desc(vi) for vi in graph.output]
+    result.inputs = [_value_desc(vi, where) for vi in graph.input if vi.name not in inits]
+    result.outputs = [_value_desc(vi, where) for vi in graph.output]
     for node in graph.node:
         result.op_counts[node.op_type] = result.op_counts.get(node.op_type, 0) + 1
         out_shape = shapes.get(node.output[0], []) if node.output else []
@@ -136,6 +145,9 @@ def analyze(model: onnx.ModelProto, all_nodes: bool = False) -> Analysis:
         w_shape = shapes.get(w_name)
         if w_shape is None and (t := source_init(w_name)) is not None:
             w_shape = list(t.dims)
+        if w_shape and any(not isinstance(d, int) for d in w_shape):
+            raise BadInput(f"{where}: weight {w_name!r} of {node.op_type} node {node.name or node.output[0]!r} has "
+                           f"the symbolic shape {w_shape}; its MACs cannot be counted")
         macs = _layer_macs(node, out_shape, w_shape or [], shapes)
         params = param_count(w_name)
         if b_idx is not None and len(node.input) > b_idx and node.input[b_idx]:

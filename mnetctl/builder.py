@@ -58,6 +58,7 @@ def build_model(
     checkpoint = None
     if weights == "random":
         cfg = decode(arch, width, resolution, 1000 if classes is None else classes)
+        check_fits_in_onnx(cfg)
         from .weights.random_init import random_weights
 
         params = random_weights(cfg, seed)
@@ -66,6 +67,7 @@ def build_model(
         from .weights.tflite_import import load_checkpoint
 
         cfg = decode(arch, width, resolution, 1001 if classes is None else classes)
+        check_fits_in_onnx(cfg)
         checkpoint = load_checkpoint(cfg, weights)
         params, meta = checkpoint.params, checkpoint.meta
         if classes is not None and classes != cfg.classes:
@@ -104,6 +106,21 @@ def build_model(
     })
     write_meta(float_model, meta)
     return insert_qdq(float_model, activations, qweights)
+
+
+PROTO_LIMIT = 2**31 - 1  # protobuf cannot serialise a message (an ONNX file without external data) larger
+PROTO_MARGIN = 64 * 2**20  # room for the graph, names and metadata next to the weights
+
+
+def check_fits_in_onnx(cfg) -> None:
+    """Refuse, before any weight is made, a model whose float32 weights exceed what one ONNX file can hold."""
+    _, params = cfg.count_macs_params()
+    if 4 * params > PROTO_LIMIT - PROTO_MARGIN:
+        raise BadInput(
+            f"width {cfg.width:g} with {cfg.classes} classes gives {cfg.arch} {params / 1e6:,.0f} M parameters "
+            f"({4 * params / 2**30:.1f} GiB of float32 weights); one ONNX file holds at most 2 GiB",
+            "lower the width or the number of classes",
+        )
 
 
 def save_model(model: onnx.ModelProto, path: Path | str) -> Path:

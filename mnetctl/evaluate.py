@@ -16,7 +16,7 @@ import numpy as np
 
 from .data import Preprocessor, Sample, find_samples, iter_batches, load_image
 from .errors import BadInput
-from .model import Model, as_model
+from .model import Model, as_model, run_batched
 from .modelio import cannot_run
 from .progress import ProgressFn, report
 from .tasks.classification import Prediction
@@ -48,7 +48,7 @@ def check_batch_memory(batch: int, pre: Preprocessor) -> None:
 
 
 class _Runner:
-    """Runs batches through a session, honouring a fixed batch dimension (pads the last batch)."""
+    """Runs batches of any size through a session (the input dtype and a fixed batch dimension honoured)."""
 
     def __init__(self, session, model: Model):
         self.session = session
@@ -56,20 +56,7 @@ class _Runner:
         self.path = model.name
 
     def __call__(self, array: np.ndarray) -> np.ndarray:
-        n = array.shape[0]
-        if array.dtype != self.io.input_dtype:
-            array = array.astype(self.io.input_dtype)
-        fixed = self.io.fixed_batch
-        if fixed and n != fixed:
-            outs = []
-            for start in range(0, n, fixed):
-                chunk = array[start:start + fixed]
-                m = chunk.shape[0]
-                if m < fixed:
-                    chunk = np.concatenate([chunk, np.zeros((fixed - m, *chunk.shape[1:]), chunk.dtype)])
-                outs.append(self._run(chunk)[:m])
-            return np.concatenate(outs)
-        return self._run(array)
+        return run_batched(self._run, array, self.io.input)
 
     def _run(self, array: np.ndarray) -> np.ndarray:
         try:
@@ -89,7 +76,7 @@ class EvalResult:
     model: str
     data: str
     task: str
-    metrics: dict[str, Any]  # the task metric's result (classification: top1, top5, n, correct1, correct5)
+    metrics: dict[str, Any]  # the task metric's result (classification: top1, top5, n, correct1, correct5, nonfinite)
     failed: list[tuple[str, str]]  # (path, reason) of images that could not be read
     seconds: float  # decode + preprocess + inference, excluding model loading
     batch: int
@@ -118,6 +105,11 @@ class EvalResult:
     @property
     def correct5(self) -> int:
         return int(self.metrics.get("correct5", 0))
+
+    @property
+    def nonfinite(self) -> int:
+        """Samples whose outputs held NaN or inf (scored, but their predictions mean nothing)."""
+        return int(self.metrics.get("nonfinite", 0))
 
     @property
     def images_per_s(self) -> float:

@@ -2,14 +2,19 @@
 
 `eval`, `predict`, `bench`, `quantize` and `sweep` read these keys so that no flag has to be repeated.
 Values are strings; lists are JSON. Files not written by mnetctl get defaults from `ModelMeta.defaults`.
+A malformed value is ignored (the default applies); a number that parses but is NaN/inf (or a std <= 0)
+is refused (BadInput), since preprocessing with it would turn every input into NaN.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from .errors import BadInput
 
 PREFIX = "mnetctl."
 
@@ -85,14 +90,24 @@ class ModelMeta:
         return replace(self, extra=merged)
 
 
+def _finite(key: str, value: str, numbers: tuple[float, ...]) -> None:
+    if not all(math.isfinite(v) for v in numbers) or (key == "std" and min(numbers) <= 0):
+        raise BadInput(f"metadata {PREFIX}{key} = {value} is not usable"
+                       f" ({'a std must be a finite number > 0' if key == 'std' else 'not a finite number'})")
+
+
 def _parse(key: str, value: str) -> Any:
     if key in ("mean", "std"):
         vals = json.loads(value)
         if len(vals) != 3:
             raise ValueError(key)
-        return tuple(float(v) for v in vals)
+        numbers = tuple(float(v) for v in vals)
+        _finite(key, value, numbers)
+        return numbers
     if key in ("width", "crop_fraction"):
-        return float(value)
+        number = float(value)
+        _finite(key, value, (number,))
+        return number
     if key in ("resolution", "classes", "label_offset", "opset"):
         return int(value)
     if key == "seed":
@@ -111,10 +126,14 @@ def write_meta(model, meta: ModelMeta) -> None:
         entry.value = merged[key]
 
 
-def read_meta(model) -> ModelMeta:
-    """Metadata of an onnx.ModelProto; defaults for anything missing, resolution/layout from the input."""
+def read_meta(model, where: str = "model") -> ModelMeta:
+    """Metadata of an onnx.ModelProto; defaults for anything missing, resolution/layout from the input.
+    A number that cannot be used is a BadInput naming `where`."""
     props = {p.key: p.value for p in model.metadata_props}
-    meta = ModelMeta.from_props(props)
+    try:
+        meta = ModelMeta.from_props(props)
+    except BadInput as exc:
+        raise BadInput(f"{where}: {exc.message}", exc.hint) from None
     if PREFIX + "resolution" not in props or PREFIX + "layout" not in props:
         meta = _guess_from_input(model, meta, has_res=PREFIX + "resolution" in props)
     return meta
@@ -148,4 +167,4 @@ def read_meta_file(path: Path | str) -> ModelMeta:
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    return read_meta(model)
+    return read_meta(model, str(path))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -52,7 +52,7 @@ class Model:
     @classmethod
     def from_proto(cls, proto, path: Path | str | None = None) -> "Model":
         where = str(path) if path is not None else "model"
-        meta = read_meta(proto)
+        meta = read_meta(proto, where)
         task = get_task(meta.task)
         pre = Preprocessor.from_meta(meta)
         inp = _image_input(proto, meta, pre, where)
@@ -136,6 +136,27 @@ class Model:
             raise BadInput(f"ONNX Runtime cannot load {self.name}: {short(exc)}") from None
 
 
+def fit_batches(array: np.ndarray, spec: InputSpec) -> Iterator[tuple[np.ndarray, int]]:
+    """`array` as the model's input takes it: cast to the input's dtype and, where the batch dimension is
+    fixed, cut into chunks of that size, the last one padded by repeating its rows. Yields (chunk, real rows)."""
+    if array.dtype != spec.dtype:
+        array = array.astype(spec.dtype)
+    fixed, n = spec.fixed_batch, array.shape[0]
+    if not fixed or n == fixed:
+        yield array, n
+        return
+    for start in range(0, n, fixed):
+        chunk = array[start:start + fixed]
+        m = chunk.shape[0]
+        yield (chunk if m == fixed else chunk[np.arange(fixed) % m]), m
+
+
+def run_batched(run_one: Callable[[np.ndarray], np.ndarray], array: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """`run_one` (one inference call, outputs batch-first) over `array` of any batch size, via `fit_batches`."""
+    outs = [run_one(chunk)[:m] for chunk, m in fit_batches(array, spec)]
+    return outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+
 def as_model(model: "Model | Path | str") -> Model:
     """A handle for a handle or a path (the one way stages accept either)."""
     return model if isinstance(model, Model) else Model.open(model)
@@ -158,6 +179,9 @@ def _image_input(proto, meta: ModelMeta, pre: Preprocessor, path: str) -> InputS
     channels = dims[1] if pre.input_format == "float-nchw" else dims[3]
     if channels not in (None, 3):
         raise BadInput(f"{path}: input {inp.name!r} {list(dims)} does not match the layout {pre.input_format} in its metadata")
+    if None not in spatial and spatial[0] != spatial[1]:
+        raise BadInput(f"{path}: input {inp.name!r} {list(dims)} is not a square image ({spatial[0]}x{spatial[1]}) in "
+                       f"the {pre.input_format} layout; mnetctl needs square image inputs")
     for d in spatial:
         if d is not None and d != meta.resolution:
             raise BadInput(f"{path}: input {inp.name!r} is {list(spatial)}, but its metadata says resolution {meta.resolution}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import onnx
@@ -24,9 +25,17 @@ def load_onnx(path: Path | str, load_external_data: bool = True) -> onnx.ModelPr
     """Parse an ONNX file; anything that is not a loadable ONNX model is a BadInput naming the file."""
     path = check_model_path(path)
     try:
-        model = onnx.load(str(path), load_external_data=load_external_data)
-    except Exception as exc:  # protobuf DecodeError, external-data errors, ...
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError, ...
         raise BadInput(f"{path} is not a valid ONNX model ({type(exc).__name__})", "pass an .onnx file written by an ONNX exporter or `mnetctl build`") from None
+    files = external_data_files(path, model)
+    if load_external_data and files:
+        from onnx.external_data_helper import load_external_data_for_model
+
+        try:
+            load_external_data_for_model(model, str(path.parent))
+        except Exception as exc:  # a truncated or unreadable data file
+            raise BadInput(f"cannot read the external data of {path}: {short(exc)}") from None
     if not model.graph.node or not model.graph.output:
         raise BadInput(f"{path} is not a valid ONNX model (no graph nodes/outputs)")
     bad = _non_text_name(model)
@@ -61,16 +70,37 @@ def cannot_run(path: Path | str, exc: BaseException) -> BadInput:
     return BadInput(f"ONNX Runtime cannot run {path}: {short(exc)}")
 
 
+def _locations(proto) -> list[str]:
+    """The external-data file names of the initializers, in order, each once."""
+    names: dict[str, None] = {}
+    for init in proto.graph.initializer:
+        for entry in init.external_data:
+            if entry.key == "location":
+                names.setdefault(entry.value)
+    return list(names)
+
+
+def external_data_files(path: Path, proto) -> list[Path]:
+    """The external-data files a model names; each must be a file inside the model's folder (BadInput if not)."""
+    files = []
+    for loc in _locations(proto):
+        rel = os.path.normpath(loc) if loc else ""
+        if not rel or os.path.isabs(rel) or rel == ".." or rel.startswith(".." + os.sep):
+            raise BadInput(f"{path} names external data {loc!r} outside its folder; refused")
+        f = path.parent / rel
+        if not f.is_file():
+            raise BadInput(f"{path} needs its external data file {f}, which does not exist"
+                           if not f.exists() else f"{path}: its external data {f} is not a file")
+        files.append(f)
+    return files
+
+
 def size_on_disk(path: Path | str, proto) -> int:
     """Bytes of a model file plus the external-data files its initializers name (each counted once)."""
     path = Path(path)
     total = path.stat().st_size
-    seen: set[Path] = set()
-    for init in proto.graph.initializer:
-        for entry in init.external_data:
-            if entry.key == "location":
-                f = path.parent / entry.value
-                if f not in seen and f.is_file():
-                    seen.add(f)
-                    total += f.stat().st_size
+    for loc in _locations(proto):
+        f = path.parent / loc
+        if f.is_file():
+            total += f.stat().st_size
     return total

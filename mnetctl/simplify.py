@@ -16,7 +16,7 @@ import numpy as np
 from .data import Preprocessor, Sample, default_calib_dir, find_samples, iter_batches
 from .errors import BadInput, GateFailed, short
 from .fsutil import atomic_path, check_writable
-from .model import Model, as_model
+from .model import InputSpec, Model, as_model, run_batched
 from .modelio import cannot_run, load_onnx
 
 SIMPLIFY_TOLERANCE = 1e-4  # max |diff| of logits allowed between a model and its simplified form
@@ -73,13 +73,18 @@ def copy_metadata(model, source) -> None:
     model.doc_string = source.doc_string
 
 
-def run_logits(source: bytes | Path, batches: Sequence[np.ndarray], input_name: str, what: str) -> np.ndarray:
-    """The first output on each batch; a model ORT cannot load or run is a BadInput naming `what`."""
+def run_logits(source: bytes | Path, batches: Sequence[np.ndarray], spec: InputSpec, what: str) -> np.ndarray:
+    """The first output on each batch (fed as `spec`, the model's input, takes it: dtype, fixed batch size);
+    a model ORT cannot load or run is a BadInput naming `what`."""
     from .runtime import cpu_session
 
     try:
         session = cpu_session(source if isinstance(source, bytes) else str(source))
-        outs = [np.asarray(session.run(None, {input_name: b})[0], np.float32) for b in batches]
+
+        def run_one(x: np.ndarray) -> np.ndarray:
+            return np.asarray(session.run(None, {spec.name: x})[0], np.float32)
+
+        outs = [run_batched(run_one, b, spec) for b in batches]
     except Exception as exc:  # ORT's own exception types: a model that loads but cannot run
         raise cannot_run(what, exc) from None
     return np.concatenate(outs)
@@ -93,7 +98,7 @@ def load_check_images(model: Model, samples: Sequence[Sample], where: Path | str
     if n == 0:
         raise BadInput(f"none of the check images in {where} could be read")
     source = model.path if model.path is not None else model_bytes(model.proto)
-    return CheckImages(batches, n, run_logits(source, batches, model.input_name, model.name))
+    return CheckImages(batches, n, run_logits(source, batches, model.input, model.name))
 
 
 def simplify_checked(model: Model, proto, check: CheckImages, tolerance: float):
@@ -105,7 +110,7 @@ def simplify_checked(model: Model, proto, check: CheckImages, tolerance: float):
     except Exception as exc:
         raise BadInput(f"onnxsim cannot simplify {model.name}: {short(exc)}") from None
     copy_metadata(simplified, proto)
-    got = run_logits(model_bytes(simplified), check.batches, model.input_name, f"the simplified {model.name}")
+    got = run_logits(model_bytes(simplified), check.batches, model.input, f"the simplified {model.name}")
     ref = check.reference
     if ref.shape != got.shape:
         raise GateFailed(f"simplifying {model.name} changed the output shape {ref.shape} -> {got.shape}; nothing written")

@@ -237,3 +237,28 @@ def test_bad_model_files_exit_2(tmp_path, capsys, kind):
 def test_eval_cli_bad_flags_exit_2(tiny_model, capsys, args, needle):
     assert main(["eval", str(tiny_model), *args]) == 2
     assert needle in " ".join(capsys.readouterr().err.split())
+
+
+# ---------------------------------------------------------------------------- non-finite outputs
+
+
+def test_nan_outputs_give_valid_json_and_a_warning(tmp_path, capsys):
+    """predict --json stays strict JSON (null, with a warning); eval counts and warns about NaN outputs."""
+    logits = np.zeros(10)
+    logits[3] = np.nan
+    model = constant_logits_model(tmp_path / "nan.onnx", logits, ModelMeta(resolution=RES, classes=10))
+
+    def no_constants(name):
+        raise AssertionError(f"{name} is not JSON")
+
+    assert main(["predict", str(model), str(TENCH), "--json", "-k", "2"]) == 0
+    out, err = capsys.readouterr()
+    (doc,) = json.loads(out, parse_constant=no_constants)
+    assert doc["top"][0]["prob"] is None and "non-finite" in doc["warning"]
+    assert "warning:" in err and "non-finite" in err
+    csv = labelled_csv(tmp_path, [3, 4])
+    assert evaluate(model, csv).nonfinite == 2
+    assert main(["eval", str(model), "--data", str(csv), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out, parse_constant=no_constants)["nonfinite"] == 2
+    assert "NaN or inf for 2 of 2 images" in err

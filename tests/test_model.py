@@ -50,7 +50,7 @@ def test_classification_decode_and_metric(tiny_model):
 
     metric = m.task.metric(m)
     metric.update(logits, _Batch())
-    assert metric.result() == {"top1": 0.5, "top5": 0.5, "n": 2, "correct1": 1, "correct5": 1}
+    assert metric.result() == {"top1": 0.5, "top5": 0.5, "n": 2, "correct1": 1, "correct5": 1, "nonfinite": 0}
     with pytest.raises(BadInput, match="predicts 1000 classes, but the data has label 1000"):
         m.task.check_labels(m, [1, 1000])
 

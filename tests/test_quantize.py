@@ -240,9 +240,9 @@ def test_model_is_opened_once_and_each_folder_walked_once(tiny_model, tmp_path, 
         counts["parse"] += str(f) == str(tiny_model)
         return real_load(f, *args, **kwargs)
 
-    def read_meta(proto):
+    def read_meta(proto, *args):
         counts["meta"] += 1
-        return real_meta(proto)
+        return real_meta(proto, *args)
 
     def from_meta(cls, meta):
         counts["preprocessor"] += 1

@@ -32,6 +32,9 @@ def eval_cmd(
         result = evaluate(model, data, limit=limit, batch=batch, threads=threads, on_progress=on_progress)
     for path, reason in result.failed:
         err_console.print(f"[yellow]unreadable:[/] {path}: {reason}", soft_wrap=True)
+    if result.nonfinite:
+        err_console.print(f"[yellow]warning:[/] {model} output NaN or inf for {result.nonfinite} of {result.n} images; "
+                          "its scores mean nothing", soft_wrap=True)
     if json_out:
         print_json(result.as_dict())
         return

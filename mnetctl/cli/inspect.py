@@ -22,7 +22,7 @@ def inspect(
     from ..modelio import load_onnx
 
     proto = load_onnx(model)
-    stats = analyze(proto, all_nodes=all_nodes)
+    stats = analyze(proto, all_nodes=all_nodes, where=str(model))
     meta = {p.key[len(PREFIX):]: p.value for p in proto.metadata_props if p.key.startswith(PREFIX)}
     if as_json:
         doc = {"file": str(model), "opset": _opset(proto), "ir_version": proto.ir_version, **stats.as_dict(), "metadata": meta}

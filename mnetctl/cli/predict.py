@@ -33,6 +33,9 @@ def predict(
             console.print(f"[bold]{r.path}[/]")
             for index, label, prob in r.top:
                 console.print(f"  {100 * prob:6.2f}%  {index:4d}  {label}")
+    for r in results:
+        if r.warning:
+            err_console.print(f"[yellow]warning:[/] {r.path}: {r.warning}", soft_wrap=True)
     for r in failed:
         err_console.print(f"[yellow]unreadable:[/] {r.path}: {r.error}", soft_wrap=True)
     if failed:

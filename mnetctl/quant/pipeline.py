@@ -24,14 +24,14 @@ from ..data import Sample, default_calib_dir, find_samples
 from ..errors import BadInput, GateFailed, short
 from ..fsutil import atomic_path, check_writable
 from ..meta import write_meta
-from ..model import Model, as_model
+from ..model import Model, as_model, fit_batches
 from ..progress import ProgressFn, report
 from ..simplify import (CHECK_SAMPLES, SIMPLIFY_TOLERANCE, copy_metadata, load_check_images, model_bytes,
                         simplify_checked, with_weights)
 from .calibrate import ImageCalibrationReader, calibrate, calibration_hash, quantizable_op_types
 from .grid import plan_weights
 from .nodes import match_nodes, name_unnamed_nodes
-from .settings import ALWAYS_FLOAT, FORMATS, METHODS, TYPES, QuantSettings, resolve_settings
+from .settings import ALWAYS_FLOAT, CALIB_BATCH, FORMATS, METHODS, TYPES, QuantSettings, resolve_settings
 
 
 @dataclass
@@ -83,6 +83,23 @@ class QuantReport:
         for key in ("seconds_quantize", "seconds_calibrate", "seconds_eval", "simplify_max_abs_diff"):
             data[key] = float(f"{data[key]:.4g}")
         return data
+
+
+class ModelInputReader(ImageCalibrationReader):
+    """Calibration batches as the model's input takes them: its dtype, and its batch size where that is fixed
+    (then each batch is one inference of that size)."""
+
+    def __init__(self, samples: Sequence[Sample], model: Model, **kwargs: Any):
+        super().__init__(samples, model.preprocessor, model.input_name, batch=model.fixed_batch or CALIB_BATCH,
+                         **kwargs)
+        self.spec = model.input
+
+    def get_next(self) -> dict[str, Any] | None:
+        feed = super().get_next()
+        if feed is None:
+            return None
+        ((chunk, _),) = fit_batches(feed[self.input_name], self.spec)  # one chunk: batches are at most that size
+        return {self.input_name: chunk}
 
 
 def default_output(model_path: Path | str) -> Path:
@@ -151,8 +168,7 @@ def quantize_model(
         # 3. calibrate on real images (ranges cached in the temp folder), then quantize
         op_types = list(qs.op_types) if qs.op_types else quantizable_op_types()
         label = f"calibrate {Path(name).name} ({qs.method})"
-        reader = ImageCalibrationReader(calib_samples, model.preprocessor, model.input_name,
-                                        on_progress=on_progress, label=label)
+        reader = ModelInputReader(calib_samples, model, on_progress=on_progress, label=label)
         t_cal = time.perf_counter()
         cache = calibrate(pre_path, reader, qs, op_types, tmp, what=name)
         seconds_cal = time.perf_counter() - t_cal

@@ -51,12 +51,23 @@ class Prediction:
     top: list[tuple[int, str, float]]  # (class index, label, probability), best first
     error: str | None = None  # why the image could not be read (top is then empty)
 
+    @property
+    def warning(self) -> str | None:
+        """Set when the model gave non-finite scores (NaN/inf): those probabilities mean nothing."""
+        if any(not np.isfinite(p) for _, _, p in self.top):
+            return "the model output non-finite values (NaN or inf)"
+        return None
+
     def as_dict(self) -> dict[str, Any]:
+        """Valid JSON: a non-finite probability is null, with a `warning`."""
         out: dict[str, Any] = {"path": self.path}
         if self.error:
             out["error"] = self.error
         else:
-            out["top"] = [{"index": i, "label": lab, "prob": round(p, 6)} for i, lab, p in self.top]
+            out["top"] = [{"index": i, "label": lab, "prob": round(p, 6) if np.isfinite(p) else None}
+                          for i, lab, p in self.top]
+            if self.warning:
+                out["warning"] = self.warning
         return out
 
 
@@ -66,6 +77,7 @@ class TopKAccuracy(Metric):
     n: int = 0
     correct1: int = 0
     correct5: int = 0
+    nonfinite: int = 0  # samples whose outputs hold NaN or inf (their predictions mean nothing)
     predictions: list[int] = field(default_factory=list)  # top-1 class index per scored sample
     labels: list[int] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
@@ -74,6 +86,7 @@ class TopKAccuracy(Metric):
         top = topk(outputs[:, self.offset:], 5)
         labels = np.array([s.label for s in batch.samples_ok])
         self.n += len(labels)
+        self.nonfinite += int(np.sum(~np.all(np.isfinite(outputs), axis=1)))
         self.correct1 += int(np.sum(top[:, 0] == labels))
         self.correct5 += int(np.sum(np.any(top == labels[:, None], axis=1)))
         self.predictions.extend(int(i) for i in top[:, 0])
@@ -83,7 +96,7 @@ class TopKAccuracy(Metric):
     def result(self) -> dict[str, Any]:
         n = self.n
         return {"top1": self.correct1 / n if n else 0.0, "top5": self.correct5 / n if n else 0.0,
-                "n": n, "correct1": self.correct1, "correct5": self.correct5}
+                "n": n, "correct1": self.correct1, "correct5": self.correct5, "nonfinite": self.nonfinite}
 
 
 class ClassificationTask(Task):
@@ -92,8 +105,13 @@ class ClassificationTask(Task):
 
     def inspect_outputs(self, proto, meta, inp, path: str) -> ClassifierHead:
         out = proto.graph.output[0]
-        out_dims = [d.dim_value if d.HasField("dim_value") else None for d in out.type.tensor_type.shape.dim]
+        ttype = out.type.tensor_type
+        out_dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
         trailing = [d for d in out_dims[1:] if d != 1]
+        if ttype.HasField("shape") and (len(out_dims) not in (2, 4) or len(trailing) > 1):
+            shown = [d if d is not None else "?" for d in out_dims]
+            raise BadInput(f"{path}: output {out.name!r} {shown} is not a class vector ([N, classes] or "
+                           "[N, classes, 1, 1]); mnetctl needs an image classifier")
         classes = meta.classes
         if len(trailing) == 1 and trailing[0] is not None:
             classes = trailing[0]
