@@ -83,7 +83,7 @@ def flag_for(path: Path | str | None, args: list[str]) -> tuple[str, str] | None
 
 def named_error(exc: BaseException, args: list[str] | None) -> MnetctlError | None:
     """An OutputError or OSError as a one-line error naming the file and, where known, the flag."""
-    args = sys.argv[1:] if args is None else args
+    args = [str(a) for a in (sys.argv[1:] if args is None else args)]
     if isinstance(exc, OutputError):
         found = flag_for(exc.path, args)
         if found is None:
@@ -160,7 +160,7 @@ def exit_code(code: int) -> int:
 
 def run(call, argv: list[str] | None):
     """`call()` (the app) after the raw path checks, with OS errors named by file and flag."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
     check_path_args(args)
     try:
         return call()
