@@ -140,12 +140,15 @@ def test_a_device_node_is_written_into_not_replaced(files, tmp_path):
 
 
 @posix
-def test_dev_stdout_streams_the_report(files):
+def test_a_link_to_stdout_streams_the_report(files, tmp_path):
+    """Like --json /dev/stdout, through a private link: a regression must not replace the system's /dev/stdout."""
+    link = tmp_path / "stdout.json"
+    link.symlink_to("/proc/self/fd/1")
     res = subprocess.run([sys.executable, "-m", "mnetctl", "bench", str(files["model"]), "-n", "2", "-q",
-                          "--json", "/dev/stdout"], capture_output=True, text=True, timeout=120)
+                          "--json", str(link)], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert '"latency_ms"' in res.stdout and "PASS" in res.stdout
-    assert os.path.islink("/dev/stdout") or not os.path.exists("/dev/stdout") or not os.path.isfile("/dev/stdout")
+    assert link.is_symlink() and [p.name for p in tmp_path.iterdir()] == ["stdout.json"]
 
 
 # ------------------------------------------------------------------------------ D9: output sets
