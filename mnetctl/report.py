@@ -1,6 +1,6 @@
 """Report writers: JSON, JUnit XML (one testcase per budget) and Markdown (e.g. a CI job summary).
 
-All files are written atomically.
+All files are written atomically; the bench reports as one set (write_bench_reports).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from .fsutil import write_text
+from .fsutil import write_text, write_texts
 
 if TYPE_CHECKING:  # pragma: no cover
     from .bench import BenchResult
@@ -184,11 +184,12 @@ def bench_markdown(result: "BenchResult") -> str:
 
 
 def write_bench_reports(result: "BenchResult", json_path=None, junit_path=None, markdown_path=None) -> list[Path]:
-    written = []
+    """The requested reports as one set: if any cannot be written, none of them changes."""
+    files = {}
     if json_path is not None:
-        written.append(write_json(json_path, result.as_dict()))
+        files[json_path] = to_json(result.as_dict())
     if junit_path is not None:
-        written.append(write_junit(junit_path, [bench_suite(result)]))
+        files[junit_path] = junit_xml([bench_suite(result)])
     if markdown_path is not None:
-        written.append(write_text(markdown_path, bench_markdown(result)))
-    return written
+        files[markdown_path] = bench_markdown(result)
+    return write_texts(files) if files else []

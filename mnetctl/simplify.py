@@ -144,8 +144,8 @@ def simplify_model(
     if output is None and handle.path is None:
         raise BadInput("output is needed for a model that has no file")
     out = Path(output) if output is not None else handle.path.with_name(handle.path.stem + ".sim.onnx")
-    check_writable(out, inputs=(handle.path,) if handle.path is not None else ())
     source = check_images if check_images is not None else default_calib_dir()
+    check_writable(out, inputs=(handle.path, source))  # never onto or into what is read
     check = load_check_images(handle, find_samples(source, int(samples), flag="check_images"), source)
     proto = with_weights(handle)
     simplified, diff = simplify_checked(handle, proto, check, float(tolerance))

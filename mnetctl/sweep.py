@@ -19,7 +19,7 @@ from . import __version__
 from .cache import Cache, default_cache_dir, digest, file_digest, samples_digest
 from .errors import BadInput
 from .stages import STAGES
-from .fsutil import atomic_path, write_text
+from .fsutil import atomic_path, atomic_paths, locked, writing
 from .metrics import SWEEP_METRICS, Metric, parse_metric
 from .hostinfo import host_info
 from .specs import FAMILIES, format_width, resolve_arch, validate_resolution, validate_width
@@ -344,17 +344,33 @@ def opset_for_profile(profile) -> int:
 # ------------------------------------------------------------------------------------------------
 
 
-def write_outputs(result: SweepResult, out: Path, metric: str = "p50") -> dict[str, Path]:
-    """sweep.json, pareto.png and report.md in `out` (each written atomically)."""
+def write_outputs(result: SweepResult, out: Path, metric: str = "p50", select: bool = False) -> dict[str, Path]:
+    """sweep.json, pareto.png, report.md (and selected.onnx with `select`) in `out`, written as one set.
+
+    Nothing changes unless every file could be made; sweep.json is renamed last, so it never sits beside an
+    older plot or report. Two sweeps writing the same folder take turns (a lock on `out/.sweep.lock`).
+    """
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "sweep.json", "plot": out / "pareto.png", "report": out / "report.md"}
-    write_text(paths["json"], json.dumps(result.as_dict(), indent=2))
-    plot_pareto(result.variants, paths["plot"], metric)
-    write_text(paths["report"], markdown_report(result, metric, paths["plot"].name))
+    if select and result.selected is not None:
+        paths["selected"] = out / "selected.onnx"
+    order = [k for k in ("selected", "plot", "report", "json") if k in paths]
+    with locked(out / ".sweep.lock"), atomic_paths([paths[k] for k in order]) as temps:
+        tmp = dict(zip(order, temps))
+        if "selected" in tmp:
+            with writing(paths["selected"]):
+                shutil.copyfile(result.selected.model, tmp["selected"])
+        with writing(paths["plot"]):
+            _draw_pareto(result.variants, tmp["plot"], metric)
+        with writing(paths["report"]):
+            tmp["report"].write_text(markdown_report(result, metric, paths["plot"].name), encoding="utf-8")
+        with writing(paths["json"]):
+            tmp["json"].write_text(json.dumps(result.as_dict(), indent=2), encoding="utf-8")
     return paths
 
 
 def write_selected(result: SweepResult, out: Path) -> Path | None:
+    """Only selected.onnx (write_outputs(..., select=True) writes it with the rest of the set)."""
     if result.selected is None:
         return None
     target = out / "selected.onnx"
@@ -364,6 +380,11 @@ def write_selected(result: SweepResult, out: Path) -> Path | None:
 
 
 def plot_pareto(results: list[VariantResult], path: Path, metric: str = "p50") -> None:
+    with atomic_path(path) as tmp:
+        _draw_pareto(results, tmp, metric)
+
+
+def _draw_pareto(results: list[VariantResult], path: Path, metric: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -389,9 +410,10 @@ def plot_pareto(results: list[VariantResult], path: Path, metric: str = "p50") -
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    try:
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)
 
 
 def markdown_report(result: SweepResult, metric: str, plot_name: str) -> str:

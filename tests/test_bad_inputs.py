@@ -189,6 +189,12 @@ CASES = [
          "--data {root}/empty -o {out}/sweep --cache {out}/cache", ("--data", "empty")),
     Case("sweep-widths-not-numbers", "sweep --widths abc -o {out}/sweep", ("--widths", "abc")),
     Case("compare-tflite-missing", "compare {model} --tflite {root}/nope.tflite", ("--tflite", "nope.tflite")),
+    # ---- outputs into an input folder, or named like a folder
+    Case("quantize-output-into-calib-folder", "quantize {model} --calib {root}/allbad --no-eval -o {root}/allbad/n01440764/x.JPEG",
+         ("x.JPEG", "input folder")),
+    Case("simplify-output-into-check-images", "simplify {model} --check-images {root}/allbad -o {root}/allbad/s.onnx",
+         ("s.onnx", "input folder")),
+    Case("build-output-trailing-slash", "build v1 -w 0.25 -r 64 -o {out}/newdir/", ("newdir/", "folder")),
 ]
 
 

@@ -24,8 +24,8 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "pos
 
 
 def interrupt(argv: list[str], when: Callable[[], bool], cwd: Path, tmpdir: Path, settle: float = 0.0,
-              timeout: float = 180):
-    """Run mnetctl, send SIGINT once `when()` has held for `settle` seconds; (return code, stderr, sent?).
+              timeout: float = 180, sig: int = signal.SIGINT):
+    """Run mnetctl, send `sig` (SIGINT) once `when()` has held for `settle` seconds; (return code, stderr, sent?).
 
     `settle` keeps the signal out of the microseconds in which Python's `tempfile.TemporaryDirectory`
     has made its folder but not yet registered its cleanup (a window no caller can close).
@@ -41,7 +41,7 @@ def interrupt(argv: list[str], when: Callable[[], bool], cwd: Path, tmpdir: Path
             if when():
                 since = since or time.monotonic()
                 if time.monotonic() - since >= settle:
-                    proc.send_signal(signal.SIGINT)
+                    proc.send_signal(sig)
                     fired = True
                     break
             else:
@@ -155,3 +155,14 @@ def test_ctrl_c_during_sweep_then_resume(dirs):
     doc = json.loads((out / "sweep.json").read_text())
     assert len(doc["variants"]) == 4
     assert any(v["cached"]["build"] for v in doc["variants"])  # the interrupted run's build was reused
+
+
+def test_sigterm_during_quantize_cleans_up_like_ctrl_c(dirs, float_model):
+    """SIGTERM (timeout, docker stop, CI cancel) runs the same cleanup as Ctrl-C and exits 143."""
+    rc, err, fired = interrupt(
+        ["quantize", str(float_model), "--samples", "40", "--eval-limit", "40", "-o", str(dirs["out"] / "q.onnx")],
+        lambda: STAGES["verify"](dirs), dirs["cwd"], dirs["tmp"], settle=0.02, sig=signal.SIGTERM)
+    assert fired, err
+    assert rc == 143 and "interrupted" in err and "Traceback" not in err, (rc, err)
+    assert not any(dirs["out"].iterdir()), list(dirs["out"].iterdir())
+    assert not temp_files(dirs["tmp"]) and not any(dirs["cwd"].iterdir())

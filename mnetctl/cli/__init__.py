@@ -13,6 +13,7 @@ import sys
 import typer
 
 from ..errors import EXIT_INTERNAL, EXIT_USAGE, MnetctlError, debug_enabled
+from . import _paths
 from ._app import OutputLost, app, err_console, silence
 
 # One module per command (or command group); each registers itself on `app` when imported.
@@ -90,11 +91,13 @@ def _flush_stdout() -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point; returns (and exits with) the process exit code."""
+    """Console-script entry point; returns (and exits with) the process exit code (143 after SIGTERM)."""
+    if argv is None:
+        _paths.catch_sigterm()  # SIGTERM cleans up like Ctrl-C
     try:
         if sys.stdout is None:  # started with stdout closed (`>&-`): every command reports on stdout
             raise OutputLost("stdout", None)
-        rc = app(args=argv, prog_name="mnetctl", standalone_mode=False)
+        rc = _paths.run(lambda: app(args=argv, prog_name="mnetctl", standalone_mode=False), argv)
         code = rc if isinstance(rc, int) else 0
         if code == 130:  # Ctrl-C: typer turns KeyboardInterrupt into exit code 130 without a word
             err_console.print("[bold red]interrupted[/]")
@@ -137,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             soft_wrap=True,
         )
         code = EXIT_USAGE if isinstance(exc, OSError) else EXIT_INTERNAL
+    code = _paths.exit_code(code)
     code = _flush_stdout() or code
     if argv is None:
         sys.exit(code)

@@ -104,9 +104,11 @@ def bench_cmd(
         gates = Gates(latency_ms=budget_ms, metric=budget_metric, size_mb=budget_size_mb, min_top1=min_top1, top1=top1,
                       baseline=baseline, tolerance=tolerance, regression_metric=regression_metric).checked()
     outputs = {"--json": json_path if json_path not in (None, "-") else None, "--junit": junit_path, "--markdown": markdown_path}
-    for flag, out in outputs.items():
-        if out is not None:
-            check_writable(Path(out), inputs=(model,), flag=flag)
+    given = {flag: out for flag, out in outputs.items() if out is not None}
+    if len({str(Path(out).absolute()) for out in given.values()}) < len(given):
+        raise BadInput(f"{', '.join(given)} name the same file", "give each report its own file")
+    for flag, out in given.items():  # every output checked before any work (and before any report is written)
+        check_writable(Path(out), inputs=(model, profile, baseline), flag=flag)
     to_stdout = json_path == "-"
 
     with _flag_names(), progress_bar(enabled=not (quiet or to_stdout)) as on_progress:

@@ -42,7 +42,10 @@ def build(
     out = output or Path("models") / default_filename(name, width, resolution)
     if output is None and precision == "int8":  # beside the float build, named like `mnetctl quantize` output
         out = out.with_name(out.stem + ".int8.onnx")
-    check_writable(out, inputs=(Path(weights),) if weights not in ("random", "pretrained") else ())
+    from ..weights.registry import pretrained_dir
+
+    # the checkpoint read (pretrained ones in the shipped folder) is never overwritten
+    check_writable(out, inputs=(pretrained_dir() if weights == "pretrained" else None if weights == "random" else Path(weights),))
     model = build_model(name, width, resolution, classes, weights, seed, padding, opset, input_format, precision=precision)
     save_model(model, out)
     if quiet:

@@ -48,13 +48,14 @@ def sweep(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..fsutil import check_writable
-    from ..sweep import SweepSettings, plan_variants, prepare, run_sweep, select_best, selection_budget, write_outputs, write_selected
+    from ..sweep import SweepSettings, plan_variants, prepare, run_sweep, select_best, selection_budget, write_outputs
 
     variants, skipped = plan_variants(_split("--arch", arch), _split("--widths", widths, float),
                                       _split("--resolutions", resolutions, int), _split("--precisions", precisions), weights)
     for s in skipped:
         err_console.print(f"[yellow]skip[/] {s}")
-    check_writable(out / "sweep.json", flag="--out")
+    # the outputs must not land in or on what the sweep reads: the images, a profile file
+    check_writable(out / "sweep.json", inputs=(data, Path(device) if Path(device).is_file() else None), flag="--out")
     settings = SweepSettings(weights=weights, data=data, limit=limit, device=device, threads=threads,
                              iterations=iterations, metric=metric, fresh=fresh)
     plan = prepare(settings)  # every bad value fails here, before any progress output
@@ -78,8 +79,8 @@ def sweep(
     if budget is not None:
         result.budget_ms, result.budget_metric = budget
         result.selected = select_best(result.variants, *budget)
-    paths = write_outputs(result, out, metric)
-    selected_path = write_selected(result, out) if select else None
+    paths = write_outputs(result, out, metric, select=select)
+    selected_path = paths.get("selected")
 
     _print_table(result, device, metric, wide)
     console.print(f"wrote {paths['json']}, {paths['plot']}, {paths['report']}  [dim]({result.seconds:.0f} s)[/]")

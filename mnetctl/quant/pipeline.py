@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 from ..data import Sample, default_calib_dir, find_samples
 from ..errors import BadInput, GateFailed, short
-from ..fsutil import atomic_path, check_writable
+from ..fsutil import atomic_path, check_writable, temp_dir
 from ..meta import write_meta
 from ..model import Model, as_model, fit_batches
 from ..progress import ProgressFn, report
@@ -139,7 +138,8 @@ def quantize_model(
     if output is None and model.path is None:
         raise BadInput("output is needed for a model that has no file")
     out = Path(output) if output is not None else default_output(model.path)
-    check_writable(out, inputs=(model.path,) if model.path is not None else ())
+    calib_src = Path(calib) if calib is not None else default_calib_dir()
+    check_writable(out, inputs=(model.path, calib_src, eval_data))  # never onto or into what is read
     name = model.name
     if model.quantized:
         raise BadInput(f"{name} is already quantized", "quantize the float model it came from")
@@ -149,14 +149,12 @@ def quantize_model(
     qs = settings if isinstance(settings, QuantSettings) else resolve_settings(meta.arch, **dict(settings or {}))
 
     # the calibration images, walked once: the first few verify the simplification (and that ORT runs the model)
-    calib_src = Path(calib) if calib is not None else default_calib_dir()
     calib_samples = find_samples(calib_src, int(samples), flag="calib")
     check = load_check_images(model, calib_samples[:CHECK_SAMPLES], calib_src)
     calib_sha = calibration_hash(calib_samples)
     eval_samples = find_samples(eval_data, eval_limit, flag="eval_data") if eval_data is not None else None
 
-    with tempfile.TemporaryDirectory(prefix="mnetctl-quant-") as tmpdir:
-        tmp = Path(tmpdir)
+    with temp_dir("mnetctl-quant-") as tmp:  # locked while in use; a killed run's is removed by a later one
         # 1. simplify, verified on real calibration images
         proto = with_weights(model)
         simplified, diff = simplify_checked(model, proto, check, SIMPLIFY_TOLERANCE)
