@@ -293,4 +293,5 @@ def test_stdout_on_a_full_device_is_one_line(files):
         res = subprocess.run([sys.executable, "-m", "mnetctl", "inspect", str(files["model"]), "--json"],
                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
     assert res.returncode == 2
-    assert res.stderr.strip() == "error: cannot write to standard output: No space left on device"
+    assert res.stderr.strip().startswith("error: cannot write to stdout: No space left on device")
+    assert len(res.stderr.strip().splitlines()) == 1

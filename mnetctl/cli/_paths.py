@@ -6,7 +6,6 @@ the raw arguments before parsing.
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
 import sys
@@ -93,10 +92,7 @@ def named_error(exc: BaseException, args: list[str] | None) -> MnetctlError | No
     if not isinstance(exc, OSError) or isinstance(exc, MnetctlError):
         return None
     reason = exc.strerror or str(exc)
-    if exc.filename is None:
-        if exc.errno in (errno.ENOSPC, errno.EPIPE, errno.EIO) and _from_stdout(exc):
-            _drop_stdout()
-            return BadInput(f"cannot write to standard output: {reason}")
+    if exc.filename is None:  # stdout's failures are the consoles' (cli._app.OutputLost)
         return None
     found = flag_for(exc.filename, args)
     where = f" ({found[0]})" if found else ""
@@ -106,27 +102,6 @@ def named_error(exc: BaseException, args: list[str] | None) -> MnetctlError | No
 
 def _hint(reason: str, flag: str) -> str:
     return f"free some space or choose another {flag}" if "space" in reason.lower() else f"choose another {flag}"
-
-
-def _from_stdout(exc: BaseException) -> bool:
-    """True if the error came from writing standard output (print_json or a rich console)."""
-    tb = exc.__traceback__
-    while tb is not None:
-        code = tb.tb_frame.f_code
-        if code.co_name == "print_json" or code.co_filename.endswith(os.path.join("rich", "console.py")):
-            return True
-        tb = tb.tb_next
-    return False
-
-
-def _drop_stdout() -> None:
-    """Point standard output at /dev/null: what could not be written is dropped, not retried at exit."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass
 
 
 # ---------------------------------------------------------------------------------------------- SIGTERM
