@@ -8,9 +8,12 @@ the sum of the timed runs) is reported as `loop_overhead_pct`. Budgets are judge
 
 from __future__ import annotations
 
+import math
 import resource
 import sys
 import time
+from array import array
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +23,7 @@ from . import __version__
 from .budgets import BudgetCheck, Gates, as_fraction, check_budgets
 from .errors import BadInput
 from .memguard import check_batch_memory, image_bytes, shape_elements
-from .profiles import Profile, as_profile, host_matches_profile
+from .profiles import MAX_RUNS, Profile, as_profile, host_matches_profile
 from .progress import ProgressFn
 
 if TYPE_CHECKING:
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 
 DEFAULT_ITERATIONS = 100
 DEFAULT_WARMUP = 10
+MAX_DURATION_S = 86_400.0  # a day
 SCHEMA = "mnetctl.bench/1"
 MB = 1_000_000  # model sizes and budgets are in MB = 10^6 bytes
 
@@ -148,7 +152,33 @@ def parse_duration(text: str | float | None) -> float | None:
         raise BadInput(f"duration {text!r} is not a duration", "e.g. 10s, 500ms or 2m") from None
     if not value > 0:
         raise BadInput(f"duration {text!r} must be positive")
+    if not value <= MAX_DURATION_S:  # also inf and NaN
+        raise BadInput(f"duration {text!r} is more than a day ({MAX_DURATION_S:g} s)", "e.g. 10s, 500ms or 2m")
     return value
+
+
+def check_runs(value: int, name: str, low: int) -> int:
+    """An iteration or warm-up count between `low` and MAX_RUNS, or BadInput naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadInput(f"{name} must be a whole number, got {value!r}")
+    if value < low:
+        raise BadInput(f"{name} must be >= {low}, got {value}")
+    if value > MAX_RUNS:
+        raise BadInput(f"{name} must be at most {MAX_RUNS:,} runs, got {value}", "measure for a length of time instead")
+    return value
+
+
+@contextmanager
+def _set_by_profile(prof: Profile | None, key: str):
+    """A bad value the profile set is reported as the profile's key, not as a parameter nobody gave."""
+    try:
+        yield
+    except BadInput as exc:
+        if prof is None or not exc.message.startswith(key + " "):
+            raise
+        where = f"profile {prof.name}" + (f" ({prof.source})" if prof.source else "")
+        raise BadInput(f"{where}: {key} = {exc.message[len(key) + 1:]}",
+                       f"change {key} in the profile, or override it on the command line") from None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -240,8 +270,8 @@ def timed_runs(run, arg, iterations: int | None, duration_s: float | None, on_pr
     """
     clock = time.perf_counter_ns
     if duration_s is None:
-        n = int(iterations or DEFAULT_ITERATIONS)
-        samples = [0] * n
+        n = check_runs(int(iterations or DEFAULT_ITERATIONS), "iterations", 1)
+        samples = array("q", bytes(8 * n))  # 8 bytes a run, allocated before the clock starts
         start = clock()
         if on_progress is None:
             for i in range(n):
@@ -264,6 +294,8 @@ def timed_runs(run, arg, iterations: int | None, duration_s: float | None, on_pr
     samples = []
     append = samples.append
     start = clock()
+    if not 0 < duration_s <= MAX_DURATION_S:
+        raise BadInput(f"duration must be between 0 and {MAX_DURATION_S:g} s, got {duration_s}")
     deadline = start + int(duration_s * 1e9)
     due = start + REPORT_EVERY_NS if on_progress is not None else deadline
     t1 = start
@@ -315,21 +347,40 @@ def bench(
     facts, size_bytes, meta_top1 = (_model_facts(path, handle.proto, handle.meta) if handle is not None
                                     else _model_facts(path))
     duration_s = parse_duration(duration)
-    if iterations is not None and iterations < 1:
-        raise BadInput(f"iterations must be >= 1, got {iterations}")
+    if iterations is not None:
+        check_runs(iterations, "iterations", 1)
     if iterations is not None and duration_s is not None:
         raise BadInput("give iterations or duration, not both")
-    threads = threads if threads is not None else (prof.threads if prof else None)
-    if threads is not None and threads < 1:
-        raise BadInput(f"threads must be >= 1, got {threads}")
+    if isinstance(op_top, bool) or not isinstance(op_top, int) or op_top < 1:
+        raise BadInput(f"op_top must be >= 1, got {op_top}")
+    from .runtime import check_threads
+
+    if threads is not None:
+        check_threads(threads)
+    elif prof is not None and prof.threads is not None:
+        with _set_by_profile(prof, "threads"):
+            threads = check_threads(prof.threads)
+    batch_from_profile = batch is None and prof is not None and "batch" in prof.model_fields_set
+    batch_given = batch is not None or batch_from_profile
     batch = batch if batch is not None else (prof.batch if prof else 1)
     if batch < 1:
         raise BadInput(f"batch must be >= 1, got {batch}")
-    warmup = warmup if warmup is not None else (prof.warmup if prof and prof.warmup is not None else DEFAULT_WARMUP)
-    if warmup < 0:
-        raise BadInput(f"warmup must be >= 0, got {warmup}")
+    if warmup is not None:
+        check_runs(warmup, "warmup", 0)
+    else:
+        warmup = prof.warmup if prof and prof.warmup is not None else DEFAULT_WARMUP
+        with _set_by_profile(prof, "warmup"):
+            check_runs(warmup, "warmup", 0)
     if iterations is None and duration_s is None:
         iterations = prof.iterations if prof and prof.iterations else DEFAULT_ITERATIONS
+        with _set_by_profile(prof, "iterations"):
+            check_runs(iterations, "iterations", 1)
+    if gates.baseline is not None:
+        from .budgets import check_baseline_model
+
+        baseline_note = check_baseline_model(gates, facts, size_bytes)  # refused here, before the long work
+    else:
+        baseline_note = None
     requests = _requests(prof, eps, ep_options)
 
     host = host_info()
@@ -340,8 +391,9 @@ def bench(
     rss_before = _rss_bytes()
     sinfo = create_session(path, requests, threads=threads, batch=batch, allow_fallback=allow_fallback)
     session = sinfo.session
-    _check_batch(session, batch)
-    _check_memory(session, batch, facts["resolution"])
+    with _set_by_profile(prof if batch_from_profile else None, "batch"):
+        batch = _check_batch(session, batch, fixed_ok=not batch_given)
+        _check_memory(session, batch, facts["resolution"])
     feeds = random_feeds(session, batch=batch, seed=seed, sizes={"height": facts["resolution"], "width": facts["resolution"]})
 
     io = bind_io(session, feeds)
@@ -380,6 +432,8 @@ def bench(
                              allow_fallback=True, top=op_top)
 
     notes = list(sinfo.notes)
+    if baseline_note:
+        notes.append(baseline_note)
     if prof is not None and matches is False:
         notes.append(f"this host is not a {prof.name}: {'; '.join(mismatch)} (latency does not transfer)")
     if prof is not None and facts["resolution"] and facts["resolution"] != prof.resolution:
@@ -435,11 +489,16 @@ def bench(
     return result
 
 
-def _check_batch(session, batch: int) -> None:
+def _check_batch(session, batch: int, fixed_ok: bool = False) -> int:
+    """The batch to run: `batch`, or with `fixed_ok` (nobody asked for one) the model's own fixed batch."""
     for inp in session.get_inputs():
         dim0 = inp.shape[0] if inp.shape else None
         if isinstance(dim0, int) and dim0 > 0 and dim0 != batch:
+            if fixed_ok:
+                batch, fixed_ok = dim0, False
+                continue
             raise BadInput(f"batch {batch} cannot be used: the model's input {inp.name!r} has a fixed batch of {dim0}")
+    return batch
 
 
 _ITEM_BYTES = {"tensor(uint8)": 1, "tensor(int8)": 1, "tensor(float16)": 2, "tensor(double)": 8}

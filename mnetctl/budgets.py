@@ -11,7 +11,9 @@ import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Mapping, Optional, Protocol, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import BadInput
 from .metrics import Metric, parse_metric
@@ -71,31 +73,122 @@ def as_fraction(value: float | None) -> float | None:
 
 
 def parse_tolerance(text: str | float, name: str = "tolerance") -> float:
-    """'10%' -> 0.10; '0.1' -> 0.10; '10' -> 0.10 (numbers above 1 are percent)."""
+    """'10%' -> 0.10; '0.1' -> 0.10. A plain number is a fraction below 1; '1' or '5' is refused as ambiguous
+    (write '1%' or '100%'), so that 1 and 1.01 cannot mean 100 % and 1.01 %."""
     raw = str(text).strip()
+    percent = raw.endswith("%")
     try:
-        value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
+        value = float(raw[:-1]) / 100.0 if percent else float(raw)
     except ValueError:
         raise BadInput(f"{name} {text!r} is not a number or percentage", "e.g. 10% (or 0.1)") from None
-    if not raw.endswith("%") and value > 1:
-        value /= 100.0
-    if math.isnan(value) or not 0 <= value <= 10:
+    if not percent and value >= 1:
+        raise BadInput(f"{name} {text!r} is ambiguous: a plain number is a fraction below 1",
+                       f"write {raw}% for {raw} percent, or a fraction such as 0.1 for 10%")
+    if not math.isfinite(value) or not 0 <= value <= 10:
         raise BadInput(f"{name} {text!r} is out of range", "e.g. 10% (or 0.1)")
     return value
 
 
+class _BaselineModel(BaseModel):
+    """The model section of a bench report, as far as the baseline check reads it."""
+
+    model_config = ConfigDict(extra="allow")
+    arch: Optional[str] = None
+    width: Optional[float] = Field(default=None, allow_inf_nan=False)
+    resolution: Optional[int] = None
+    precision: Optional[str] = None
+    size_bytes: Optional[int] = Field(default=None, ge=0)
+
+
+class _Baseline(BaseModel):
+    """The keys of a bench report that the regression gate reads; the rest of the report is kept as it is."""
+
+    model_config = ConfigDict(extra="allow")
+    latency_ms: dict[str, float]
+    providers: Optional[list[str]] = None
+    model: Optional[_BaselineModel] = None
+
+    @field_validator("latency_ms")
+    @classmethod
+    def _finite(cls, value: dict[str, float]) -> dict[str, float]:
+        for key, ms in value.items():
+            if not math.isfinite(ms) or ms < 0:
+                raise ValueError(f"latency_ms.{key} must be a finite number >= 0, got {ms}")
+        return value
+
+
+def _baseline_problem(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(part) for part in err.get("loc", ()))
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    return f"missing key '{key}'" if err.get("type") == "missing" else f"key '{key}': {msg}"
+
+
 def load_baseline(path: Path | str, name: str = "baseline") -> dict[str, Any]:
-    """An earlier bench JSON report (it must carry `latency_ms`)."""
+    """An earlier bench JSON report (it must carry `latency_ms`; the keys the gates read are type-checked)."""
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"{name} {path} does not exist", "write one with mnetctl bench ... --json PATH")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM written by an editor is fine
+    except (ValueError, OSError, UnicodeDecodeError, RecursionError) as exc:
         raise BadInput(f"{name} {path} is not a JSON file ({type(exc).__name__})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("latency_ms"), dict):
-        raise BadInput(f"{name} {path}: missing key 'latency_ms'", "use a file written by mnetctl bench --json")
-    return data
+    return checked_baseline(data, f"{name} {path}")
+
+
+def checked_baseline(data: Any, where: str = "baseline") -> dict[str, Any]:
+    """A bench report whose keys the gates read have the right types (BadInput naming `where` and the key)."""
+    if not isinstance(data, Mapping):
+        raise BadInput(f"{where}: missing key 'latency_ms'", "use a file written by mnetctl bench --json")
+    try:
+        checked = _Baseline.model_validate(dict(data))
+    except ValidationError as exc:
+        raise BadInput(f"{where}: {_baseline_problem(exc)}", "use a file written by mnetctl bench --json") from None
+    except RecursionError:
+        raise BadInput(f"{where}: nested too deeply", "use a file written by mnetctl bench --json") from None
+    out = dict(data)
+    out["latency_ms"] = checked.latency_ms
+    if checked.providers is not None:
+        out["providers"] = checked.providers
+    return out
+
+
+# The model facts a baseline must share with the benched model to be comparable.
+IDENTITY_KEYS = ("arch", "width", "resolution", "precision")
+SIZE_SLACK = 0.01  # sizes within 1 % are the same model (another opset or metadata changes a few bytes)
+
+
+def baseline_mismatch(baseline: Mapping[str, Any], facts: Mapping[str, Any], size_bytes: int | None) -> list[str]:
+    """How the model a baseline was measured on differs from this one ('arch v2 != v1', ...); [] when it matches.
+
+    Only facts both sides record are compared; a baseline without a model section matches anything.
+    """
+    model = baseline.get("model")
+    if not isinstance(model, Mapping):
+        return []
+    out = []
+    for key in IDENTITY_KEYS:
+        theirs, ours = model.get(key), facts.get(key)
+        if theirs is not None and ours is not None and theirs != ours:
+            out.append(f"{key} {theirs} != {ours}")
+    theirs = model.get("size_bytes")
+    if isinstance(theirs, int) and size_bytes and abs(theirs - size_bytes) > SIZE_SLACK * max(theirs, size_bytes):
+        out.append(f"size {theirs} != {size_bytes} bytes")
+    return out
+
+
+def check_baseline_model(g: "Gates", facts: Mapping[str, Any], size_bytes: int | None) -> str | None:
+    """Refuse (BadInput) a baseline measured on another model unless `g.allow_other_baseline`; then a note."""
+    if g.baseline is None or not isinstance(g.baseline, Mapping):
+        return None
+    diff = baseline_mismatch(g.baseline, facts, size_bytes)
+    if not diff:
+        return None
+    where = f" {g.baseline_source}" if g.baseline_source else ""
+    text = f"baseline{where} was measured on another model: {'; '.join(diff)}"
+    if not g.allow_other_baseline:
+        raise BadInput(text, "bench the model it was measured on, or set allow_other_baseline to compare anyway")
+    return text + " (allowed)"
 
 
 @dataclass(frozen=True)
@@ -115,13 +208,15 @@ class Gates:
     baseline: Mapping[str, Any] | Path | str | None = None
     tolerance: float | str | None = None
     regression_metric: Metric | str = Metric.P50
+    allow_other_baseline: bool = False  # compare against a baseline measured on another model (noted, not refused)
+    baseline_source: str | None = None  # the file the baseline was read from (set by `checked`)
 
     def checked(self) -> Gates:
         """The same gates validated and normalised (metrics parsed, fractions, baseline loaded); idempotent."""
         for key in ("latency_ms", "size_mb"):
             value = getattr(self, key)
-            if value is not None and not value > 0:
-                raise BadInput(f"{key} must be > 0, got {value}")
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise BadInput(f"{key} must be > 0 and finite, got {value}")
         for key in ("min_top1", "top1"):
             value = getattr(self, key)
             if value is not None and not 0 <= value <= 100:
@@ -131,17 +226,20 @@ class Gates:
             tolerance = DEFAULT_TOLERANCE
         elif isinstance(tolerance, str):
             tolerance = parse_tolerance(tolerance)
-        elif not 0 <= float(tolerance) <= 10:
+        elif not 0 <= float(tolerance) <= 10:  # NaN fails this too
             raise BadInput(f"tolerance {tolerance} is out of range (a fraction, e.g. 0.1 for 10%)")
-        baseline = self.baseline
+        baseline, source = self.baseline, self.baseline_source
         if baseline is not None and not isinstance(baseline, Mapping):
-            baseline = load_baseline(baseline)
+            baseline, source = load_baseline(baseline), str(baseline)
+        elif baseline is not None:
+            baseline = checked_baseline(baseline)
         return replace(
             self,
             metric=None if self.metric is None else parse_metric(self.metric, "metric"),
             min_top1=as_fraction(self.min_top1),
             top1=as_fraction(self.top1),
             baseline=baseline,
+            baseline_source=source,
             tolerance=float(tolerance),
             regression_metric=parse_metric(self.regression_metric, "regression_metric"),
         )

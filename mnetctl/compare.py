@@ -184,6 +184,17 @@ def ort_version() -> str:
 # The comparison
 
 
+def _mismatch(onnx_side: OnnxRunner, resolution: int, lite: LiteRTRunner) -> list[str]:
+    """How the two models differ in what a comparison needs alike: input resolution and real classes."""
+    out = []
+    if resolution != lite.resolution:
+        out.append(f"input resolution {lite.resolution} != {resolution}")
+    theirs, ours = lite.classes - lite.label_offset, onnx_side.io.num_labels
+    if theirs != ours:
+        out.append(f"{theirs} classes != {ours}")
+    return out
+
+
 def _litert_files(tflite, meta) -> list[Path]:
     items = [tflite] if isinstance(tflite, (str, Path)) else list(tflite)
     if [str(x) for x in items] == [PRETRAINED]:
@@ -201,6 +212,7 @@ def compare(
     limit: int | None = None,
     session=None,
     on_progress: ProgressFn | None = None,
+    allow_mismatch: bool = False,
 ) -> CompareResult:
     """Classify the same images with both runtimes, then time them interleaved.
 
@@ -212,20 +224,29 @@ def compare(
     data: image folder / CSV / image (default: the shipped val sample); limit: first N images.
     session: an already configured ONNX Runtime session for `model` (default: a CPU session that stops spinning).
     on_progress: called as (done, total, label) for the classify and time phases.
+    allow_mismatch: compare even when the TFLite model's input resolution or class count differs from the ONNX one.
     """
     from .data import Preprocessor, default_val_dir, find_samples, load_image
+    from .profiles import MAX_RUNS
+    from .runtime import check_threads
 
     for name, value, low in (("threads", threads, 1), ("iterations", iterations, 1), ("warmup", warmup, 0)):
         if int(value) < low:
             raise BadInput(f"{name} must be at least {low}, got {value}")
-    threads, iterations, warmup = int(threads), int(iterations), int(warmup)
+        if name != "threads" and int(value) > MAX_RUNS:
+            raise BadInput(f"{name} must be at most {MAX_RUNS:,}, got {value}")
+    threads, iterations, warmup = check_threads(threads), int(iterations), int(warmup)  # before either session
     load_litert()  # first: a missing LiteRT is reported before any other work
     onnx_side = OnnxRunner(model, threads, session)
     meta = onnx_side.io.meta
     lite = LiteRTRunner(_litert_files(tflite, meta), threads)
+    pre = Preprocessor.from_meta(meta)
+    mismatch = _mismatch(onnx_side, pre.resolution, lite)
+    if mismatch and not allow_mismatch:
+        raise BadInput(f"tflite {lite.label} is not the same model as {model}: {'; '.join(mismatch)}",
+                       "compare a checkpoint of the same architecture, resolution and classes (or set allow_mismatch)")
     samples = find_samples(data if data is not None else default_val_dir(), limit)
 
-    pre = Preprocessor.from_meta(meta)
     lite_geom = replace(Preprocessor.from_meta(meta), resolution=lite.resolution, input_format="uint8-nhwc")
     mean = np.asarray(meta.mean, np.float32)
     std = np.asarray(meta.std, np.float32)

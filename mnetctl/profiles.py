@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .errors import BadInput
 from .metrics import ALL_METRICS, Metric
@@ -20,6 +20,7 @@ from .resources import resource_dir
 
 PERCENTILES = ALL_METRICS  # the statistics a latency budget may name
 OptionValue = Union[bool, int, float, str]
+MAX_RUNS = 10**7  # the most iterations or warm-up runs a benchmark takes (8 bytes of samples each)
 
 
 class _Strict(BaseModel):
@@ -30,7 +31,7 @@ class Hardware(_Strict):
     """What the device is; `host_matches_profile` compares these with the machine bench runs on."""
 
     arch: Literal["any", "x86_64", "aarch64", "armv7l"] = "any"
-    cores: Optional[int] = Field(default=None, ge=1, le=512)
+    cores: Optional[int] = Field(default=None, ge=1, le=512, strict=True)
     cpu: str = ""
     model: Optional[str] = None  # text in the board's device-tree model, e.g. "Raspberry Pi 4"
     memory_gb: Optional[float] = Field(default=None, gt=0)
@@ -54,6 +55,17 @@ class EPEntry(_Strict):
         except BadInput:
             raise ValueError(f"unknown execution provider {value!r} (known: {', '.join(EP_REGISTRY)})") from None
 
+    @model_validator(mode="after")
+    def _options_known(self) -> "EPEntry":
+        from .runtime import check_ep_options
+
+        try:
+            check_ep_options(self.name, self.options)
+        except BadInput as exc:
+            raise ValueError(exc.message.removeprefix(f"ep_options for {self.name}: ")
+                             + (f" ({exc.hint})" if exc.hint else "")) from None
+        return self
+
 
 class Budgets(_Strict):
     latency_ms: Optional[float] = Field(default=None, gt=0)
@@ -68,13 +80,14 @@ class Profile(_Strict):
     hardware: Hardware = Field(default_factory=Hardware)
     runtime: str = ""  # which onnxruntime build the device runs, in words
     eps: list[EPEntry] = Field(min_length=1)
-    threads: Optional[int] = Field(default=None, ge=1, le=256)
-    max_opset: Optional[int] = Field(default=None, ge=1)
-    max_ir: Optional[int] = Field(default=None, ge=3)
-    resolution: int = Field(default=224, ge=32, le=1024)
-    batch: int = Field(default=1, ge=1)
-    warmup: Optional[int] = Field(default=None, ge=0)
-    iterations: Optional[int] = Field(default=None, ge=1)
+    # integers are strict: `threads = true` or `iterations = 1e12` is refused, not read as 1 or as a float
+    threads: Optional[int] = Field(default=None, ge=1, le=256, strict=True)
+    max_opset: Optional[int] = Field(default=None, ge=1, strict=True)
+    max_ir: Optional[int] = Field(default=None, ge=3, strict=True)
+    resolution: int = Field(default=224, ge=32, le=1024, strict=True)
+    batch: int = Field(default=1, ge=1, strict=True)
+    warmup: Optional[int] = Field(default=None, ge=0, le=MAX_RUNS, strict=True)
+    iterations: Optional[int] = Field(default=None, ge=1, le=MAX_RUNS, strict=True)
     budgets: Budgets = Field(default_factory=Budgets)
     notes: str = ""
 

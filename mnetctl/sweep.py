@@ -8,6 +8,8 @@ new work and a changed input is never answered from the cache.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import json
 import shutil
 import time
@@ -86,23 +88,34 @@ def plan_variants(
     precisions: Iterable[str] = PRECISIONS,
     weights: str = "pretrained",
 ) -> tuple[list[Variant], list[str]]:
-    """The variant grid and the (arch, width) combinations skipped for lack of pretrained weights.
+    """The variant grid and notes: (arch, width) combinations skipped for lack of pretrained weights, and values
+    listed more than once (each runs once).
 
     With pretrained weights and no explicit lists, every shipped checkpoint at its trained resolution.
     """
     if weights not in ("pretrained", "random"):
         raise BadInput(f"weights must be pretrained or random for a sweep, got {weights!r}")
+    skipped: list[str] = []
+
+    def once(name: str, values: list) -> list:
+        unique = list(dict.fromkeys(values))
+        if len(unique) < len(values):
+            counts = Counter(values)
+            twice = [str(v) for v in unique if counts[v] > 1]
+            skipped.append(f"{name} {', '.join(twice)} listed more than once: each runs once")
+        return unique
+
     precs = [p.strip().lower() for p in precisions]
     for p in precs:
         if p not in PRECISIONS:
             raise BadInput(f"precisions: unknown precision {p!r}", f"choose from {', '.join(PRECISIONS)}")
-    arch_list = [resolve_arch(a) for a in archs] if archs else (
+    precs = once("precisions", precs)
+    arch_list = once("archs", [resolve_arch(a) for a in archs]) if archs else (
         sorted({c.arch for c in registry.PRETRAINED}) if weights == "pretrained" else list(FAMILIES)
     )
-    width_list = [validate_width(w) for w in widths] if widths else None
-    res_list = [validate_resolution(r) for r in resolutions] if resolutions else None
+    width_list = once("widths", [validate_width(w) for w in widths]) if widths else None
+    res_list = once("resolutions", [validate_resolution(r) for r in resolutions]) if resolutions else None
     variants: list[Variant] = []
-    skipped: list[str] = []
     for arch in arch_list:
         if weights == "pretrained":
             ckpts = [c for c in registry.PRETRAINED if c.arch == arch]

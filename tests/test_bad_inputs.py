@@ -195,6 +195,29 @@ CASES = [
     Case("simplify-output-into-check-images", "simplify {model} --check-images {root}/allbad -o {root}/allbad/s.onnx",
          ("s.onnx", "input folder")),
     Case("build-output-trailing-slash", "build v1 -w 0.25 -r 64 -o {out}/newdir/", ("newdir/", "folder")),
+    # ---- gate values and counts: bounded, finite, not silently ignored (C2, C3, U3, U4, U10)
+    Case("bench-iterations-huge", "bench {model} -n 1000000000000", ("--iterations", "at most")),
+    Case("bench-iterations-overflow", "bench {model} -n 99999999999999999999999", ("--iterations", "at most")),
+    Case("bench-warmup-huge", "bench {model} --warmup 1000000000000", ("--warmup", "at most")),
+    Case("bench-duration-inf", "bench {model} --duration inf", ("--duration", "inf")),
+    Case("bench-duration-1e300", "bench {model} --duration 1e300", ("--duration", "1e300")),
+    Case("bench-op-top-negative", "bench {model} -n 2 --op-profile --op-top -1", ("--op-top",)),
+    Case("bench-ep-option-bad-value", "bench {model} -n 2 --ep-option cpu.use_arena=banana", ("--ep-option", "use_arena")),
+    Case("bench-ep-option-unknown-key", "bench {model} -n 2 --ep-option cpu.foo=1", ("--ep-option", "'foo'")),
+    Case("bench-tolerance-ambiguous", "bench {model} -n 2 --tolerance 1.01", ("--tolerance", "ambiguous")),
+    Case("bench-min-top1-nan", "bench {model} -n 2 --min-top1 nan", ("--min-top1",)),
+    Case("bench-min-top1-200", "bench {model} -n 2 --min-top1 200", ("--min-top1",)),
+    Case("compare-absurd-threads", "compare {model} --tflite {v1_ckpt} --threads 100000 --limit 2 -n 2", ("--threads",)),
+    Case("compare-iterations-huge", "compare {model} --tflite {v1_ckpt} --limit 2 -n 1000000000000", ("--iterations",)),
+    Case("quantize-max-drop-nan", "quantize {model} --max-drop nan --eval-limit 2 -o {out}/q.onnx", ("--max-drop",)),
+    Case("simplify-tolerance-nan", "simplify {model} --tolerance nan -o {out}/s.onnx", ("--tolerance",)),
+    Case("simplify-tolerance-negative", "simplify {model} --tolerance -1 -o {out}/s.onnx", ("--tolerance",)),
+    Case("sweep-budget-without-select", "sweep --arch v1 --widths 0.25 --resolutions 128 --weights random --precisions fp32 "
+         "--limit 2 --budget-ms 5 -o {out}/sweep --cache {out}/cache", ("--budget-ms", "--select")),
+    Case("sweep-budget-nan", "sweep --arch v1 --widths 0.25 --resolutions 128 --weights random --precisions fp32 "
+         "--limit 2 --select --budget-ms nan -o {out}/sweep --cache {out}/cache", ("--budget-ms",)),
+    Case("sweep-cache-is-a-file", "sweep --arch v1 --widths 0.25 --resolutions 128 --weights random --precisions fp32 "
+         "--limit 2 -o {out}/sweep --cache {model}", ("--cache", "m.onnx")),
 ]
 
 

@@ -211,7 +211,10 @@ def test_statistics_and_parsers():
     assert s["min"] == 1 and s["max"] == 100 and s["mean"] == 50.5
     assert s["p50"] == pytest.approx(50.5) and s["p90"] == pytest.approx(90.1) and s["p99"] == pytest.approx(99.01)
     assert latency_stats([3.0])["std"] == 0.0
-    assert parse_tolerance("10%") == pytest.approx(0.1) and parse_tolerance("0.25") == 0.25 and parse_tolerance("5") == 0.05
+    assert parse_tolerance("10%") == pytest.approx(0.1) and parse_tolerance("0.25") == 0.25 and parse_tolerance("0") == 0
+    for ambiguous in ("1", "1.01", "5"):  # 100 %? 1.01 %? a plain number must be a fraction below 1
+        with pytest.raises(BadInput, match="ambiguous"):
+            parse_tolerance(ambiguous)
     assert parse_duration("500ms") == 0.5 and parse_duration("2m") == 120 and parse_duration(3) == 3
     with pytest.raises(BadInput):
         parse_duration("-1s")

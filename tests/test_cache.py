@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from mnetctl.cache import Cache, samples_digest
 from mnetctl.data import find_samples
 from mnetctl.profiles import load_profile
@@ -76,3 +78,25 @@ def test_sweep_reruns_a_stage_whose_artifact_broke(tmp_path):
     third = run_sweep(variants, plan, cache_dir=tmp_path / "c")
     assert third.variants[0].cached["build"] is False
     assert third.variants[0].top1 == first.variants[0].top1
+
+
+def test_sweep_profile_edited_to_cuda_is_not_served_from_the_cache(tmp_path, capsys):
+    """D3(b) at the CLI: the same --device file, edited from cpu to cuda, must not return the cached CPU latency."""
+    import onnxruntime
+
+    from mnetctl.cli import main
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this host has CUDA: the edited profile would run")
+    prof = tmp_path / "myboard.toml"
+    text = 'name = "myboard"\ndescription = "a board"\n[[eps]]\nname = "{ep}"\n'
+    prof.write_text(text.format(ep="cpu"))
+    argv = ["sweep", "--arch", "v1", "--widths", "0.25", "--resolutions", "32", "--weights", "random", "--precisions",
+            "fp32", "--limit", "2", "-n", "2", "--device", str(prof), "-o", str(tmp_path / "out"), "--cache", str(tmp_path / "c")]
+    assert main(argv) == 0
+    first = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    capsys.readouterr()
+    prof.write_text(text.format(ep="cuda"))  # same file name, same profile name: now asks for CUDA
+    assert main(argv) == 3, "a cached CPU latency was reported for a CUDA profile"
+    assert "CUDA" in capsys.readouterr().err
+    assert json.loads((tmp_path / "out" / "sweep.json").read_text()) == first  # the failed run wrote nothing

@@ -31,7 +31,8 @@ _FLAGS = {
     "iterations": "--iterations", "duration": "--duration", "warmup": "--warmup", "batch": "--batch",
     "threads": "--threads", "ep_options": "--ep-option", "latency_ms": "--budget-ms", "metric": "--budget-metric",
     "size_mb": "--budget-size-mb", "min_top1": "--min-top1", "top1": "--top1", "baseline": "--baseline",
-    "tolerance": "--tolerance", "regression_metric": "--regression-metric",
+    "tolerance": "--tolerance", "regression_metric": "--regression-metric", "op_top": "--op-top",
+    "allow_other_baseline": "--allow-other-baseline",
 }
 
 
@@ -47,6 +48,8 @@ def _flag_names():
             raise
         param = found.group(1)
         hint = re.sub(rf"\b{param}\b", flag, exc.hint) if exc.hint else exc.hint
+        if hint:  # parameter names with an underscore cannot be plain words: map them wherever they appear
+            hint = re.sub(r"\b[a-z]+(?:_[a-z0-9]+)+\b", lambda m: _FLAGS.get(m.group(0), m.group(0)), hint)
         raise BadInput(flag + exc.message[len(param):], hint) from None
 
 
@@ -69,7 +72,8 @@ def bench_cmd(
     min_top1: Annotated[Optional[float], typer.Option("--min-top1", help="Minimum top-1 (0..1 or percent).", show_default=False)] = None,
     top1: Annotated[Optional[float], typer.Option("--top1", help="The model's measured top-1 (e.g. from mnetctl eval) for the min-top1 budget.", show_default=False)] = None,
     baseline: Annotated[Optional[Path], typer.Option("--baseline", help="Earlier bench --json output to compare against.", show_default=False)] = None,
-    tolerance: Annotated[str, typer.Option("--tolerance", help="Allowed slowdown against --baseline.")] = "10%",
+    tolerance: Annotated[str, typer.Option("--tolerance", help="Allowed slowdown against --baseline: a percentage (5%) or a fraction below 1 (0.05).")] = "10%",
+    allow_other_baseline: Annotated[bool, typer.Option("--allow-other-baseline", help="Compare with a --baseline measured on another model (noted) instead of refusing it.")] = False,
     regression_metric: Annotated[str, typer.Option("--regression-metric", help="Statistic compared with the baseline.")] = "p50",
     op_profile: Annotated[bool, typer.Option("--op-profile", help="Also list the slowest operators (onnxruntime profiler, separate runs).")] = False,
     op_top: Annotated[int, typer.Option("--op-top", help="How many operators --op-profile lists.")] = 15,
@@ -102,7 +106,8 @@ def bench_cmd(
     prof = load_profile(profile if profile is not None else device) if (device or profile) else None
     with _flag_names():
         gates = Gates(latency_ms=budget_ms, metric=budget_metric, size_mb=budget_size_mb, min_top1=min_top1, top1=top1,
-                      baseline=baseline, tolerance=tolerance, regression_metric=regression_metric).checked()
+                      baseline=baseline, tolerance=tolerance, regression_metric=regression_metric,
+                      allow_other_baseline=allow_other_baseline).checked()
     outputs = {"--json": json_path if json_path not in (None, "-") else None, "--junit": junit_path, "--markdown": markdown_path}
     given = {flag: out for flag, out in outputs.items() if out is not None}
     if len({str(Path(out).absolute()) for out in given.values()}) < len(given):

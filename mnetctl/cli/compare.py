@@ -13,6 +13,8 @@ from ._table import Col, print_table
 
 # library parameter -> the flag that sets it, for messages that name a parameter first
 _FLAGS = {"tflite": "--tflite", "threads": "--threads", "iterations": "--iterations", "warmup": "--warmup"}
+# parameter names inside hints (they contain an underscore, so they are never plain words)
+_HINT_FLAGS = {"allow_mismatch": "--allow-mismatch"}
 
 
 @app.command("compare")
@@ -31,6 +33,7 @@ def compare_cmd(
         typer.Option("--data", "-d", help="Images (folder, CSV of file,label, or one image) [default: the shipped val sample].", show_default=False),
     ] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", "-l", help="Classify only the first N images.", show_default=False)] = None,
+    allow_mismatch: Annotated[bool, typer.Option("--allow-mismatch", help="Compare even if the TFLite model's input resolution or classes differ.")] = False,
     json_out: JsonFlag = False,
     wide: WideFlag = False,
 ) -> None:
@@ -41,12 +44,16 @@ def compare_cmd(
     try:
         with progress_bar(enabled=not json_out) as on_progress:
             result = compare(model, tflite if len(tflite) > 1 else tflite[0], threads=threads, iterations=iterations,
-                             warmup=warmup, data=data, limit=limit, on_progress=on_progress)
+                             warmup=warmup, data=data, limit=limit, on_progress=on_progress,
+                             allow_mismatch=allow_mismatch)
     except BadInput as exc:
         word, _, rest = exc.message.partition(" ")
         if word not in _FLAGS:
             raise
-        raise BadInput(f"{_FLAGS[word]} {rest}", exc.hint) from None
+        hint = exc.hint
+        for name, flag in _HINT_FLAGS.items():
+            hint = hint.replace(name, flag) if hint else hint
+        raise BadInput(f"{_FLAGS[word]} {rest}", hint) from None
     for path, reason in result.failed:
         err_console.print(f"[yellow]unreadable:[/] {path}: {reason}", soft_wrap=True)
     if json_out:

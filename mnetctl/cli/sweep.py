@@ -50,6 +50,10 @@ def sweep(
     from ..fsutil import check_writable
     from ..sweep import SweepSettings, plan_variants, prepare, run_sweep, select_best, selection_budget, write_outputs
 
+    if budget_ms is not None and not select:
+        raise BadInput("--budget-ms needs --select (it is the latency budget the selection applies)")
+    if cache is not None and cache.exists() and not cache.is_dir():
+        raise BadInput(f"--cache {cache} is a file, not a folder", "choose another --cache")
     variants, skipped = plan_variants(_split("--arch", arch), _split("--widths", widths, float),
                                       _split("--resolutions", resolutions, int), _split("--precisions", precisions), weights)
     for s in skipped:

@@ -32,6 +32,9 @@ class EPInfo:
     session_config: Mapping[str, str] = field(default_factory=dict)  # session config entries it needs
     disable_mem_pattern: bool = False
     note: str = ""
+    # option key -> "bool" | "int" | "str" where the provider's options are a known, closed set (unknown keys
+    # are refused); None: open-ended or version-dependent options, passed through for onnxruntime to judge
+    known_options: Mapping[str, str] | None = None
 
 
 EP_REGISTRY: dict[str, EPInfo] = {
@@ -45,6 +48,8 @@ EP_REGISTRY: dict[str, EPInfo] = {
             kind="builtin",
             packages=("onnxruntime",),
             install_hint="pip install onnxruntime",
+            bool_values=("1", "0"),
+            known_options={"use_arena": "bool"},  # onnxruntime ignores any other key without a word
         ),
         EPInfo(
             name="cuda",
@@ -188,9 +193,33 @@ def option_value(info: EPInfo, value: Any) -> str:
     return str(value)
 
 
+_BOOL_TEXT = {"0", "1", "true", "false"}
+
+
+def check_ep_options(name: str, options: Mapping[str, Any]) -> None:
+    """BadInput for an option key the provider does not have, or a value of the wrong kind, where the registry
+    knows the provider's options (`EPInfo.known_options`); other providers' options pass through."""
+    info = resolve_ep(name)
+    known = info.known_options
+    if known is None:
+        return
+    for key, value in options.items():
+        kind = known.get(str(key))
+        if kind is None:
+            raise BadInput(f"ep_options for {info.name}: unknown option {str(key)!r}",
+                           f"{info.title} options: {', '.join(sorted(known)) or 'none'}")
+        text = str(value).strip().lower()
+        ok = {"bool": isinstance(value, bool) or text in _BOOL_TEXT,
+              "int": not isinstance(value, bool) and text.lstrip("-").isdigit()}.get(kind, True)
+        if not ok:
+            raise BadInput(f"ep_options for {info.name}: {key} must be {'0 or 1' if kind == 'bool' else 'an integer'}, "
+                           f"got {value!r}")
+
+
 def provider_options(name: str, overrides: Mapping[str, Any] | None = None, threads: int | None = None) -> dict[str, str]:
     """Default options of `name` merged with `overrides`, all as strings; the thread count where the EP takes one."""
     info = resolve_ep(name)
+    check_ep_options(info.name, overrides or {})
     opts = {k: option_value(info, v) for k, v in info.default_options.items()}
     for key, value in (overrides or {}).items():
         opts[str(key)] = option_value(info, value)
