@@ -8,7 +8,6 @@ the sum of the timed runs) is reported as `loop_overhead_pct`. Budgets are judge
 
 from __future__ import annotations
 
-import math
 import resource
 import sys
 import time
@@ -195,7 +194,7 @@ def _model_facts(path: Path, proto=None, meta=None) -> tuple[dict[str, Any], int
     from .modelio import load_onnx, size_on_disk
 
     proto = proto if proto is not None else load_onnx(path, load_external_data=False)
-    meta = meta if meta is not None else read_meta(proto)
+    meta = meta if meta is not None else read_meta(proto, where=str(path))
     size = size_on_disk(path, proto)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     top1 = None

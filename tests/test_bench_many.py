@@ -76,3 +76,9 @@ def test_interleave_rotates_and_counts():
     assert len(res.samples("a")) == len(res.samples("b")) == 8 and len(res.round_load) == 4
     assert res.ratio("a") == 1.0 and res.ratio("b") > 1.2 and res.paired_ratio("b") > 1.2
     assert res.as_dict()["models"][1]["ratio_p50"] == round(res.ratio("b"), 4)
+
+
+def test_many_models_bound_their_counts(tiny_model, capsys):
+    assert main(["bench", str(tiny_model), str(tiny_model), "-n", "1000000000000"]) == 2
+    err = capsys.readouterr().err
+    assert "--iterations must be at most" in err and "Traceback" not in err

@@ -28,6 +28,7 @@ _SINGLE_ONLY = {
 def bench_many(models: list[Path], options: dict[str, Any]) -> int:
     """Run `bench` on several models; `options` are bench_cmd's parameters by name."""
     from .. import __version__
+    from ..bench import check_runs
     from ..compare import onnx_runnable
     from ..fsutil import check_writable
     from ..hostinfo import host_info
@@ -44,10 +45,8 @@ def bench_many(models: list[Path], options: dict[str, Any]) -> int:
     threads = check_threads(options["threads"]) if options.get("threads") is not None else None
     iterations = DEFAULT_ITERATIONS if options.get("iterations") is None else options["iterations"]
     warmup = DEFAULT_WARMUP if options.get("warmup") is None else options["warmup"]
-    if iterations < 1:
-        raise BadInput(f"--iterations must be at least 1, got {iterations}")
-    if warmup < 0:
-        raise BadInput(f"--warmup must be at least 0, got {warmup}")
+    check_runs(iterations, "iterations", 1)  # the CLI's table names the flags
+    check_runs(warmup, "warmup", 0)
     json_path = options.get("json_path")
     to_stdout = json_path == "-"
     if json_path and not to_stdout:
