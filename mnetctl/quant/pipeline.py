@@ -133,7 +133,7 @@ def quantize_model(
 
     # the calibration images, walked once: the first few verify the simplification (and that ORT runs the model)
     calib_src = Path(calib) if calib is not None else default_calib_dir()
-    calib_samples = find_samples(calib_src, int(samples), flag="calib")
+    calib_samples = find_samples(calib_src, int(samples), flag="calib", labels=False)
     check = load_check_images(model, calib_samples[:CHECK_SAMPLES], calib_src)
     calib_sha = calibration_hash(calib_samples)
     eval_samples = find_samples(eval_data, eval_limit, flag="eval_data") if eval_data is not None else None
