@@ -213,7 +213,7 @@ def compare(
     session: an already configured ONNX Runtime session for `model` (default: a CPU session that stops spinning).
     on_progress: called as (done, total, label) for the classify and time phases.
     """
-    from .data import Preprocessor, default_val_dir, find_samples, load_image
+    from .data import Preprocessor, default_val_dir, failure_reason, find_samples, load_image
 
     for name, value, low in (("threads", threads, 1), ("iterations", iterations, 1), ("warmup", warmup, 0)):
         if int(value) < low:
@@ -247,7 +247,7 @@ def compare(
         try:
             rgb = load_image(sample.path)
         except BadInput as exc:
-            failed.append((str(sample.path), exc.message))
+            failed.append((str(sample.path), failure_reason(exc.message, sample.path)))
             continue
         x_onnx = pre(rgb)[None].astype(onnx_side.io.input_dtype, copy=False)
         x_lite = lite.prepare(lite_geom(rgb), lite_norm)
@@ -266,7 +266,7 @@ def compare(
         report(on_progress, i + 1, len(samples), "classify images")
     if not x_onnx_all:
         path, reason = failed[0]
-        raise BadInput(f"none of the {len(samples)} images could be read (first: {reason})")
+        raise BadInput(f"none of the {len(samples)} images could be read (first: {path}: {reason})")
 
     # 2) warm-up, then interleaved timed runs (one run each per round, the order alternating)
     timed = interleave(
