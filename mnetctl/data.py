@@ -443,30 +443,30 @@ def _listed(path: Path) -> bool:
     return _is_image(path) and not path.is_dir()
 
 
-def _from_folder(root: Path, labels: bool = True) -> list[Sample]:
+def _from_folder(root: Path) -> list[Sample]:
+    """Images at the top (labelled by a wnid name prefix) and in sub-folders (labelled by the folder's name,
+    None when the name is no class id)."""
     try:
         entries = sorted(root.iterdir())
     except OSError as exc:
         raise BadInput(f"cannot list {root}: {exc.strerror or exc}") from exc
     samples = [Sample(p, _label_from_name(p.name)) for p in entries if _listed(p)]
     subdirs = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
-    unknown = []
     for sub in subdirs:
         label = _folder_label(sub.name)
-        images = sorted(p for p in sub.rglob("*") if _listed(p))
-        if not images:
-            continue
-        if label is None and labels:
-            unknown.append(sub.name)
-            continue
-        samples.extend(Sample(p, label) for p in images)
+        samples.extend(Sample(p, label) for p in sorted(p for p in sub.rglob("*") if _listed(p)))
+    return samples
+
+
+def _check_class_folders(root: Path, samples: list[Sample]) -> None:
+    """Refuse sub-folders whose names are no class ids (labels are needed: eval)."""
+    unknown = sorted({s.path.relative_to(root).parts[0] for s in samples if s.label is None and s.path.parent != root})
     if unknown:
         shown = ", ".join(unknown[:3]) + (" ..." if len(unknown) > 3 else "")
         raise BadInput(
             f"{root}: sub-folders {shown} are not ImageNet class ids",
             "name class folders by wnid (n01440764) or class index (0..999), or use a CSV of file,label",
         )
-    return samples
 
 
 def find_samples(data: Path | str, limit: int | None = None, flag: str = "data", labels: bool = True) -> list[Sample]:
@@ -482,7 +482,9 @@ def find_samples(data: Path | str, limit: int | None = None, flag: str = "data",
     if not data.exists():
         raise BadInput(f"{flag} {data} does not exist", "give a folder of images, a CSV of file,label or an image file")
     if data.is_dir():
-        samples = _from_folder(data, labels)
+        samples = _from_folder(data)
+        if labels:
+            _check_class_folders(data, samples)
         if not samples:
             raise BadInput(
                 f"{flag} folder {data} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})",
