@@ -226,7 +226,7 @@ def compare(
     on_progress: called as (done, total, label) for the classify and time phases.
     allow_mismatch: compare even when the TFLite model's input resolution or class count differs from the ONNX one.
     """
-    from .data import Preprocessor, default_val_dir, find_samples, load_image
+    from .data import Preprocessor, default_val_dir, failure_reason, find_samples, load_image
     from .profiles import MAX_RUNS
     from .runtime import check_threads
 
@@ -268,7 +268,7 @@ def compare(
         try:
             rgb = load_image(sample.path)
         except BadInput as exc:
-            failed.append((str(sample.path), exc.message))
+            failed.append((str(sample.path), failure_reason(exc.message, sample.path)))
             continue
         x_onnx = pre(rgb)[None].astype(onnx_side.io.input_dtype, copy=False)
         x_lite = lite.prepare(lite_geom(rgb), lite_norm)
@@ -287,7 +287,7 @@ def compare(
         report(on_progress, i + 1, len(samples), "classify images")
     if not x_onnx_all:
         path, reason = failed[0]
-        raise BadInput(f"none of the {len(samples)} images could be read (first: {reason})")
+        raise BadInput(f"none of the {len(samples)} images could be read (first: {path}: {reason})")
 
     # 2) warm-up, then interleaved timed runs (one run each per round, the order alternating)
     timed = interleave(

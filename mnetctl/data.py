@@ -17,21 +17,32 @@ background offset; a model's own label offset is applied by the evaluator.
 from __future__ import annotations
 
 import csv
+import errno
 import functools
+import io
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
-from .errors import BadInput
+from .errors import BadInput, short
+from .imagesize import dimensions
 from .meta import ModelMeta
 from .resources import resource_dir
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 NUM_CLASSES = 1000
 _WNID = re.compile(r"^(n\d{8})(?:_|$)")
+_INDEX = re.compile(r"^-?[0-9]+$")  # a class index as text (ASCII digits only: int() refuses '²')
+MAX_PIXELS = 100_000_000  # larger images are refused before decoding (100 MP = 300 MB as RGB)
+MAX_FILE_BYTES = 1 << 30  # larger image files are refused before reading
+MAX_CSV_BYTES = 256 << 20
+MAX_ASPECT = 4  # short-side resize: the long side is first cut to at most this many short sides
+MIN_CROP_FRACTION = 0.05
 
 
 class BadImage(BadInput):
@@ -118,6 +129,20 @@ def class_name(index: int) -> str:
 # Decoding
 
 
+@functools.lru_cache(maxsize=None)
+def _cv2():
+    """cv2, imported once: its log silenced (failures are reported per file instead), and its own decode limit
+    set to MAX_PIXELS for formats whose size the header parser cannot read (unless the user set one)."""
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+    import cv2
+
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except AttributeError:  # an OpenCV build without the logging module
+        pass
+    return cv2
+
+
 def _truncation(data: bytes) -> str | None:
     """A reason if an encoded JPEG/PNG is visibly cut short (decoders may otherwise pad it silently)."""
     if data[:2] == b"\xff\xd8":
@@ -131,31 +156,80 @@ def _truncation(data: bytes) -> str | None:
     return None
 
 
+def read_image_bytes(path: Path | str) -> bytes:
+    """The bytes of an image file (a regular file of at most MAX_FILE_BYTES); else a BadImage naming the file."""
+    return _read_regular(Path(path), MAX_FILE_BYTES, BadImage)
+
+
+def _read_regular(path: Path, limit: int, error: type[BadInput]) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; anything else raises `error` naming the file.
+
+    Opened without blocking (a FIFO never waits for a writer) and checked on the open descriptor, so a
+    device, FIFO or socket (or a link to one) is refused, never read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError as exc:
+        what = "dangling symbolic link" if path.is_symlink() else "no such file"
+        raise error(f"{path}: {what}") from exc
+    except IsADirectoryError as exc:
+        raise error(f"{path}: is a directory, not an image") from exc
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise error(f"{path}: symbolic link loop") from exc
+        raise error(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise error(f"{path}: is a directory, not an image")
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"{path}: not a regular file ({_file_kind(st.st_mode)})")
+        try:
+            expected = min(st.st_size, limit)  # read() sizes its buffer by the request: ask for what is there
+            data = fh.read(expected + 1)
+            if len(data) > expected:  # grew since fstat
+                data += fh.read(limit + 1 - len(data))
+        except OSError as exc:
+            raise error(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if len(data) > limit:
+        raise error(f"{path}: larger than {limit >> 20} MiB")
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
 def load_image(path: Path | str) -> np.ndarray:
     """Decode an image file to RGB uint8 HxWx3 (grey and alpha images are converted).
 
-    Raises BadImage (a BadInput) naming the file if it is missing, unreadable, truncated or not an image.
+    Raises BadImage (a BadInput) naming the file if it is missing, not a regular file, unreadable, truncated,
+    not an image, or larger than MAX_PIXELS (checked from the header, before decoding).
     """
-    import cv2
-
+    cv2 = _cv2()
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise BadImage(f"{path}: no such file") from exc
-    except IsADirectoryError as exc:
-        raise BadImage(f"{path}: is a directory, not an image") from exc
-    except OSError as exc:
-        raise BadImage(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    data = read_image_bytes(path)
     if not data:
         raise BadImage(f"{path}: empty file")
     reason = _truncation(data)
     if reason:
         raise BadImage(f"{path}: {reason}")
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    size = dimensions(data)
+    if size is not None:
+        width, height = size
+        if width * height > MAX_PIXELS:
+            raise BadImage(f"{path}: {width} x {height} pixels is more than the {MAX_PIXELS // 1_000_000} MP limit")
+    try:
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except (cv2.error, MemoryError) as exc:  # e.g. over OpenCV's own pixel limit for a format we cannot size
+        raise BadImage(f"{path}: cannot decode ({short(exc)})") from None
     if bgr is None or bgr.ndim != 3 or bgr.shape[0] == 0 or bgr.shape[1] == 0:
         raise BadImage(f"{path}: not a decodable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)  # in place: one image-sized buffer, not two
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,8 +267,9 @@ class Preprocessor:
         if int(self.resolution) <= 0:
             raise BadInput(f"model resolution must be positive, got {self.resolution}")
         self.resolution = int(self.resolution)
-        if not 0.0 < float(self.crop_fraction) <= 1.0:
-            raise BadInput(f"crop fraction must be in (0, 1], got {self.crop_fraction}")
+        if not MIN_CROP_FRACTION <= float(self.crop_fraction) <= 1.0:  # also refuses NaN
+            raise BadInput(f"crop fraction (model metadata mnetctl.crop_fraction) must be in "
+                           f"{MIN_CROP_FRACTION}..1, got {self.crop_fraction}")
         if self.resize not in ("short-side", "full"):
             raise BadInput(f"unknown resize policy {self.resize!r} in model metadata (short-side or full)")
         if self.interpolation not in _INTERPOLATION:
@@ -239,16 +314,27 @@ class Preprocessor:
         return int(np.prod(self.sample_shape)) * self.dtype.itemsize
 
     def resize_crop(self, rgb: np.ndarray) -> np.ndarray:
-        """Geometric part only: RGB uint8 HxWx3 -> RGB uint8 RxRx3."""
-        import cv2
+        """Geometric part only: RGB uint8 HxWx3 -> RGB uint8 RxRx3.
 
+        Short-side: an image longer than MAX_ASPECT times its short side is first cut to its centre
+        (the crop never reaches the rest), so the resized image is at most MAX_ASPECT short sides long.
+        """
+        cv2 = _cv2()
         res = self.resolution
         interp = getattr(cv2, _INTERPOLATION[self.interpolation])
-        h, w = rgb.shape[:2]
         if self.resize == "full":
             return cv2.resize(rgb, (res, res), interpolation=interp)
+        h, w = rgb.shape[:2]
+        short_side = min(h, w)
+        if max(h, w) > MAX_ASPECT * short_side:
+            keep = MAX_ASPECT * short_side
+            if h > w:
+                rgb = rgb[(h - keep) // 2:(h - keep) // 2 + keep]
+            else:
+                rgb = rgb[:, (w - keep) // 2:(w - keep) // 2 + keep]
+            h, w = rgb.shape[:2]
         target = int(round(res / self.crop_fraction))
-        scale = target / min(h, w)
+        scale = target / short_side
         new_w = max(res, int(round(w * scale)))
         new_h = max(res, int(round(h * scale)))
         if (new_w, new_h) != (w, h):
@@ -307,23 +393,27 @@ def _label_from_name(name: str) -> int | None:
 def _folder_label(name: str) -> int | None:
     if name in wnid_to_index():
         return wnid_to_index()[name]
-    if name.isdigit() and 0 <= int(name) < NUM_CLASSES:
+    if _INDEX.match(name) and len(name) <= 4 and 0 <= int(name) < NUM_CLASSES:
         return int(name)
     return None
 
 
 def _parse_label(text: str) -> int | None:
+    """A class index (any ASCII integer, range checked by the caller) or a known wnid; None otherwise."""
     text = text.strip()
-    if text.lstrip("-").isdigit():
-        return int(text)
+    if _INDEX.match(text):
+        return int(text) if len(text) <= 12 else NUM_CLASSES  # a huge number: just out of range
     return wnid_to_index().get(text)
 
 
+_HEADER_WORD = re.compile(r"^[A-Za-z][A-Za-z _-]*$")  # 'label', 'class_index'; never '0.0', '1e2', 'n0144076'
+
+
 def _from_csv(path: Path) -> list[Sample]:
+    raw = _read_regular(path, MAX_CSV_BYTES, BadInput)
     try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline="")))
+    except (UnicodeDecodeError, csv.Error) as exc:
         raise BadInput(f"cannot read CSV {path}: {exc}") from exc
     base = path.parent
     samples: list[Sample] = []
@@ -335,11 +425,11 @@ def _from_csv(path: Path) -> list[Sample]:
             raise BadInput(f"{path}:{lineno}: expected 'file,label', got {','.join(row)!r}")
         label = _parse_label(cells[1])
         if label is None:
-            if not samples and lineno == 1:
+            if not samples and lineno == 1 and _HEADER_WORD.match(cells[1]):
                 continue  # header row
             raise BadInput(f"{path}:{lineno}: label {cells[1]!r} is neither a class index nor a known wnid")
         if not 0 <= label < NUM_CLASSES:
-            raise BadInput(f"{path}:{lineno}: label {label} is outside 0..{NUM_CLASSES - 1}")
+            raise BadInput(f"{path}:{lineno}: label {cells[1]} is outside 0..{NUM_CLASSES - 1}")
         file = Path(cells[0])
         samples.append(Sample(file if file.is_absolute() else base / file, label))
     if not samples:
@@ -347,37 +437,44 @@ def _from_csv(path: Path) -> list[Sample]:
     return samples
 
 
+def _listed(path: Path) -> bool:
+    """An image name that is not a folder: a dangling link, a link loop or a FIFO is listed too, so that
+    reading it reports it as unreadable instead of leaving it out silently."""
+    return _is_image(path) and not path.is_dir()
+
+
 def _from_folder(root: Path) -> list[Sample]:
+    """Images at the top (labelled by a wnid name prefix) and in sub-folders (labelled by the folder's name,
+    None when the name is no class id)."""
     try:
         entries = sorted(root.iterdir())
     except OSError as exc:
         raise BadInput(f"cannot list {root}: {exc.strerror or exc}") from exc
-    samples = [Sample(p, _label_from_name(p.name)) for p in entries if p.is_file() and _is_image(p)]
+    samples = [Sample(p, _label_from_name(p.name)) for p in entries if _listed(p)]
     subdirs = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
-    unknown = []
     for sub in subdirs:
         label = _folder_label(sub.name)
-        images = sorted(p for p in sub.rglob("*") if p.is_file() and _is_image(p))
-        if not images:
-            continue
-        if label is None:
-            unknown.append(sub.name)
-            continue
-        samples.extend(Sample(p, label) for p in images)
+        samples.extend(Sample(p, label) for p in sorted(p for p in sub.rglob("*") if _listed(p)))
+    return samples
+
+
+def _check_class_folders(root: Path, samples: list[Sample]) -> None:
+    """Refuse sub-folders whose names are no class ids (labels are needed: eval)."""
+    unknown = sorted({s.path.relative_to(root).parts[0] for s in samples if s.label is None and s.path.parent != root})
     if unknown:
         shown = ", ".join(unknown[:3]) + (" ..." if len(unknown) > 3 else "")
         raise BadInput(
             f"{root}: sub-folders {shown} are not ImageNet class ids",
             "name class folders by wnid (n01440764) or class index (0..999), or use a CSV of file,label",
         )
-    return samples
 
 
-def find_samples(data: Path | str, limit: int | None = None, flag: str = "data") -> list[Sample]:
+def find_samples(data: Path | str, limit: int | None = None, flag: str = "data", labels: bool = True) -> list[Sample]:
     """The images (and labels) of a dataset folder, CSV file or single image; sorted and deterministic.
 
     `limit` keeps the first N samples in that order. Raises BadInput naming the path (and `flag`, the
-    option that gave it, e.g. "--calib") when it is missing, empty or holds no images.
+    option that gave it, e.g. "--calib") when it is missing, empty or holds no images. With `labels`
+    False (predict, calibration) a folder's sub-folders may have any name; their images have no label.
     """
     data = Path(data)
     if limit is not None and int(limit) <= 0:
@@ -386,6 +483,8 @@ def find_samples(data: Path | str, limit: int | None = None, flag: str = "data")
         raise BadInput(f"{flag} {data} does not exist", "give a folder of images, a CSV of file,label or an image file")
     if data.is_dir():
         samples = _from_folder(data)
+        if labels:
+            _check_class_folders(data, samples)
         if not samples:
             raise BadInput(
                 f"{flag} folder {data} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})",
@@ -439,7 +538,7 @@ def iter_batches(samples: Iterable[Sample], pre: Preprocessor, batch_size: int) 
             pre(load_image(sample.path), out=buf[len(ok)])
             ok.append(sample)
         except BadImage as exc:
-            failures.append((sample, _reason(exc.message, sample.path)))
+            failures.append((sample, failure_reason(exc.message, sample.path)))
         if len(ok) + len(failures) == batch_size:
             yield Batch(buf[: len(ok)], ok, failures)
             buf, ok, failures = fresh(), [], []
@@ -447,6 +546,7 @@ def iter_batches(samples: Iterable[Sample], pre: Preprocessor, batch_size: int) 
         yield Batch(buf[: len(ok)], ok, failures)
 
 
-def _reason(message: str, path: Path) -> str:
+def failure_reason(message: str, path: Path | str) -> str:
+    """A BadImage message without its leading `PATH: ` (reports print the path once, next to the reason)."""
     prefix = f"{path}: "
     return message[len(prefix):] if message.startswith(prefix) else message

@@ -201,7 +201,7 @@ def _expand(images: Iterable[Path | str]) -> list[Path]:
     for img in images:
         p = Path(img)
         if p.is_dir():
-            paths.extend(s.path for s in find_samples(p))
+            paths.extend(s.path for s in find_samples(p, labels=False))
         else:
             paths.append(p)
     if not paths:

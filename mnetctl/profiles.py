@@ -152,6 +152,8 @@ def parse_profile(path: Path | str) -> Profile:
     if path.is_dir():
         raise BadInput(f"profile {path} is a directory, not a TOML file", "pass --profile PATH/TO/device.toml")
     if not path.is_file():
+        if path.exists():  # a device, FIFO or socket: never read (it could block or never end)
+            raise BadInput(f"profile file {path} is not a regular file", "pass a TOML file")
         raise BadInput(f"profile file {path} does not exist")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

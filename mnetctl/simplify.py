@@ -146,7 +146,7 @@ def simplify_model(
     out = Path(output) if output is not None else handle.path.with_name(handle.path.stem + ".sim.onnx")
     source = check_images if check_images is not None else default_calib_dir()
     check_writable(out, inputs=(handle.path, source))  # never onto or into what is read
-    check = load_check_images(handle, find_samples(source, int(samples), flag="check_images"), source)
+    check = load_check_images(handle, find_samples(source, int(samples), flag="check_images", labels=False), source)
     proto = with_weights(handle)
     simplified, diff = simplify_checked(handle, proto, check, float(tolerance))
     data = model_bytes(simplified)

@@ -223,7 +223,7 @@ def prepare(settings: SweepSettings) -> SweepPlan:
     data = Path(settings.data) if settings.data else default_val_dir()
     samples = find_samples(data, limit=settings.limit, flag="data")
     calib = Path(settings.calib) if settings.calib else default_calib_dir()
-    calib_samples = find_samples(calib, flag="calib")
+    calib_samples = find_samples(calib, flag="calib", labels=False)
     return SweepPlan(settings, profile, data, samples, samples_digest(samples), calib, samples_digest(calib_samples),
                      opset_for_profile(profile))
 

@@ -149,6 +149,7 @@ CASES = [
     Case("profiles-validate-unknown-ep", "profiles validate {root}/unknown_ep.toml", ("unknown_ep.toml", "eps[0].name", "tpu")),
     Case("bench-profile-is-directory", "bench {model} --profile {root}/profdir -n 2", ("profdir", "directory")),
     Case("profiles-show-unknown", "profiles show nope", ("nope",)),
+    Case("profiles-validate-dev-null", "profiles validate /dev/null", ("/dev/null", "not a regular file")),
     # ---- data and calibration folders
     Case("eval-data-missing", "eval {model} --data {root}/nope_dir", ("--data", "nope_dir", "does not exist")),
     Case("eval-data-empty", "eval {model} --data {root}/empty", ("--data", "empty", "no images")),

@@ -109,6 +109,17 @@ def test_csv_layout(tmp_path):
         ("a.jpg,1000\n", "outside 0..999"),
         ("a.jpg\n", "labels.csv:1"),
         ("file,label\n", "lists no images"),
+        ("file,class_index\n", "lists no images"),
+        # pass isdigit() but not int(): a file:line error, not a crash
+        ("a.jpg,--1\n", "labels.csv:1: label '--1' is neither"),
+        ("a.jpg,\u00b2\n", "labels.csv:1: label '\u00b2' is neither"),
+        ("a.jpg,1\nb.jpg,\u00b2\n", "labels.csv:2"),
+        ("a.jpg," + "9" * 5000 + "\n", "outside 0..999"),
+        # a one-row CSV whose label is not a word is a bad row, never a header
+        ("a.jpg,0.0\n", "labels.csv:1: label '0.0'"),
+        ("a.jpg,1e2\n", "labels.csv:1: label '1e2'"),
+        ("a.jpg,0\\0\n", "labels.csv:1"),
+        ("a.jpg,n0144076\n", "labels.csv:1"),
     ],
 )
 def test_csv_errors_name_the_line(tmp_path, body, needle):
@@ -137,6 +148,10 @@ def test_bad_data_paths(tmp_path):
     (tmp_path / "cats").mkdir()
     shutil.copy(TENCH, tmp_path / "cats" / "a.jpg")
     with pytest.raises(BadInput, match="cats"):
+        find_samples(tmp_path)
+    (tmp_path / "\u00b2").mkdir()  # isdigit() but not a class index
+    shutil.copy(TENCH, tmp_path / "\u00b2" / "a.jpg")
+    with pytest.raises(BadInput, match="not ImageNet class ids"):
         find_samples(tmp_path)
     with pytest.raises(BadInput, match="neither a folder"):
         find_samples(tmp_path / "readme.txt")

@@ -8,28 +8,33 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
-from ..data import Preprocessor, Sample, iter_batches
+from ..data import BadImage, Preprocessor, Sample, iter_batches, read_image_bytes
 from ..errors import BadInput, short
 from ..progress import ProgressFn, report
 from .settings import CALIB_BATCH, METHODS, QuantSettings
 
 
 def calibration_hash(samples: Iterable[Sample]) -> str:
-    """sha256 over the calibration set: for each image in order, its file name and its bytes."""
+    """sha256 over the calibration set: for each image in order, its file name (as bytes) and its bytes.
+
+    An image that cannot be read hashes as its name and a marker: the calibration reader reports it and
+    goes on, so one bad file is never fatal here either.
+    """
     digest = hashlib.sha256()
     for sample in samples:
         path = Path(sample.path)
-        digest.update(path.name.encode("utf-8") + b"\0")
+        digest.update(os.fsencode(path.name) + b"\0")  # any name, also one that is not valid UTF-8
         try:
-            digest.update(path.read_bytes())
-        except OSError as exc:
-            raise BadInput(f"cannot read calibration image {path}: {exc.strerror or exc}") from exc
+            digest.update(read_image_bytes(path))
+        except BadImage:
+            digest.update(b"\0unreadable")
         digest.update(b"\0")
     return digest.hexdigest()
 

@@ -149,7 +149,7 @@ def quantize_model(
     qs = settings if isinstance(settings, QuantSettings) else resolve_settings(meta.arch, **dict(settings or {}))
 
     # the calibration images, walked once: the first few verify the simplification (and that ORT runs the model)
-    calib_samples = find_samples(calib_src, int(samples), flag="calib")
+    calib_samples = find_samples(calib_src, int(samples), flag="calib", labels=False)
     check = load_check_images(model, calib_samples[:CHECK_SAMPLES], calib_src)
     calib_sha = calibration_hash(calib_samples)
     eval_samples = find_samples(eval_data, eval_limit, flag="eval_data") if eval_data is not None else None
