@@ -259,11 +259,12 @@ def test_predict_accepts_a_photo_folder_with_any_sub_folders(bad, tmp_path, caps
 
 
 def test_quantize_calibrates_on_a_photo_folder(bad, tmp_path, capsys):
-    (tmp_path / "holiday").mkdir()
+    photos = tmp_path / "photos"
+    (photos / "holiday").mkdir(parents=True)
     for i in range(3):
-        shutil.copy(TENCH, tmp_path / "holiday" / f"{i}.jpg")
-    out = tmp_path / "q.onnx"
-    assert main(["quantize", bad["model"], "--calib", str(tmp_path), "--no-eval", "-o", str(out)]) == 0, \
+        shutil.copy(TENCH, photos / "holiday" / f"{i}.jpg")
+    out = tmp_path / "q.onnx"  # beside the photo folder, never inside it
+    assert main(["quantize", bad["model"], "--calib", str(photos), "--no-eval", "-o", str(out)]) == 0, \
         capsys.readouterr().err
     assert out.is_file()
 
