@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from . import __version__
 from .cache import Cache, default_cache_dir, digest, file_digest, samples_digest
 from .errors import BadInput
+from .progress import ProgressFn, report
 from .stages import STAGES
 from .fsutil import atomic_path, atomic_paths, locked, writing
 from .metrics import SWEEP_METRICS, Metric, parse_metric
@@ -265,6 +266,7 @@ def run_sweep(
     cache_dir: Path | None = None,
     on_stage: Callable[[str, Variant, bool], None] | None = None,
     runner: Any = None,
+    on_progress: ProgressFn | None = None,
 ) -> SweepResult:
     """Run [build, (quantize), eval, bench] per variant through `runner` (default: in-process), each stage
     cached by the content that determines it; then flag the Pareto frontier."""
@@ -280,6 +282,11 @@ def run_sweep(
     profile_doc = plan.profile.model_dump(mode="json")
     samples_doc = [[str(s.path), s.label] for s in plan.samples]
     results: list[VariantResult] = []
+    totals = {name: sum(1 for v in variants if name != "quantize" or v.precision == "int8") for name in STAGES}
+    done = dict.fromkeys(STAGES, 0)
+    for name, total in totals.items():  # every stage's bar from the start, in stage order
+        if total:
+            report(on_progress, 0, total, f"{name:>8} · ")
 
     def stage(name: str, variant: Variant, key: str, inputs: dict) -> tuple[dict, bool]:
         spec = STAGES[name]
@@ -292,6 +299,8 @@ def run_sweep(
             cache.put(name, key, result, artifact=spec.artifact)
         if on_stage:
             on_stage(name, variant, hit)
+        done[name] += 1
+        report(on_progress, done[name], totals[name], f"{name:>8} · {variant.name}{' (cached)' if hit else ''}")
         return result, hit
 
     for variant in variants:

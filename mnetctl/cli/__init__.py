@@ -7,14 +7,13 @@ shown only with MNETCTL_DEBUG=1.
 from __future__ import annotations
 
 import importlib
-import re
 import sys
 
 import typer
 
 from ..errors import EXIT_INTERNAL, EXIT_USAGE, MnetctlError, debug_enabled
 from . import _paths
-from ._app import OutputLost, app, err_console, silence
+from ._app import OutputLost, app, as_flags, err_console, silence
 
 # One module per command (or command group); each registers itself on `app` when imported.
 COMMAND_MODULES = [
@@ -34,29 +33,6 @@ COMMAND_MODULES = [
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}")
-
-
-# Library errors name parameters ("batch must be ..."); on the command line they name the flag instead.
-# Every command spells a parameter with the same flag, so one table serves them all.
-PARAM_FLAGS = {
-    "batch": "--batch", "data": "--data", "limit": "--limit", "threads": "--threads", "top": "--top",
-    "iterations": "--iterations", "warmup": "--warmup", "duration": "--duration", "width": "--width",
-    "resolution": "--resolution", "classes": "--classes", "opset": "--opset", "padding": "--padding",
-    "input_format": "--input-format", "precision": "--precision", "weights": "--weights", "seed": "--seed",
-    "samples": "--samples", "calib": "--calib", "metric": "--metric", "tolerance": "--tolerance",
-    "budget_ms": "--budget-ms", "precisions": "--precisions", "eps": "--ep", "ep_options": "--ep-option",
-    "method": "--method", "fmt": "--format", "activations": "--activations", "weight_grid": "--weight-grid",
-    "keep_float": "--keep-float", "eval_data": "--eval", "eval_limit": "--eval-limit", "max_drop": "--max-drop",
-    "check_images": "--check-images",
-}
-
-
-def _as_flags(message: str) -> str:
-    """'batch must be ...' -> '--batch must be ...' (only a leading parameter name is mapped)."""
-    word = re.match(r"([a-z_]+)(?=[ :])", message)
-    if word and word.group(1) in PARAM_FLAGS:
-        return PARAM_FLAGS[word.group(1)] + message[word.end():]
-    return message
 
 
 def _one_line(text: str) -> str:
@@ -106,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # One line, whatever the terminal width: what went wrong (naming the file or flag), then what to do.
         hint = f" [dim]- hint: {_one_line(exc.hint)}[/]" if exc.hint else ""
-        err_console.print(f"[bold red]error:[/] {_one_line(_as_flags(exc.message))}{hint}", soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {_one_line(as_flags(exc.message))}{hint}", soft_wrap=True)
         code = exc.exit_code
     except OutputLost as exc:
         code = _output_lost(exc)

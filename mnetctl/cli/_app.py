@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -129,3 +130,45 @@ def silence(stream: str) -> None:
         os.close(devnull)
     except (AttributeError, OSError, ValueError):
         pass
+
+
+# Library errors name parameters ("batch must be ..."); on the command line they name the flag instead.
+# Every command spells a parameter with the same flag, so one table serves them all.
+PARAM_FLAGS = {
+    "batch": "--batch", "data": "--data", "limit": "--limit", "threads": "--threads", "top": "--top",
+    "iterations": "--iterations", "warmup": "--warmup", "duration": "--duration", "width": "--width",
+    "resolution": "--resolution", "classes": "--classes", "opset": "--opset", "padding": "--padding",
+    "input_format": "--input-format", "precision": "--precision", "weights": "--weights", "seed": "--seed",
+    "samples": "--samples", "calib": "--calib", "metric": "--metric", "tolerance": "--tolerance",
+    "budget_ms": "--budget-ms", "precisions": "--precisions", "eps": "--ep", "ep_options": "--ep-option",
+    "method": "--method", "fmt": "--format", "activations": "--activations", "weight_grid": "--weight-grid",
+    "keep_float": "--keep-float", "eval_data": "--eval", "eval_limit": "--eval-limit", "max_drop": "--max-drop",
+    "check_images": "--check-images",
+}
+
+
+def as_flags(message: str, hint: str | None = None, extra: dict[str, str] | None = None) -> str | tuple[str, str | None]:
+    """'batch must be ...' -> '--batch must be ...': a leading parameter name becomes its flag (`extra` adds or
+    overrides a command's own spellings); with a hint, parameter names with an underscore in it are mapped too
+    and (message, hint) is returned."""
+    flags = {**PARAM_FLAGS, **(extra or {})}
+    word = re.match(r"([a-z_0-9]+)(?=[ :])", message)
+    if word and word.group(1) in flags:
+        message = flags[word.group(1)] + message[word.end():]
+    if hint is None:
+        return message
+    return message, re.sub(r"\b[a-z]+(?:_[a-z0-9]+)+\b", lambda m: flags.get(m.group(0), m.group(0)), hint)
+
+
+@contextmanager
+def flag_names(extra: dict[str, str] | None = None):
+    """Re-raise a library BadInput in the command's words: parameters named by their flags."""
+    from ..errors import BadInput
+
+    try:
+        yield
+    except BadInput as exc:
+        message, hint = as_flags(exc.message, exc.hint or "", extra)
+        if message == exc.message and hint == (exc.hint or ""):
+            raise
+        raise BadInput(message, hint or None) from None

@@ -14,6 +14,8 @@ from ._app import AppConsole
 def progress_bar(enabled: bool = True, transient: bool = True) -> Iterator[ProgressFn | None]:
     """Yield a callback that draws one bar per label on stderr, or None when disabled or stderr is no terminal.
 
+    A label "stage · detail" keeps one bar per stage and shows the latest detail beside it.
+
     Refreshes at most ~8 times a second, so a tight timing loop that reports every run costs next to nothing.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -28,9 +30,10 @@ def progress_bar(enabled: bool = True, transient: bool = True) -> Iterator[Progr
     last = [0.0]
 
     def on_progress(done: float, total: float | None, label: str) -> None:
-        if label not in tasks:
-            tasks[label] = bar.add_task(label, total=total)
-        bar.update(tasks[label], completed=done, total=total)
+        key = label.partition(" · ")[0]
+        if key not in tasks:
+            tasks[key] = bar.add_task(label, total=total)
+        bar.update(tasks[key], completed=done, total=total, description=label)
         now = time.perf_counter()
         if now - last[0] > 0.125 or (total is not None and done >= total):
             last[0] = now

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..errors import EXIT_GATE, BadInput
-from ._app import WideFlag, app, console, err_console, print_json
+from ._app import WideFlag, app, console, err_console, flag_names, print_json
 from ._table import Col, print_table
 
 
@@ -26,31 +24,12 @@ def _ep_options(items: list[str]) -> dict[str, dict[str, str]]:
     return parse_ep_options(items)
 
 
-# Library parameter -> the flag that sets it, for error messages (the library names parameters, the CLI flags).
+# bench's own spellings of library parameters (the rest come from _app.PARAM_FLAGS)
 _FLAGS = {
-    "iterations": "--iterations", "duration": "--duration", "warmup": "--warmup", "batch": "--batch",
-    "threads": "--threads", "ep_options": "--ep-option", "latency_ms": "--budget-ms", "metric": "--budget-metric",
-    "size_mb": "--budget-size-mb", "min_top1": "--min-top1", "top1": "--top1", "baseline": "--baseline",
-    "tolerance": "--tolerance", "regression_metric": "--regression-metric", "op_top": "--op-top",
+    "latency_ms": "--budget-ms", "metric": "--budget-metric", "size_mb": "--budget-size-mb", "min_top1": "--min-top1",
+    "top1": "--top1", "baseline": "--baseline", "regression_metric": "--regression-metric", "op_top": "--op-top",
     "allow_other_baseline": "--allow-other-baseline",
 }
-
-
-@contextmanager
-def _flag_names():
-    """Re-raise a BadInput whose message starts with a parameter name with that parameter's flag instead."""
-    try:
-        yield
-    except BadInput as exc:
-        found = re.match(r"(\w+)\b", exc.message)
-        flag = _FLAGS.get(found.group(1)) if found else None
-        if flag is None:
-            raise
-        param = found.group(1)
-        hint = re.sub(rf"\b{param}\b", flag, exc.hint) if exc.hint else exc.hint
-        if hint:  # parameter names with an underscore cannot be plain words: map them wherever they appear
-            hint = re.sub(r"\b[a-z]+(?:_[a-z0-9]+)+\b", lambda m: _FLAGS.get(m.group(0), m.group(0)), hint)
-        raise BadInput(flag + exc.message[len(param):], hint) from None
 
 
 @app.command("bench")
@@ -104,7 +83,7 @@ def bench_cmd(
         raise BadInput("give --device NAME or --profile PATH, not both")
     check_model_path(model)
     prof = load_profile(profile if profile is not None else device) if (device or profile) else None
-    with _flag_names():
+    with flag_names(_FLAGS):
         gates = Gates(latency_ms=budget_ms, metric=budget_metric, size_mb=budget_size_mb, min_top1=min_top1, top1=top1,
                       baseline=baseline, tolerance=tolerance, regression_metric=regression_metric,
                       allow_other_baseline=allow_other_baseline).checked()
@@ -116,7 +95,7 @@ def bench_cmd(
         check_writable(Path(out), inputs=(model, profile, baseline), flag=flag)
     to_stdout = json_path == "-"
 
-    with _flag_names(), progress_bar(enabled=not (quiet or to_stdout)) as on_progress:
+    with flag_names(_FLAGS), progress_bar(enabled=not (quiet or to_stdout)) as on_progress:
         result = bench(
             model, profile=prof, eps=ep, threads=threads, iterations=iterations, duration=duration, batch=batch, warmup=warmup,
             allow_fallback=allow_fallback, op_profile=op_profile, ep_options=_ep_options(ep_option or []), op_top=op_top,

@@ -7,14 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import BadInput
-from ._app import JsonFlag, ModelArg, WideFlag, app, console, err_console, print_json
+from ._app import JsonFlag, ModelArg, WideFlag, app, console, err_console, flag_names, print_json
 from ._table import Col, print_table
 
-# library parameter -> the flag that sets it, for messages that name a parameter first
-_FLAGS = {"tflite": "--tflite", "threads": "--threads", "iterations": "--iterations", "warmup": "--warmup"}
-# parameter names inside hints (they contain an underscore, so they are never plain words)
-_HINT_FLAGS = {"allow_mismatch": "--allow-mismatch"}
+# compare's own spellings of library parameters (the rest come from _app.PARAM_FLAGS)
+_FLAGS = {"tflite": "--tflite", "allow_mismatch": "--allow-mismatch"}
 
 
 @app.command("compare")
@@ -41,19 +38,10 @@ def compare_cmd(
     from ..compare import compare
     from ._progress import progress_bar
 
-    try:
-        with progress_bar(enabled=not json_out) as on_progress:
-            result = compare(model, tflite if len(tflite) > 1 else tflite[0], threads=threads, iterations=iterations,
-                             warmup=warmup, data=data, limit=limit, on_progress=on_progress,
-                             allow_mismatch=allow_mismatch)
-    except BadInput as exc:
-        word, _, rest = exc.message.partition(" ")
-        if word not in _FLAGS:
-            raise
-        hint = exc.hint
-        for name, flag in _HINT_FLAGS.items():
-            hint = hint.replace(name, flag) if hint else hint
-        raise BadInput(f"{_FLAGS[word]} {rest}", hint) from None
+    with flag_names(_FLAGS), progress_bar(enabled=not json_out) as on_progress:
+        result = compare(model, tflite if len(tflite) > 1 else tflite[0], threads=threads, iterations=iterations,
+                         warmup=warmup, data=data, limit=limit, on_progress=on_progress,
+                         allow_mismatch=allow_mismatch)
     for path, reason in result.failed:
         err_console.print(f"[yellow]unreadable:[/] {path}: {reason}", soft_wrap=True)
     if json_out:

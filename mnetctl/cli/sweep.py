@@ -45,7 +45,7 @@ def sweep(
     wide: WideFlag = False,
 ) -> None:
     """Build, quantize, evaluate and benchmark every variant; flag the Pareto frontier; optionally select one."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from ._progress import progress_bar
 
     from ..fsutil import check_writable
     from ..sweep import SweepSettings, plan_variants, prepare, run_sweep, select_best, selection_budget, write_outputs
@@ -67,18 +67,8 @@ def sweep(
     budget = selection_budget(plan.profile, budget_ms, metric) if select else None  # --budget-ms on --metric, else the profile's
     if select and budget is None:
         raise BadInput("--select needs --budget-ms (the profile has no latency budget)")
-    stages = ("build", "quantize", "eval", "bench")
-    with Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[what]}"),
-                  TimeElapsedColumn(), console=err_console, transient=False) as progress:
-        tasks = {
-            s: progress.add_task(s, total=sum(1 for v in variants if s != "quantize" or v.precision == "int8"), what="")
-            for s in stages
-        }
-
-        def on_stage(stage, variant, was_cached):
-            progress.update(tasks[stage], advance=1, what=f"{variant.name}{' (cached)' if was_cached else ''}")
-
-        result = run_sweep(variants, plan, cache_dir=cache, on_stage=on_stage)
+    with progress_bar(transient=False) as on_progress:
+        result = run_sweep(variants, plan, cache_dir=cache, on_progress=on_progress)
     result.skipped = skipped
     if budget is not None:
         result.budget_ms, result.budget_metric = budget
