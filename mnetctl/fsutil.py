@@ -43,6 +43,15 @@ class OutputError(BadInput):
         super().__init__(f"cannot write {path}: {reason}", hint or "choose another output")
 
 
+def _fsync(path: Path | str) -> None:
+    """fsync a file or folder by path."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
@@ -246,11 +255,7 @@ class _Output:
         if self.stream or self.tmp is None:
             return
         try:
-            fd = os.open(self.tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync(self.tmp)
         except OSError as exc:
             raise OutputError(self.path, _reason(exc)) from exc
 
@@ -265,11 +270,7 @@ class _Output:
                 os.replace(self.tmp, target)
                 self.tmp = None
                 with contextlib.suppress(OSError):  # the rename itself durable too
-                    dfd = os.open(target.parent, os.O_RDONLY)
-                    try:
-                        os.fsync(dfd)
-                    finally:
-                        os.close(dfd)
+                    _fsync(target.parent)
         except OSError as exc:
             raise OutputError(self.path, _reason(exc)) from exc
         finally:
