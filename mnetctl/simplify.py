@@ -140,6 +140,8 @@ def simplify_model(
     start = time.perf_counter()
     if int(samples) <= 0:
         raise BadInput(f"samples must be a positive number, got {samples}")
+    if not 0 <= float(tolerance) < float("inf"):  # NaN would turn the verification off, a negative one fail it always
+        raise BadInput(f"tolerance must be a finite number >= 0, got {tolerance}")
     handle = as_model(model)
     if output is None and handle.path is None:
         raise BadInput("output is needed for a model that has no file")

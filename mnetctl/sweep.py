@@ -377,17 +377,21 @@ def write_outputs(result: SweepResult, out: Path, metric: str = "p50", select: b
     if select and result.selected is not None:
         paths["selected"] = out / "selected.onnx"
     order = [k for k in ("selected", "plot", "report", "json") if k in paths]
-    with locked(out / ".sweep.lock"), atomic_paths([paths[k] for k in order]) as temps:
-        tmp = dict(zip(order, temps))
-        if "selected" in tmp:
-            with writing(paths["selected"]):
-                shutil.copyfile(result.selected.model, tmp["selected"])
-        with writing(paths["plot"]):
-            _draw_pareto(result.variants, tmp["plot"], metric)
-        with writing(paths["report"]):
-            tmp["report"].write_text(markdown_report(result, metric, paths["plot"].name), encoding="utf-8")
-        with writing(paths["json"]):
-            tmp["json"].write_text(json.dumps(result.as_dict(), indent=2), encoding="utf-8")
+    with locked(out / ".sweep.lock"):
+        with atomic_paths([paths[k] for k in order]) as temps:
+            tmp = dict(zip(order, temps))
+            if "selected" in tmp:
+                with writing(paths["selected"]):
+                    shutil.copyfile(result.selected.model, tmp["selected"])
+            with writing(paths["plot"]):
+                _draw_pareto(result.variants, tmp["plot"], metric)
+            with writing(paths["report"]):
+                tmp["report"].write_text(markdown_report(result, metric, paths["plot"].name), encoding="utf-8")
+            with writing(paths["json"]):
+                tmp["json"].write_text(json.dumps(result.as_dict(), indent=2), encoding="utf-8")
+        stale = out / "selected.onnx"
+        if "selected" not in paths and stale.is_file():  # an earlier sweep's choice must not sit beside this one
+            stale.unlink()
     return paths
 
 

@@ -412,3 +412,10 @@ def test_cli_quantize_and_simplify(tiny_model, tmp_path, capsys):
     rc = main(["simplify", str(tiny_model), "-o", str(tmp_path / "s.onnx")])
     assert rc == 0 and (tmp_path / "s.onnx").exists()
     assert "max |diff|" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("max_drop", [float("nan"), float("inf"), 101.0])
+def test_library_refuses_a_max_drop_that_would_turn_the_gate_off(tiny_model, tmp_path, max_drop):
+    with pytest.raises(BadInput, match="^max_drop must be"):
+        quantize_model(tiny_model, tmp_path / "q.onnx", eval_data=VAL, max_drop=max_drop)
+    assert not (tmp_path / "q.onnx").exists()

@@ -37,3 +37,12 @@ def test_simplify_that_changes_outputs_fails_and_writes_nothing(tiny_model, tmp_
     with pytest.raises(GateFailed, match="changes the logits"):
         simplify_model(tiny_model, out)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("tolerance", [float("nan"), -1.0, float("inf")])
+def test_library_refuses_a_tolerance_that_would_turn_the_check_off(tiny_model, tmp_path, tolerance):
+    from mnetctl.errors import BadInput
+
+    with pytest.raises(BadInput, match="^tolerance must be a finite number"):
+        simplify_model(tiny_model, tmp_path / "s.onnx", tolerance=tolerance)
+    assert not (tmp_path / "s.onnx").exists()

@@ -79,3 +79,12 @@ def test_bad_sweep_arguments(tmp_path, capsys, extra, needle):
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
     assert not (tmp_path / "o" / "sweep.json").exists()
+
+
+def test_an_earlier_selection_does_not_outlive_its_sweep(first_run):
+    root, _, cache = first_run
+    out = root / "stale"
+    assert main(ARGS + ["--out", str(out), "--cache", str(cache), "--select", "--budget-ms", "100000"]) == 0
+    assert (out / "selected.onnx").is_file()
+    assert main(ARGS + ["--out", str(out), "--cache", str(cache)]) == 0
+    assert not (out / "selected.onnx").exists() and json.loads((out / "sweep.json").read_text())["selected"] is None

@@ -41,8 +41,6 @@ def quantize(
 
     if no_eval and (eval_data is not None or max_drop is not None):
         raise BadInput("--no-eval cannot be combined with --eval or --max-drop")
-    if max_drop is not None and not 0 <= max_drop <= 100:  # NaN too: it would turn the gate off
-        raise BadInput(f"--max-drop must be between 0 and 100 points of top-1, got {max_drop}")
     settings = {"method": method, "per_channel": per_channel, "fmt": fmt, "activations": activations,
                 "keep_float": keep_float, "weight_grid": weight_grid, "moving_average": moving_average,
                 "reduce_range": reduce_range}  # None: the model's per-architecture default

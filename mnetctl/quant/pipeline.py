@@ -132,6 +132,8 @@ def quantize_model(
         raise BadInput(f"samples must be a positive number, got {samples}")
     if eval_limit is not None and int(eval_limit) <= 0:
         raise BadInput(f"eval_limit must be a positive number, got {eval_limit}")
+    if max_drop is not None and not -100 <= float(max_drop) <= 100:  # NaN too: it would turn the gate off
+        raise BadInput(f"max_drop must be a number of top-1 points in -100..100, got {max_drop}")
     if max_drop is not None and eval_data is None:
         raise BadInput("max_drop needs eval_data: a top-1 drop is measured on labelled images")
     model = as_model(model)  # parsed once, its image input and outputs checked
