@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import BadInput, MnetctlError, short
+from .errors import BadInput
 from .hostinfo import cpu_summary
 from .interleave import Runnable, interleave
 from .litert import LiteRTRunner, litert_version, load_litert, pretrained_files
@@ -110,18 +110,13 @@ class OnnxRunner:
 
     def __init__(self, path: Path | str, threads: int, session=None):
         from .model import Model
-        from .runtime import cpu_session
+        from .runtime import open_cpu_session
 
         self.io = Model.open(path)
         if session is None:
-            try:
-                # idle pool threads stop spinning when a run returns, so they take no CPU time from
-                # LiteRT's runs in between (on a 2-core host spinning added ~30% to LiteRT's p50)
-                session = cpu_session(path, threads, stop_idle_spinning=True)
-            except MnetctlError:
-                raise
-            except Exception as exc:  # onnxruntime's own errors (unsupported op, bad graph)
-                raise BadInput(f"ONNX Runtime cannot load {path}: {short(exc)}") from None
+            # idle pool threads stop spinning when a run returns, so they take no CPU time from
+            # LiteRT's runs in between (on a 2-core host spinning added ~30% to LiteRT's p50)
+            session = open_cpu_session(path, str(path), threads, stop_idle_spinning=True)
         self.session = session
         self.path = Path(path)
         self.feed_name = self.io.input_name
@@ -150,16 +145,9 @@ def onnx_runnable(path: Path | str, threads: int | None = None, name: str | None
     inputs: arrays for the model's (one) input, cycled through; default: one random input of the right shape.
     """
     from .modelio import cannot_run
-    from .runtime import random_feeds
+    from .runtime import open_cpu_session, random_feeds
 
-    from .runtime import cpu_session
-
-    try:
-        session = cpu_session(path, threads=threads, stop_idle_spinning=True)
-    except MnetctlError:
-        raise
-    except Exception as exc:  # onnxruntime's own errors (unsupported op, bad graph)
-        raise BadInput(f"ONNX Runtime cannot load {path}: {short(exc)}") from None
+    session = open_cpu_session(path, str(path), threads, stop_idle_spinning=True)
     if inputs is None:
         feeds = [random_feeds(session, seed=seed)]
     else:
@@ -226,16 +214,12 @@ def compare(
     on_progress: called as (done, total, label) for the classify and time phases.
     allow_mismatch: compare even when the TFLite model's input resolution or class count differs from the ONNX one.
     """
+    from .bench import check_runs
     from .data import Preprocessor, default_val_dir, failure_reason, find_samples, load_image
-    from .profiles import MAX_RUNS
     from .runtime import check_threads
 
-    for name, value, low in (("threads", threads, 1), ("iterations", iterations, 1), ("warmup", warmup, 0)):
-        if int(value) < low:
-            raise BadInput(f"{name} must be at least {low}, got {value}")
-        if name != "threads" and int(value) > MAX_RUNS:
-            raise BadInput(f"{name} must be at most {MAX_RUNS:,}, got {value}")
-    threads, iterations, warmup = check_threads(threads), int(iterations), int(warmup)  # before either session
+    # before either session: the same bounds as bench
+    threads, iterations, warmup = check_threads(threads), check_runs(iterations, "iterations", 1), check_runs(warmup, "warmup", 0)
     load_litert()  # first: a missing LiteRT is reported before any other work
     onnx_side = OnnxRunner(model, threads, session)
     meta = onnx_side.io.meta

@@ -22,17 +22,6 @@ from .progress import ProgressFn, report
 from .tasks.classification import Prediction
 
 
-def inspect_io(proto, path: Path | str = "model") -> Model:
-    """A handle for an already parsed model (checks it is a one-input image model of a known task)."""
-    return Model.from_proto(proto, path)
-
-
-def open_model(model: Model | Path | str, threads: int | None = None):
-    """Open a model and a CPU session: (session, Model, Preprocessor)."""
-    handle = as_model(model)
-    return handle.session(threads), handle, handle.preprocessor
-
-
 def _available_memory() -> int:
     from .hostinfo import available_memory
 

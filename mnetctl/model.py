@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .data import Preprocessor, class_name
-from .errors import BadInput, short
+from .errors import BadInput
 from .meta import ModelMeta, read_meta
 from .modelio import check_model_path, load_onnx, size_on_disk
 from .tasks import Task, get_task
@@ -81,16 +81,6 @@ class Model:
 
     def label(self, index: int) -> str:
         """A class name for a classifier's output index (ImageNet names for 1000-class models)."""
-        labels = self.meta.extra.get("labels")
-        if labels:
-            import json
-
-            try:
-                names = json.loads(labels)
-                if 0 <= index < len(names):
-                    return str(names[index])
-            except ValueError:
-                pass
         return class_name(index) if getattr(self.head, "num_labels", None) == 1000 else f"class {index}"
 
     # -- classifier shorthands (what evaluate, predict and compare read) --------------------------
@@ -123,17 +113,12 @@ class Model:
 
     def session(self, threads: int | None = None):
         """A CPU ONNX Runtime session; a graph ORT cannot load is a BadInput naming the file."""
-        from .runtime import check_threads, cpu_session
+        from .runtime import check_threads, open_cpu_session
 
         if threads is not None:
             check_threads(threads)  # before the session, whose errors are reported as a bad model
         source = self.path if self.path is not None else self.proto.SerializeToString()
-        try:
-            return cpu_session(source, threads=threads)
-        except BadInput:
-            raise
-        except Exception as exc:  # ORT raises its own exception types for invalid graphs
-            raise BadInput(f"ONNX Runtime cannot load {self.name}: {short(exc)}") from None
+        return open_cpu_session(source, self.name, threads=threads)
 
 
 def fit_batches(array: np.ndarray, spec: InputSpec) -> Iterator[tuple[np.ndarray, int]]:

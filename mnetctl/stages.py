@@ -16,19 +16,21 @@ from . import __version__
 from .cache import digest, file_digest
 
 
-def _facts(path: Path) -> dict[str, Any]:
+def _facts(path: Path, proto=None) -> dict[str, Any]:
+    """MACs, params and size of the model at `path` (`proto`: the same model, when it is still in memory)."""
     from .analysis import analyze
     from .modelio import load_onnx
 
-    stats = analyze(load_onnx(path))
+    stats = analyze(proto if proto is not None else load_onnx(path))
     return {"model": str(path), "macs": stats.macs, "params": stats.params, "size_mb": round(path.stat().st_size / 1e6, 3)}
 
 
 def run_build(arch: str, width: float, resolution: int, weights: str, opset: int, out: str) -> dict[str, Any]:
     from .builder import build_model, save_model
 
-    save_model(build_model(arch, width, resolution, weights=weights, opset=opset), out)
-    return _facts(Path(out))
+    proto = build_model(arch, width, resolution, weights=weights, opset=opset)
+    save_model(proto, out)
+    return _facts(Path(out), proto)  # counted on the built proto, not read back
 
 
 def build_key(arch: str, width: float, resolution: int, weights: str, opset: int, checkpoint: str | None) -> str:

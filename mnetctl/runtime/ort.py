@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from ..errors import BadInput, EnvironmentMissing, debug_enabled
+from ..errors import BadInput, EnvironmentMissing, MnetctlError, debug_enabled, short
 from .eps import CPU_PROVIDER
 
 # Session config keys (onnxruntime_session_options_config_keys.h).
@@ -78,3 +78,13 @@ def cpu_session(
     """A plain CPU execution-provider session (eval, predict, verification, compare); options as in `session_options`."""
     so = session_options(threads, config, stop_idle_spinning)
     return _ort().InferenceSession(source_of(model), sess_options=so, providers=[CPU_PROVIDER])
+
+
+def open_cpu_session(model: Path | str | bytes, name: str, threads: int | None = None, **options):
+    """`cpu_session`, with onnxruntime's own load errors as one BadInput naming `name` (mnetctl's pass through)."""
+    try:
+        return cpu_session(model, threads=threads, **options)
+    except MnetctlError:
+        raise
+    except Exception as exc:  # onnxruntime's own exception types (unsupported op, invalid graph)
+        raise BadInput(f"ONNX Runtime cannot load {name}: {short(exc)}") from None
