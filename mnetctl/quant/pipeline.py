@@ -156,6 +156,13 @@ def quantize_model(
     calib_sha = calibration_hash(calib_samples)
     eval_samples = find_samples(eval_data, eval_limit, flag="eval_data") if eval_data is not None else None
 
+    # Load the extension modules before any temporary file exists: a Ctrl-C that landed while one was being
+    # imported was seen to surface as a TypeError ("expected a message argument") instead of KeyboardInterrupt.
+    import importlib
+
+    for module in ("onnxsim", "onnxruntime.quantization"):
+        importlib.import_module(module)
+
     with temp_dir("mnetctl-quant-") as tmp:  # locked while in use; a killed run's is removed by a later one
         # 1. simplify, verified on real calibration images
         proto = with_weights(model)
