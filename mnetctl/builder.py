@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,6 +37,7 @@ def build_model(
     opset: int = DEFAULT_OPSET,
     input_format: str = "float-nchw",
     precision: str = "fp32",
+    int8_layout: str = "cpu",
 ) -> onnx.ModelProto:
     """Build a MobileNet as an onnx.ModelProto.
 
@@ -44,12 +47,19 @@ def build_model(
     precision: "fp32" (float weights, dequantized from a checkpoint) or "int8": a QDQ model carrying the
     checkpoint's own quantization (its integer weights, scales and zero points, and its activation
     quantization); needs an integer checkpoint.
+    int8_layout: "cpu" (default): laid out for ONNX Runtime's CPU kernels, as `mnetctl quantize` does: int8
+    weights with zero point 0 and per-channel scales (multiples of the checkpoint's, its values where they
+    fit), and the layers `quantize` keeps float by default computed in float on the checkpoint's
+    values (stored as int8); "checkpoint": the checkpoint's integers, scales and zero points on every
+    layer, as the file has them (for runtimes that mirror TFLite's integer arithmetic).
     """
     validate_opset(opset)
     if input_format not in ("float-nchw", "uint8-nhwc"):
         raise BadInput(f"input_format must be 'float-nchw' or 'uint8-nhwc', got {input_format!r}")
     if precision not in ("fp32", "int8"):
         raise BadInput(f"precision must be fp32 or int8, got {precision!r}")
+    if int8_layout not in INT8_LAYOUTS:
+        raise BadInput(f"int8_layout must be {' or '.join(INT8_LAYOUTS)}, got {int8_layout!r}")
     if precision == "int8" and weights == "random":
         raise BadInput(
             "--precision int8 imports a quantized checkpoint's own quantization; random weights have none",
@@ -89,13 +99,25 @@ def build_model(
         return emit(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
     if pad != "same":
         raise BadInput("precision int8 needs the checkpoint's own padding: use --padding auto or same")
-    from .weights.tflite_qdq import activation_quantization, quantized_weights
+    from .quant.nodes import float_node_names, int8_edges
+    from .quant.settings import ALWAYS_FLOAT, default_settings
+    from .quant.storage import drop_zero_points, store_float_weights_int8
+    from .weights.tflite_qdq import (activation_quantization, drop_fused_activation_inputs, quantized_weights,
+                                     symmetric_int8)
 
+    float_model = emit(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
     qweights = quantized_weights(checkpoint)
+    activations = activation_quantization(checkpoint, float_model)
+    floating: list[str] = []
+    if int8_layout == "cpu":
+        # the layers `quantize` keeps float by default run float here too (the checkpoint's values, stored int8)
+        qs = default_settings(cfg.arch, cfg.width)
+        floating = float_node_names(float_model, (*ALWAYS_FLOAT, *qs.keep_float), qs.float_max_channels)
+        qweights = {k: symmetric_int8(q) for k, q in qweights.items() if k not in floating}
+        needed = int8_edges(float_model, activations, floating)
+        activations = drop_fused_activation_inputs(float_model, {t: q for t, q in activations.items() if t in needed})
     dtypes = sorted({str(q.values.dtype) for q in qweights.values()})
     per_channel = any(q.scale.size > 1 for q in qweights.values())
-    float_model = emit(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
-    activations = activation_quantization(checkpoint, float_model)
     meta = replace(meta, precision="int8").with_extra(**{
         "quant.source": "checkpoint",
         "quant.method": "checkpoint",
@@ -103,11 +125,18 @@ def build_model(
         "quant.weights": ",".join(dtypes),
         "quant.activations": ",".join(sorted({q.dtype for q in activations.values()})),
         "quant.per_channel": str(per_channel).lower(),
+        "quant.layout": int8_layout,
+        "quant.nodes_kept_float": json.dumps(floating),
     })
     write_meta(float_model, meta)
-    return insert_qdq(float_model, activations, qweights)
+    model = insert_qdq(float_model, activations, qweights)
+    if int8_layout == "cpu":
+        store_float_weights_int8(model, floating)
+        drop_zero_points(model)
+    return model
 
 
+INT8_LAYOUTS = ("cpu", "checkpoint")
 PROTO_LIMIT = 2**31 - 1  # protobuf cannot serialise a message (an ONNX file without external data) larger
 PROTO_MARGIN = 64 * 2**20  # room for the graph, names and metadata next to the weights
 

@@ -310,7 +310,7 @@ def run_sweep(
         key = STAGES["build"].key(**build_in, checkpoint=_checkpoint_id(variant, settings.weights))
         facts, cached["build"] = stage("build", variant, key, build_in)
         if variant.precision == "int8":
-            key = STAGES["quantize"].key(facts["model"], plan.calib_digest, repr(default_settings(variant.arch)))
+            key = STAGES["quantize"].key(facts["model"], plan.calib_digest, repr(default_settings(variant.arch, variant.width)))
             facts, cached["quantize"] = stage("quantize", variant, key,
                                               {"model": facts["model"], "calib": str(plan.calib)})
         model = facts["model"]

@@ -41,6 +41,7 @@ MODELS = {
 # int8 weights on zero-point-0 per-channel multiples of the checkpoint's grid step).
 V2_VARIANTS = {
     "int8 default (qdq u8s8)": {},
+    "int8 all layers": {"keep_float": [], "float_max_channels": 0},
     "int8 qdq s8s8": {"activations": "int8"},
     "int8 qop u8s8": {"fmt": "qoperator"},
     "int8 qop s8s8": {"fmt": "qoperator", "activations": "int8"},
@@ -50,11 +51,13 @@ V2_VARIANTS = {
     # ORT's own per-channel scales (max |w| / 127), grid ignored
     "int8 qdq u8s8 grid-off": {"weight_grid": "off"},
 }
-# Variants timed for the other models (a variant equal to the architecture's default is skipped).
+# Variants timed for the other models (a variant equal to the model's default is skipped).
+ALL_INT8 = {"keep_float": [], "float_max_channels": 0}  # every quantizable node in int8
 OTHER_VARIANTS = {
     "int8 default": {},
-    "int8 channel-grid": {"weight_grid": "channel"},
-    "int8 exact-grid": {"weight_grid": "exact"},
+    "int8 all layers": ALL_INT8,
+    "int8 all layers exact-grid": {**ALL_INT8, "weight_grid": "exact"},
+    "int8 float stem": {"keep_float": ["stem.*"], "float_max_channels": 0},
 }
 
 
@@ -133,9 +136,9 @@ def main() -> int:
         fp32 = build(name, folder)
         variants = V2_VARIANTS if name.startswith("v2") else OTHER_VARIANTS
         paths, info = {"fp32": fp32}, {"fp32": {"size": fp32.stat().st_size}}
-        arch = MODELS[name][0]
+        arch, width = MODELS[name][:2]
         for label, opts in variants.items():
-            if opts and resolve_settings(arch, **opts) == resolve_settings(arch):
+            if opts and resolve_settings(arch, width, **opts) == resolve_settings(arch, width):
                 continue  # the default again
             out = folder / f"{name}.{label.replace(' ', '-')}.onnx"
             rep = quantize_model(fp32, out, opts, eval_data=None if args.no_eval else default_val_dir())

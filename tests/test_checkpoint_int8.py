@@ -9,6 +9,7 @@ LiteRT running the same checkpoints (needs ai-edge-litert; skipped with the reas
 from __future__ import annotations
 
 import collections
+import json
 import dataclasses
 import warnings
 
@@ -51,7 +52,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("ckpt-int8")
     out = {}
     for key, (arch, width, res, weights, _, _) in CASES.items():
-        q = save_model(build_model(arch, width, res, weights=weights, precision="int8"), root / f"{key}.int8.onnx")
+        q = save_model(build_model(arch, width, res, weights=weights, precision="int8", int8_layout="checkpoint"), root / f"{key}.int8.onnx")
         f = save_model(build_model(arch, width, res, weights=weights), root / f"{key}.fp32.onnx")
         out[key] = (q, f)
     return out
@@ -103,7 +104,7 @@ def _optimized_ops(path, tmp_path) -> collections.Counter:
 
 
 def test_v1_weights_and_activations_are_the_checkpoints_own():
-    model = build_model("v1", 0.25, 128, weights="pretrained", precision="int8")
+    model = build_model("v1", 0.25, 128, weights="pretrained", precision="int8", int8_layout="checkpoint")
     inits = _inits(model)
     tensors, ops = _tflite(V1_025)  # op 0 stem conv, 1 depthwise, ..., 27 pool, 28 classifier conv
     (x_in, w_in, b_in), (stem_out,) = ops[0]
@@ -143,12 +144,12 @@ def test_v1_weights_and_activations_are_the_checkpoints_own():
     assert meta.extra["quant.source"] == "checkpoint" and meta.extra["quant.weights"] == "uint8"
     assert meta.extra["quant.activations"] == "uint8" and meta.extra["quant.per_channel"] == "false"
     # same command, same bytes
-    again = build_model("v1", 0.25, 128, weights="pretrained", precision="int8")
+    again = build_model("v1", 0.25, 128, weights="pretrained", precision="int8", int8_layout="checkpoint")
     assert again.SerializeToString(deterministic=True) == model.SerializeToString(deterministic=True)
 
 
 def test_tf2_int8_per_channel_weights_and_requantized_input():
-    model = build_model("v2", 1.0, 224, weights=str(TF2), precision="int8")
+    model = build_model("v2", 1.0, 224, weights=str(TF2), precision="int8", int8_layout="checkpoint")
     inits = _inits(model)
     tensors, ops = _tflite(TF2)  # op 0 QUANTIZE (uint8 -> int8 input), 1 stem conv, 2 depthwise
     raw, scales, zps, qdim, _ = tensors[ops[2][0][1]]
@@ -173,9 +174,9 @@ def test_opset13_and_uint8_input_variants_compute_the_same(tmp_path):
     """Below opset 14 hard-swish is x * HardSigmoid(x); with uint8 input the normalisation is in the graph."""
     from mnetctl.data import Preprocessor, find_samples, load_image
 
-    base = build_model("v3-small", 1.0, 224, weights="pretrained", precision="int8")
-    old = build_model("v3-small", 1.0, 224, weights="pretrained", precision="int8", opset=13)
-    nhwc = build_model("v3-small", 1.0, 224, weights="pretrained", precision="int8", input_format="uint8-nhwc")
+    base = build_model("v3-small", 1.0, 224, weights="pretrained", precision="int8", int8_layout="checkpoint")
+    old = build_model("v3-small", 1.0, 224, weights="pretrained", precision="int8", int8_layout="checkpoint", opset=13)
+    nhwc = build_model("v3-small", 1.0, 224, weights="pretrained", precision="int8", int8_layout="checkpoint", input_format="uint8-nhwc")
     assert "HardSwish" not in {n.op_type for n in old.graph.node}
     meta = read_meta(base)
     images = [load_image(s.path) for s in find_samples(VAL, 16)]
@@ -196,7 +197,7 @@ def test_cli_build_int8_then_eval(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     args = ["build", "v1", "--width", "0.25", "--resolution", "128", "--weights", "pretrained"]
     assert main(args + ["--precision", "int8"]) == 0
-    assert "int8 (checkpoint quantization)" in " ".join(capsys.readouterr().out.split())  # rich wraps lines
+    assert "int8 (checkpoint quantization, cpu layout)" in " ".join(capsys.readouterr().out.split())  # rich wraps lines
     q = tmp_path / "models" / "v1-0.25-128.int8.onnx"  # beside the float build's default name
     assert q.is_file() and not (tmp_path / "models" / "v1-0.25-128.onnx").exists()
     assert read_meta(onnx.load(str(q))).precision == "int8"
@@ -304,3 +305,40 @@ def test_litert_agreement_per_image(built, val_results):
         ours_top1 = 100 * val_results[key].top1
         assert agree >= 0.90, f"{key}: top-1 agreement with LiteRT {agree:.1%}"
         assert abs(ours_top1 - lite_top1) <= 1.5 + 1e-9, f"{key}: {ours_top1:.1f}% vs LiteRT {lite_top1:.1f}% measured"
+
+
+# ------------------------------------------------------------------------------------------------
+# The default CPU layout: what ONNX Runtime's CPU EP runs fast, within a point of the float import
+
+CPU_CASES = {  # every shipped quantized ImageNet checkpoint
+    "v1-0.25": ("v1", 0.25, 128), "v1-0.5": ("v1", 0.5, 160), "v1-0.75": ("v1", 0.75, 192),
+    "v1-1.0": ("v1", 1.0, 224), "v2": ("v2", 1.0, 224), "v3-small": ("v3-small", 1.0, 224),
+}
+
+
+@pytest.mark.parametrize("key", list(CPU_CASES))
+def test_cpu_layout_keeps_accuracy_shrinks_and_runs_symmetric_int8(tmp_path, key):
+    from mnetctl.quant.settings import default_settings
+
+    arch, width, res = CPU_CASES[key]
+    model = build_model(arch, width, res, weights="pretrained", precision="int8")
+    q = save_model(model, tmp_path / "cpu.int8.onnx")
+    f = save_model(build_model(arch, width, res, weights="pretrained"), tmp_path / "fp32.onnx")
+    assert f.stat().st_size >= 3.5 * q.stat().st_size
+    meta = read_meta(model)
+    assert meta.extra["quant.layout"] == "cpu" and meta.extra["quant.weights"] == "int8"
+    floating = set(json.loads(meta.extra["quant.nodes_kept_float"]))
+    assert "stem.conv" in floating and ("blocks.5.dw" in floating) == ("blocks.*" in default_settings(arch, width).keep_float)
+    inits = _inits(model)
+    nodes = {n.name: n for n in model.graph.node}
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0].endswith(".weight.quantized"):
+            assert inits[node.input[0]].dtype == np.int8, node.name  # symmetric int8: no zero point, or zeros
+            assert len(node.input) == 2 or not inits[node.input[2]].any(), node.name
+    for name in floating:  # float layers: the checkpoint's values, stored as int8 + scale
+        if nodes[name].op_type in ("Conv", "Gemm"):
+            assert inits[f"{nodes[name].input[1]}.int8"].dtype == np.int8
+    ops = _optimized_ops(q, tmp_path)
+    assert ops["QLinearConv"] + ops["QGemm"] >= 3 and "Cast" not in ops, dict(ops)
+    fp32_result, int8_result = evaluate(f, VAL), evaluate(q, VAL)
+    assert 100 * (fp32_result.top1 - int8_result.top1) <= 1.0 + 1e-9, (fp32_result.top1, int8_result.top1)

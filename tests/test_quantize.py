@@ -20,14 +20,17 @@ from mnetctl.meta import read_meta_file
 from mnetctl.quant.calibrate import calibration_hash
 from mnetctl.quant.grid import find_grid
 from mnetctl.quant.pipeline import quantize_model
-from mnetctl.quant.settings import ARCH_DEFAULTS, QuantSettings, resolve_settings
+from mnetctl.quant.settings import ARCH_DEFAULTS, WIDTH_DEFAULTS, QuantSettings, default_settings, resolve_settings
 from mnetctl.simplify import simplify_model
 
 from .conftest import CALIB, REPO, VAL
 
-PRETRAINED_CASES = {
+PRETRAINED_CASES = {  # every shipped ImageNet checkpoint
     "v2-1.0-224": ("v2", 1.0, 224),
+    "v1-0.25-128": ("v1", 0.25, 128),
     "v1-0.5-160": ("v1", 0.5, 160),
+    "v1-0.75-192": ("v1", 0.75, 192),
+    "v1-1.0-224": ("v1", 1.0, 224),
     "v3-small-1.0-224": ("v3-small", 1.0, 224),
 }
 
@@ -80,7 +83,7 @@ def test_metadata_records_settings_and_calibration_hash(quantized, name):
     assert meta.extra["quant.calib_sha256"] == calibration_hash(find_samples(CALIB, 100)) == rep.calib_sha256
     assert meta.extra["quant.calib_samples"] == "100"
     settings = json.loads(meta.extra["quant.settings"])
-    assert settings == rep.settings == ARCH_DEFAULTS[meta.arch].as_dict()
+    assert settings == rep.settings == default_settings(meta.arch, meta.width).as_dict()
     assert meta.extra["quant.weights_on_checkpoint_grid"] == str(rep.weights_on_checkpoint_grid)
     assert meta.extra["quant.method"] == settings["method"]
     # the float model's own metadata (preprocessing, weights source) is carried over
@@ -93,21 +96,22 @@ def _weight_dequantizers(model_path):
     q = onnx.load(model_path)
     inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
     for node in q.graph.node:
-        if node.op_type != "DequantizeLinear" or not node.input[0].endswith(".weight_quantized"):
+        if node.op_type != "DequantizeLinear" or not node.input[0].endswith(".weight.q8"):
             continue
-        x, scale, zp = (inits[n] for n in node.input[:3])
+        x, scale = inits[node.input[0]], inits[node.input[1]]
+        zp = inits[node.input[2]] if len(node.input) > 2 else np.zeros_like(scale, dtype=x.dtype)  # absent: 0
         axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
         shape = [1] * x.ndim
         if scale.ndim:
             shape[axis] = -1
         deq = (x.astype(np.float64) - zp.astype(np.float64).reshape(shape)) * scale.astype(np.float64).reshape(shape)
-        yield node.input[0][: -len("_quantized")], deq, scale, zp, axis
+        yield node.input[0][: -len(".q8")], deq, scale, zp, axis
 
 
-def test_exact_grid_reproduces_checkpoint_weights_bit_for_bit(quantized):
-    """V1 default: weights from an 8-bit checkpoint go back onto the very same per-tensor grid."""
-    rep = quantized["v1-0.5-160"]
-    assert rep.settings["weight_grid"] == "exact"
+def test_exact_grid_reproduces_checkpoint_weights_bit_for_bit(pretrained_dir, tmp_path):
+    """weight_grid=exact: weights from an 8-bit checkpoint go back onto the very same per-tensor grid."""
+    rep = quantize_model(pretrained_dir / "v1-0.5-160.onnx", tmp_path / "exact.onnx",
+                         {"weight_grid": "exact", "keep_float": [], "float_max_channels": 0})
     float_w = {i.name: numpy_helper.to_array(i) for i in onnx.load(rep.model).graph.initializer}
     checked = 0
     for name, deq, scale, _, _ in _weight_dequantizers(rep.output):
@@ -135,8 +139,69 @@ def test_channel_grid_keeps_checkpoint_values_with_zero_points_of_zero(quantized
         assert np.all(err[np.round(mult) == 1] <= 1e-6 * max(1.0, float(np.abs(w).max()))), name
         channels += w.shape[axis]
         exact += int(np.sum(np.round(mult) == 1))
-    assert rep.weights_on_checkpoint_grid == 53
+    assert rep.weights_on_checkpoint_grid == sum(1 for _ in _weight_dequantizers(rep.output)) >= 45  # of 53
     assert exact / channels > 0.95  # almost every channel keeps the checkpoint's values exactly
+
+
+def _optimized_ops(path, tmp_path):
+    """{node name: op type} of the graph ONNX Runtime's CPU EP actually runs (its saved optimized model)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    opts.log_severity_level = 3
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+
+
+@pytest.mark.parametrize("name", list(PRETRAINED_CASES))
+def test_float_layers_keep_int8_storage_and_run_float_kernels(quantized, name, tmp_path):
+    """Layers the defaults keep float store int8 weights that ORT folds back at load; the rest runs int8."""
+    rep = quantized[name]
+    q = onnx.load(rep.output)
+    inits = {t.name: t for t in q.graph.initializer}
+    nodes = {n.name: n for n in q.graph.node}
+    kept_convs = [n for n in rep.nodes_kept_float if nodes[n].op_type in ("Conv", "Gemm")]
+    assert kept_convs and "stem.conv" in kept_convs
+    for layer in kept_convs:
+        weight = nodes[layer].input[1]
+        assert weight not in inits, layer  # not a float initializer any more ...
+        assert inits[f"{weight}.int8"].data_type == onnx.TensorProto.INT8  # ... but int8 + scale, Cast, Mul
+    ops = _optimized_ops(rep.output, tmp_path)
+    assert "Cast" not in ops  # folded at load: the float layers read constant float weights
+    assert ops.count("QLinearConv") + ops.count("QGemm") > 0
+    # no all-zero zero point is stored for Conv weights and biases (ONNX's default is 0)
+    conv_inputs = {x for n in q.graph.node if n.op_type == "Conv" for x in n.input[1:]}
+    for node in q.graph.node:
+        if node.op_type == "DequantizeLinear" and node.output[0] in conv_inputs:
+            assert len(node.input) == 2 or numpy_helper.to_array(inits[node.input[2]]).any(), node.name
+
+
+def test_defaults_are_data():
+    """The per-architecture choices are plain settings; width rows change named fields only."""
+    for arch in ("v1", "v2", "v3-small", "v3-large"):
+        qs = ARCH_DEFAULTS[arch]
+        assert qs.weight_grid == "channel" and qs.weights == "int8" and qs.activations == "uint8"
+        assert "stem.*" in qs.keep_float and qs.int8_storage
+    assert ARCH_DEFAULTS["v3-small"].keep_float == ("stem.*", "blocks.*")  # V3: only the head in int8
+    for arch, up_to, changes in WIDTH_DEFAULTS:
+        assert set(changes) <= set(QuantSettings.__dataclass_fields__)
+        assert default_settings(arch, up_to) == resolve_settings(arch, None, **changes)
+        assert default_settings(arch, 1.0) == ARCH_DEFAULTS[arch]
+    assert "head.fc" in default_settings("v1", 0.25).keep_float and "head.fc" not in default_settings("v1", 0.5).keep_float
+    with pytest.raises(BadInput, match="^float_max_channels"):
+        QuantSettings(float_max_channels=-1)
+
+
+def test_narrow_layers_rule(pretrained_dir):
+    from mnetctl.quant.nodes import float_node_names
+
+    model = onnx.load(pretrained_dir / "v1-0.25-128.onnx")
+    names = float_node_names(model, (), 16)
+    # V1 0.25: stem (8), blocks.0.dw (8), blocks.0.project (16) and blocks.1.dw (16), each with its activation
+    assert names == ["stem.conv", "stem.act", "blocks.0.dw", "blocks.0.dw.act", "blocks.0.project",
+                     "blocks.0.project.act", "blocks.1.dw", "blocks.1.dw.act"]
+    assert float_node_names(model, (), 0) == []
 
 
 def test_grid_detection():
@@ -162,7 +227,7 @@ def test_settings_resolution():
     assert resolve_settings("v2").per_channel == ARCH_DEFAULTS["v2"].per_channel
     assert resolve_settings("v2", per_channel=False).per_channel is False
     assert resolve_settings("unknown-arch", method="entropy").method == "entropy"
-    assert resolve_settings("v3-small", keep_float=None).keep_float == ("stem.*",)  # None keeps the default
+    assert resolve_settings("v3-small", keep_float=None).keep_float == ARCH_DEFAULTS["v3-small"].keep_float  # None: default
     with pytest.raises(BadInput, match="^method must be one of"):  # the library names parameters, the CLI flags
         resolve_settings("v2", method="kl")
     with pytest.raises(BadInput, match="^fmt must be one of"):

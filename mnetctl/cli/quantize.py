@@ -26,6 +26,8 @@ def quantize(
     keep_float: Annotated[Optional[list[str]], typer.Option("--keep-float", help="Keep nodes whose name matches this glob in float (repeatable), e.g. 'blocks.*.se.*'.", show_default=False)] = None,
     weight_grid: Annotated[Optional[str], typer.Option("--weight-grid", help="Weights imported from an 8-bit checkpoint: channel (per-channel multiples of its grid step, zero point 0) | exact (its own per-tensor grid) | off \\[default: channel].", show_default=False)] = None,
     moving_average: Annotated[Optional[bool], typer.Option("--moving-average/--no-moving-average", help="minmax: mean of per-batch (10 images) ranges instead of the extremes \\[default: per architecture].", show_default=False)] = None,
+    float_max_channels: Annotated[Optional[int], typer.Option("--float-max-channels", help="Keep Conv layers with at most N output channels in float (0: none) \\[default: per architecture].", show_default=False)] = None,
+    int8_storage: Annotated[Optional[bool], typer.Option("--int8-storage/--float-storage", help="Store the on-grid weights of float layers as int8 (folded back to float at load) \\[default: int8].", show_default=False)] = None,
     reduce_range: Annotated[Optional[bool], typer.Option("--reduce-range/--full-range", help="7-bit weights, for x86 CPUs without VNNI \\[default: full range].", show_default=False)] = None,
     eval_data: Annotated[Optional[Path], typer.Option("--eval", help="Labelled images for the before/after report \\[default: the shipped val sample].", show_default=False)] = None,
     no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip the before/after evaluation.")] = False,
@@ -43,7 +45,8 @@ def quantize(
         raise BadInput("--no-eval cannot be combined with --eval or --max-drop")
     settings = {"method": method, "per_channel": per_channel, "fmt": fmt, "activations": activations,
                 "keep_float": keep_float, "weight_grid": weight_grid, "moving_average": moving_average,
-                "reduce_range": reduce_range}  # None: the model's per-architecture default
+                "reduce_range": reduce_range, "float_max_channels": float_max_channels,
+                "int8_storage": int8_storage}  # None: the model's per-architecture default
     with progress_bar(not json_out) as on_progress:
         rep = quantize_model(
             model, output, settings, calib=calib, samples=samples,

@@ -29,7 +29,8 @@ from ..simplify import (CHECK_SAMPLES, SIMPLIFY_TOLERANCE, copy_metadata, load_c
                         simplify_checked, with_weights)
 from .calibrate import ImageCalibrationReader, calibrate, calibration_hash, quantizable_op_types
 from .grid import plan_weights
-from .nodes import match_nodes, name_unnamed_nodes
+from .storage import compact_names, drop_zero_points, store_float_weights_int8
+from .nodes import float_node_names, name_unnamed_nodes
 from .settings import ALWAYS_FLOAT, CALIB_BATCH, FORMATS, METHODS, TYPES, QuantSettings, resolve_settings
 
 
@@ -148,7 +149,7 @@ def quantize_model(
     meta = model.meta
     if meta.precision not in ("fp32", "float32", ""):
         raise BadInput(f"{name} has precision {meta.precision!r}; quantize needs a float32 model")
-    qs = settings if isinstance(settings, QuantSettings) else resolve_settings(meta.arch, **dict(settings or {}))
+    qs = settings if isinstance(settings, QuantSettings) else resolve_settings(meta.arch, meta.width, **dict(settings or {}))
 
     # the calibration images, walked once: the first few verify the simplification (and that ORT runs the model)
     calib_samples = find_samples(calib_src, int(samples), flag="calib", labels=False)
@@ -225,7 +226,7 @@ def _preprocess(sim_path: Path, tmp: Path, qs: QuantSettings, name: str):
     pre_model = onnx.load(str(pre_path))
     if name_unnamed_nodes(pre_model):
         pre_path.write_bytes(model_bytes(pre_model))
-    excluded = match_nodes(pre_model, (*ALWAYS_FLOAT, *qs.keep_float))
+    excluded = float_node_names(pre_model, (*ALWAYS_FLOAT, *qs.keep_float), qs.float_max_channels)
     return pre_path, excluded, plan_weights(pre_model, excluded, qs)
 
 
@@ -248,7 +249,13 @@ def _quantize(pre_path: Path, q_path: Path, qs: QuantSettings, op_types: Sequenc
         extra_options=qs.extra_options(plan.overrides),
         calibration_cache_path=str(cache),
     )
-    return onnx.load(str(q_path))
+    qmodel = onnx.load(str(q_path))
+    if qs.int8_storage:
+        store_float_weights_int8(qmodel, excluded)
+    if qs.fmt == "qdq":
+        drop_zero_points(qmodel)
+    compact_names(qmodel)
+    return qmodel
 
 
 def quant_metadata(qs: QuantSettings, excluded: Sequence[str], grids: int, calib_sha: str, calib_n: int) -> dict[str, str]:

@@ -52,6 +52,12 @@ class QuantSettings:
       leave the search a single candidate, the full range, so "entropy" would silently equal minmax;
       the search costs time in proportion to histogram_bins (ORT runs it in Python).
     reduce_range: 7-bit weights (for CPUs without VNNI that saturate int16 accumulation).
+    float_max_channels: Conv layers with at most this many output channels stay float, with the nodes
+      named after them (their activation): ONNX Runtime's int8 kernels lose to its float ones there
+      (0: none).
+    int8_storage: the weights of Conv/Gemm nodes kept in float are stored as int8 with per-channel
+      scales (on a checkpoint grid: its own values) and turned back into float by constants ONNX
+      Runtime folds at load (`mnetctl.quant.storage`): float kernels, int8 file size. Off: float weights.
     """
 
     method: Method = "minmax"
@@ -69,6 +75,8 @@ class QuantSettings:
     histogram_bins: int | None = None  # None: 512 for entropy, 2048 for percentile
     entropy_bins: int = 128
     reduce_range: bool = False
+    float_max_channels: int = 0
+    int8_storage: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -81,6 +89,9 @@ class QuantSettings:
             raise BadInput(f"weights must be uint8 or int8, got {self.weights!r}")
         if self.weight_grid not in ("channel", "exact", "off"):
             raise BadInput(f"weight_grid must be channel, exact or off, got {self.weight_grid!r}")
+        if isinstance(self.float_max_channels, bool) or not isinstance(self.float_max_channels, int) \
+                or self.float_max_channels < 0:
+            raise BadInput(f"float_max_channels must be a whole number >= 0, got {self.float_max_channels!r}")
         if not 50.0 < float(self.percentile) <= 100.0:
             raise BadInput(f"percentile must be in (50, 100], got {self.percentile}")
 
@@ -116,44 +127,50 @@ class QuantSettings:
 GENERIC = QuantSettings()
 
 # Per-architecture defaults, chosen from measurements on the shipped 200-image val sample and
-# `scripts/bench_int8.py` (docs/quantization.md has the tables):
+# `scripts/bench_int8.py` / `scripts/int8_profile.py` (docs/quantization.md has the tables):
 #  * every shipped checkpoint comes from an 8-bit TFLite model, so its weights lie on a per-tensor
 #    grid. ORT's own per-tensor scales ignore it and drop V2 from 85.5% to 10% top-1 and V1 0.75 from
-#    75.5% to 15.5% (depthwise channels that hold 1-3 levels of the old grid fall between the levels
-#    of the new one), so the grid is always kept;
-#  * V2, V3: `weight_grid="channel"` (zero-point-0 per-channel multiples of the grid step): the same
-#    accuracy as the exact grid and ORT's fast symmetric kernels (V2: 0.3-0.7x fp32 time vs 0.6-1.0x);
-#  * V1: `weight_grid="exact"`: the per-channel scales, bias scales and zero points of "channel" cost
-#    13 bytes per output channel, 10% of V1 0.25's int8 file (3.3x smaller than fp32 instead of
-#    3.6x), and at 0.5 "channel" loses one point of top-1 where "exact" loses none. Faster V1:
-#    `weight_grid="channel"`;
+#    75.5% to 15.5%, so the grid is always kept, as zero-point-0 per-channel multiples of the grid step
+#    (`weight_grid="channel"`): ORT's CPU convolutions have fast kernels for symmetric weights only
+#    (the checkpoint's exact grid, with non-zero weight zero points, keeps V1 0.25 at 1.3x fp32 time);
+#  * the stem (3 input channels) and Conv layers with <= 16 output channels stay float: ORT's int8
+#    kernels for them are 1.3-2x slower than its fp32 NCHWc ones (V1 0.25 stem 134 vs 75 us);
+#  * V1 0.25: the classifier (256 inputs) too: its int8 GEMV is no faster, and per-channel int8
+#    parameters cost 13 bytes per class, which would leave the file under 3.5x smaller;
+#  * V3: everything before the head stays float. ORT's CPU EP has no int8 hard-swish: each one runs as
+#    DequantizeLinear + HardSigmoid + QuantizeLinear + QLinearMul, and its int8 depthwise kernels are
+#    1.4-2.8x slower than fp32 ones at V3-Small's channel counts, so fully int8 V3-Small runs at 1.25x
+#    fp32 time. The head (1x1 conv, hidden layer, classifier: 64% of the weights) is where int8 pays;
+#    float layers keep int8-sized weights (`int8_storage`). MinMax averaged over batches;
 #  * weights on no grid (trained float models, random init) get per-channel scales: per-tensor
-#    scales cannot serve depthwise layers whose channel ranges differ by 100x;
-#  * V3 (hard-swish, squeeze-excite): MinMax averaged over batches; plain MinMax keeps the extreme
-#    activations of 100 images and flips 5 points more top-1 decisions against the float model.
-#    The stem (3 input channels, hard-swish) stays float: int8 gains nothing there (V3-Small int8
-#    runs at 1.09x of fp32 time instead of 1.19x, agreement 90.5% instead of 89.0%). Keeping the
-#    squeeze-excite branches or the hard-swish nodes in float was measured too: slower, no better.
+#    scales cannot serve depthwise layers whose channel ranges differ by 100x.
+_NARROW_FLOAT = 16
 ARCH_DEFAULTS: dict[str, QuantSettings] = {
-    "v1": QuantSettings(method="minmax", per_channel=True, weight_grid="exact"),
-    "v2": QuantSettings(method="minmax", per_channel=True, weight_grid="channel"),
-    "v3-small": QuantSettings(method="minmax", per_channel=True, weight_grid="channel", moving_average=True,
-                              keep_float=("stem.*",)),
-    "v3-large": QuantSettings(method="minmax", per_channel=True, weight_grid="channel", moving_average=True,
-                              keep_float=("stem.*",)),
+    "v1": QuantSettings(method="minmax", weight_grid="channel", keep_float=("stem.*",), float_max_channels=_NARROW_FLOAT),
+    "v2": QuantSettings(method="minmax", weight_grid="channel", keep_float=("stem.*",), float_max_channels=_NARROW_FLOAT),
+    "v3-small": QuantSettings(method="minmax", weight_grid="channel", moving_average=True, keep_float=("stem.*", "blocks.*")),
+    "v3-large": QuantSettings(method="minmax", weight_grid="channel", moving_average=True, keep_float=("stem.*", "blocks.*")),
 }
+# Changes for narrow models: (arch, widths up to, changed fields), applied in order.
+WIDTH_DEFAULTS: tuple[tuple[str, float, dict[str, Any]], ...] = (
+    ("v1", 0.25, {"keep_float": ("stem.*", "head.fc")}),
+)
 
 # Nodes that are never quantized: the in-graph input normalisation of uint8-input models.
 ALWAYS_FLOAT: tuple[str, ...] = ("preprocess.*",)
 
 
-def default_settings(arch: str) -> QuantSettings:
-    """The per-architecture default settings (generic ones for unknown/foreign models)."""
-    return ARCH_DEFAULTS.get(arch, GENERIC)
+def default_settings(arch: str, width: float | None = None) -> QuantSettings:
+    """The default settings for an architecture and width (generic ones for unknown/foreign models)."""
+    qs = ARCH_DEFAULTS.get(arch, GENERIC)
+    for name, up_to, changes in WIDTH_DEFAULTS:
+        if name == arch and width is not None and float(width) <= up_to:
+            qs = replace(qs, **changes)
+    return qs
 
 
-def resolve_settings(arch: str, **changes: Any) -> QuantSettings:
-    """The per-architecture defaults with the given fields changed (a None value keeps the default)."""
+def resolve_settings(arch: str, width: float | None = None, **changes: Any) -> QuantSettings:
+    """The defaults for `arch`/`width` with the given fields changed (a None value keeps the default)."""
     changes = {k: v for k, v in changes.items() if v is not None}
     unknown = set(changes) - set(QuantSettings.__dataclass_fields__)
     if unknown:
@@ -161,4 +178,4 @@ def resolve_settings(arch: str, **changes: Any) -> QuantSettings:
     for key in ("keep_float", "op_types"):
         if isinstance(changes.get(key), (list, tuple)):
             changes[key] = tuple(changes[key])
-    return replace(default_settings(arch), **changes)
+    return replace(default_settings(arch, width), **changes)

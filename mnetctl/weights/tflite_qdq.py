@@ -234,3 +234,56 @@ class _Tracer:
                 return (fi, tfl.outputs[0])
         self._fail(node, f"no {kind} op reads both {self._label(a)} and {self._label(b)}")
         raise AssertionError  # unreachable
+
+
+def symmetric_int8(q: QuantizedWeight) -> QuantizedWeight:
+    """The checkpoint's integers as int8 with zero point 0 and one scale per output channel (axis 0).
+
+    TFLite's uint8 weights carry a zero point (w = (q - zero_point) * scale); ONNX Runtime's CPU
+    convolutions are fast only for zero-point-0 int8 weights. Each channel gets the smallest multiple m
+    of the checkpoint's scale that fits its levels into +-127: the values stay exact where m = 1 (nearly
+    every channel), and round onto m times the step elsewhere. The int32 bias follows its new scale.
+    """
+    import numpy as np
+
+    values = np.asarray(q.values)
+    channels = values.shape[0]
+    zp = np.asarray(q.zero_point, np.int64).reshape(-1)
+    scale = np.asarray(q.scale, np.float64).reshape(-1)
+    if zp.size > 1 or scale.size > 1:
+        if int(q.axis) != 0:
+            raise BadInput(f"precision int8: per-channel weights on axis {q.axis} are not supported")
+        zp = np.broadcast_to(zp, (channels,))
+        scale = np.broadcast_to(scale, (channels,))
+    else:
+        zp = np.full(channels, zp[0])
+        scale = np.full(channels, scale[0])
+    k = values.astype(np.int64).reshape(channels, -1) - zp[:, None]
+    mult = np.maximum(1, -(-np.abs(k).max(axis=1) // 127))  # ceil
+    new = np.clip(np.round(k / mult[:, None]), -127, 127).astype(np.int8).reshape(values.shape)
+    bias_scale = np.broadcast_to(np.asarray(q.bias_scale, np.float64).reshape(-1), (channels,))
+    bias = np.round(np.asarray(q.bias, np.float64) / mult).astype(np.int32)
+    return q._replace(values=new, scale=(scale * mult).astype(np.float32), zero_point=np.zeros(channels, np.int8),
+                      axis=0, bias=bias, bias_scale=(bias_scale * mult).astype(np.float32))
+
+
+def drop_fused_activation_inputs(model: onnx.ModelProto, activations: dict[str, ActivationQuant]) -> dict[str, ActivationQuant]:
+    """Without the quantization of a conv output that only a Relu/Clip reads with the same parameters.
+
+    The converter fused that activation into the conv, so both tensors are one checkpoint tensor; a pair
+    on the conv output as well as on the activation's adds nodes (and bytes) that ONNX Runtime removes again.
+    """
+    producer = {o: n for n in model.graph.node for o in n.output}
+    readers: dict[str, int] = {}
+    for node in model.graph.node:
+        for x in node.input:
+            readers[x] = readers.get(x, 0) + 1
+    out = dict(activations)
+    for node in model.graph.node:
+        if node.op_type not in ("Relu", "Clip") or not node.input or not node.output:
+            continue
+        x, y = node.input[0], node.output[0]
+        src = producer.get(x)
+        if src is not None and src.op_type == "Conv" and readers.get(x) == 1 and x in out and out.get(y) == out[x]:
+            del out[x]
+    return out
