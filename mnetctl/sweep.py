@@ -68,6 +68,7 @@ class VariantResult:
     model: str
     pareto: bool = False
     cached: dict[str, bool] = field(default_factory=dict)
+    speedup: float | None = None  # int8 only: its fp32 twin's p50 / its own p50 (each variant benched alone)
 
     @property
     def name(self) -> str:
@@ -331,11 +332,22 @@ def run_sweep(
     flags = pareto_flags([(r.top1, r.latency(settings.metric)) for r in results])
     for r, flag in zip(results, flags):
         r.pareto = flag
+    add_speedups(results)
     settings_doc = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()}
     settings_doc["device"] = plan.profile.name
     settings_doc["data"] = str(plan.data)
     settings_doc["calib"] = str(plan.calib)
     return SweepResult(results, [], settings_doc, host, time.perf_counter() - started)
+
+
+def add_speedups(results: list[VariantResult]) -> None:
+    """Set `speedup` of each int8 variant whose fp32 twin (same arch, width, resolution) is in `results`: the
+    twin's p50 over the variant's own p50. Both come from separate bench runs on the same profile, not from
+    interleaved rounds (`quant.speed` measures that ratio side by side)."""
+    fp32 = {(r.arch, r.width, r.resolution): r for r in results if r.precision == "fp32"}
+    for r in results:
+        twin = fp32.get((r.arch, r.width, r.resolution)) if r.precision == "int8" else None
+        r.speedup = round(twin.p50_ms / r.p50_ms, 4) if twin is not None and r.p50_ms > 0 else None
 
 
 def _checkpoint_id(variant: Variant, weights: str) -> str | None:
@@ -453,15 +465,18 @@ def markdown_report(result: SweepResult, metric: str, plot_name: str) -> str:
         "",
         f"![accuracy vs latency]({plot_name})",
         "",
-        "| variant | precision | MACs (M) | params (M) | size (MB) | top-1 | top-5 | p50 (ms) | p90 (ms) | Pareto |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|:---:|",
+        "| variant | precision | MACs (M) | params (M) | size (MB) | top-1 | top-5 | p50 (ms) | p90 (ms) | x fp32 | Pareto |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for r in sorted(result.variants, key=lambda r: r.latency(metric)):
         lines.append(
             f"| {r.arch} {format_width(r.width)} {r.resolution} | {r.precision} | {r.macs / 1e6:.1f} | {r.params / 1e6:.3f} | "
             f"{r.size_mb:.2f} | {100 * r.top1:.1f}% | {100 * r.top5:.1f}% | {r.p50_ms:.3f} | {r.p90_ms:.3f} | "
-            f"{'yes' if r.pareto else ''} |"
+            f"{'' if r.speedup is None else f'{r.speedup:.2f}x'} | {'yes' if r.pareto else ''} |"
         )
+    if any(r.speedup is not None for r in result.variants):
+        lines += ["", "x fp32: an int8 variant's speed-up over its fp32 twin (fp32 p50 / int8 p50), from the variants' "
+                      "own p50s (each benched alone, not interleaved); above 1 is faster."]
     if result.budget_ms is not None:
         on = result.budget_metric or metric
         lines += ["", (f"Selected within {result.budget_ms:g} ms ({on}): **{result.selected.name}**"

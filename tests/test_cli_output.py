@@ -139,7 +139,7 @@ def test_profiles_show_wraps_at_spaces_only(capsys, monkeypatch):
 
 def _fake_sweep(n: int = 3):
     variants = [SimpleNamespace(name=f"v2-w1.0-r224-int8-{i}", macs=300_812_345 + i, size_mb=3.52 + i, top1=0.71834,
-                                top5=0.90123, p50_ms=49.123456 + i, p90_ms=60.111 + i, pareto=i == 0,
+                                top5=0.90123, p50_ms=49.123456 + i, p90_ms=60.111 + i, speedup=1.6 + i, pareto=i == 0,
                                 cached={"build": True, "eval": i == 0}, latency=lambda m, i=i: 49.1 + i)
                 for i in range(n)]
     return SimpleNamespace(variants=variants)

@@ -49,7 +49,7 @@ BUILDS: dict[str, list[str]] = {
     **_pretrained_jobs(),
 }
 # quantize the (random) float-nchw builds of two families: plain V1 and V3 (SE, hard-swish, per-arch defaults)
-QUANTIZE = {f"{name}.int8": ["quantize", "{src}", "--samples", "16", "--no-eval", "--method", method]
+QUANTIZE = {f"{name}.int8": ["quantize", "{src}", "--samples", "16", "--no-eval", "--no-bench", "--method", method]
             for name, method in (("v1-random-float-nchw", "minmax"), ("v3-small-random-float-nchw", "percentile"))}
 
 
@@ -137,7 +137,7 @@ def test_quantize_report_is_stable_apart_from_timings(tmp_path, capsys):
     docs = []
     for i in range(2):
         capsys.readouterr()
-        assert main(["quantize", str(src), "--samples", "8", "--no-eval", "--json", "-o", str(tmp_path / f"q{i}.onnx")]) == 0
+        assert main(["quantize", str(src), "--samples", "8", "--no-eval", "--no-bench", "--json", "-o", str(tmp_path / f"q{i}.onnx")]) == 0
         doc = json.loads(capsys.readouterr().out)
         docs.append({k: v for k, v in doc.items() if not k.startswith("seconds") and k != "output"})
     assert docs[0] == docs[1]

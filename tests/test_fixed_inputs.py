@@ -13,6 +13,7 @@ from onnx import TensorProto, helper
 from mnetctl.data import default_val_dir
 from mnetctl.model import InputSpec, fit_batches
 from mnetctl.quant.pipeline import quantize_model
+from mnetctl.quant.speed import SpeedOptions
 from mnetctl.simplify import simplify_model
 
 
@@ -38,8 +39,10 @@ def _v1(path: Path, batch: int | None = None, fp16: bool = False) -> Path:
 @pytest.mark.parametrize("kind", ["batch1", "batch3", "fp16"])
 def test_quantize_and_simplify_fixed_batch_and_fp16_inputs(tmp_path, kind):
     model = _v1(tmp_path / f"{kind}.onnx", batch={"batch1": 1, "batch3": 3}.get(kind), fp16=kind == "fp16")
-    rep = quantize_model(model, tmp_path / "q.onnx", samples=7, eval_data=default_val_dir(), eval_limit=5)
+    rep = quantize_model(model, tmp_path / "q.onnx", samples=7, eval_data=default_val_dir(), eval_limit=5,
+                         speed=SpeedOptions(rounds=1, warmup=0))  # the timing feeds the same fixed input
     assert rep.calib_samples == 7 and rep.eval_n == 5 and (tmp_path / "q.onnx").is_file()
+    assert rep.speed["rounds"] == 1 and rep.speed["int8_p50_ms"] > 0
     sim = simplify_model(model, tmp_path / "s.onnx", samples=5)  # 5 check images: batch 3 pads the second chunk
     assert sim.check_images == 5 and sim.max_abs_diff <= sim.tolerance
 

@@ -264,7 +264,7 @@ def test_quantize_calibrates_on_a_photo_folder(bad, tmp_path, capsys):
     for i in range(3):
         shutil.copy(TENCH, photos / "holiday" / f"{i}.jpg")
     out = tmp_path / "q.onnx"  # beside the photo folder, never inside it
-    assert main(["quantize", bad["model"], "--calib", str(photos), "--no-eval", "-o", str(out)]) == 0, \
+    assert main(["quantize", bad["model"], "--calib", str(photos), "--no-eval", "--no-bench", "-o", str(out)]) == 0, \
         capsys.readouterr().err
     assert out.is_file()
 

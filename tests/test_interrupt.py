@@ -120,7 +120,7 @@ SETTLE = {"simplify": 0.02, "calibrate": 0.15, "verify": 0.02}
 def test_ctrl_c_during_quantize(stage, dirs, float_model):
     before = sorted(p.name for p in float_model.parent.iterdir())
     rc, err, fired = interrupt(
-        ["quantize", str(float_model), "--samples", "40", "--eval-limit", "40", "-o", str(dirs["out"] / "q.onnx")],
+        ["quantize", str(float_model), "--samples", "40", "--eval-limit", "40", "--no-bench", "-o", str(dirs["out"] / "q.onnx")],
         lambda: STAGES[stage](dirs), dirs["cwd"], dirs["tmp"], settle=SETTLE[stage])
     assert fired, f"quantize never reached the {stage} stage: {err}"
     assert rc in INTERRUPTED and "interrupted" in err and "Traceback" not in err, err
@@ -160,7 +160,7 @@ def test_ctrl_c_during_sweep_then_resume(dirs):
 def test_sigterm_during_quantize_cleans_up_like_ctrl_c(dirs, float_model):
     """SIGTERM (timeout, docker stop, CI cancel) runs the same cleanup as Ctrl-C and exits 143."""
     rc, err, fired = interrupt(
-        ["quantize", str(float_model), "--samples", "40", "--eval-limit", "40", "-o", str(dirs["out"] / "q.onnx")],
+        ["quantize", str(float_model), "--samples", "40", "--eval-limit", "40", "--no-bench", "-o", str(dirs["out"] / "q.onnx")],
         lambda: STAGES["verify"](dirs), dirs["cwd"], dirs["tmp"], settle=0.02, sig=signal.SIGTERM)
     assert fired, err
     assert rc == 143 and "interrupted" in err and "Traceback" not in err, (rc, err)

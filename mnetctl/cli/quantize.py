@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
-from ._app import JsonFlag, ModelArg, app, console, err_console, print_json
+from ._app import JsonFlag, ModelArg, app, console, err_console, flag_names, print_json
 from ._table import Col, print_table
 
 _MB = 1024 * 1024
+_FLAGS = {"rounds": "--bench-rounds"}  # quantize's own spellings of library parameters
 
 
 @app.command()
@@ -33,25 +35,39 @@ def quantize(
     no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip the before/after evaluation.")] = False,
     eval_limit: Annotated[Optional[int], typer.Option("--eval-limit", help="Evaluate on the first N images only.", show_default=False)] = None,
     max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="Fail (exit 1, nothing written) if top-1 drops by more than this many points.", show_default=False)] = None,
+    no_bench: Annotated[bool, typer.Option("--no-bench", help="Skip timing float vs int8 on the device profile.")] = False,
+    bench_rounds: Annotated[Optional[int], typer.Option("--bench-rounds", help="Interleaved rounds of 10 timed runs of each model \\[default: 30].", show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option("--device", "-D", help="Shipped device profile to time on \\[default: host].", show_default=False)] = None,
+    profile: Annotated[Optional[Path], typer.Option("--profile", help="Your own device profile TOML file to time on.", show_default=False)] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="Intra-op threads for the timing \\[default: the profile's, else onnxruntime's].", show_default=False)] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Static int8 quantization (onnxsim + ORT pre-processing + calibration on real images), with a before/after report."""
+    """Static int8 quantization (onnxsim + ORT pre-processing + calibration on real images), with a before/after
+    report and float vs int8 latency on the device profile (does int8 pay here?)."""
     from ..data import default_val_dir
     from ..errors import BadInput
     from ..quant.pipeline import quantize_model
+    from ..quant.speed import DEFAULT_ROUNDS, SpeedOptions
     from ._progress import progress_bar
 
     if no_eval and (eval_data is not None or max_drop is not None):
         raise BadInput("--no-eval cannot be combined with --eval or --max-drop")
+    timing = {"--bench-rounds": bench_rounds, "--device": device, "--profile": profile, "--threads": threads}
+    if no_bench and any(v is not None for v in timing.values()):
+        raise BadInput(f"--no-bench cannot be combined with {', '.join(k for k, v in timing.items() if v is not None)}")
+    if device and profile:
+        raise BadInput("give --device NAME or --profile PATH, not both")
+    speed = None if no_bench else SpeedOptions(
+        device=device, profile=profile, threads=threads, rounds=DEFAULT_ROUNDS if bench_rounds is None else bench_rounds)
     settings = {"method": method, "per_channel": per_channel, "fmt": fmt, "activations": activations,
                 "keep_float": keep_float, "weight_grid": weight_grid, "moving_average": moving_average,
                 "reduce_range": reduce_range, "float_max_channels": float_max_channels,
                 "int8_storage": int8_storage}  # None: the model's per-architecture default
-    with progress_bar(not json_out) as on_progress:
+    with flag_names(_FLAGS), progress_bar(not json_out) as on_progress:
         rep = quantize_model(
             model, output, settings, calib=calib, samples=samples,
             eval_data=None if no_eval else (eval_data or default_val_dir()),
-            eval_limit=eval_limit, max_drop=max_drop, on_progress=on_progress,
+            eval_limit=eval_limit, max_drop=max_drop, speed=speed, on_progress=on_progress,
         )
     if rep.calib_failed:
         err_console.print(f"[yellow]warning:[/] {rep.calib_failed} calibration image(s) could not be read and were skipped")
@@ -77,5 +93,25 @@ def _print_quant(rep) -> None:
         rows.append(["top-5", f"{100 * rep.top5_before:.2f}%", f"{100 * rep.top5_after:.2f}%",
                      f"{100 * (rep.top5_after - rep.top5_before):+.2f} pts"])
         rows.append(["top-1 agreement", "", f"{100 * rep.agreement:.1f}%", f"on {rep.eval_n} images"])
-    rows.append(["time", "", f"{rep.seconds_quantize:.1f} s", f"+ {rep.seconds_eval:.1f} s eval" if rep.top1_before is not None else ""])
-    print_table([Col("", "words", justify="right"), Col("float"), Col("int8"), Col("change")], rows, title_justify="left")
+    sp = rep.speed
+    if sp is not None:
+        rows.append(["p50 latency", f"{sp['fp32_p50_ms']:.3f} ms", f"{sp['int8_p50_ms']:.3f} ms", sp["summary"]])
+    extra = [f"+ {rep.seconds_eval:.1f} s eval"] if rep.top1_before is not None else []
+    extra += [f"+ {rep.seconds_speed:.1f} s timing"] if sp is not None else []
+    rows.append(["time", "", f"{rep.seconds_quantize:.1f} s", " ".join(extra)])
+    print_table([Col("", "words", justify="right"), Col("float"), Col("int8"), Col("change")], rows,
+                title_justify="left")
+    if sp is None:
+        return
+    lo, hi = sp["speedup_ci95"]
+    console.print(
+        f"[dim]latency on {sp['device']} ({', '.join(sp['providers_int8'])}, threads {sp['threads'] or 'default'}): "
+        f"{sp['rounds']} interleaved rounds of {sp['runs_per_block']} runs of each model, one val image; "
+        f"speed-up 95% CI {lo:.2f}-{hi:.2f}x[/]", soft_wrap=True)
+    for note in sp["notes"]:
+        console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
+    if sp["other_load"] is not None and sp["other_load"] > 0.2:
+        err_console.print(f"[yellow]note:[/] other processes kept {sp['other_load']:.1f} cores busy while timing; the "
+                          "speed-up holds better than the absolute times", soft_wrap=True)
+    if sp["warning"]:
+        console.print(f"[yellow]{escape(sp['warning'])}[/]", soft_wrap=True)

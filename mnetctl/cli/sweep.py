@@ -91,11 +91,15 @@ def _print_table(result, device: str, metric: str, wide: bool) -> None:
     """One row per variant, fastest first; the latency column of --metric is always shown."""
     cols = [Col("variant", "words"), Col("MACs M", drop=3), Col("MB", drop=2), Col("top-1"), Col("top-5", drop=4),
             Col("p50 ms", drop=0 if metric == "p50" else 1), Col("p90 ms", drop=0 if metric == "p90" else 1),
-            Col("front"), Col("cached", "words", drop=5)]
+            Col("x fp32", drop=2), Col("front"), Col("cached", "words", drop=5)]
     rows = []
     for r in sorted(result.variants, key=lambda r: r.latency(metric)):
         hits = [k for k, v in r.cached.items() if v]
         cached = "all" if len(hits) == len(r.cached) else (",".join(hits) or "-")
         rows.append([r.name, f"{r.macs / 1e6:.1f}", f"{r.size_mb:.2f}", f"{100 * r.top1:.1f}%", f"{100 * r.top5:.1f}%",
-                     f"{r.p50_ms:.3f}", f"{r.p90_ms:.3f}", "[red]*[/]" if r.pareto else "", cached])
-    print_table(cols, rows, wide=wide, title=f"sweep on profile '{device}' ({metric})", header_style="bold")
+                     f"{r.p50_ms:.3f}", f"{r.p90_ms:.3f}", "" if r.speedup is None else f"{r.speedup:.2f}x",
+                     "[red]*[/]" if r.pareto else "", cached])
+    caption = ("x fp32: int8 speed-up over its fp32 twin, from the variants' own p50s (not interleaved)"
+               if any(r.speedup is not None for r in result.variants) else None)
+    print_table(cols, rows, wide=wide, title=f"sweep on profile '{device}' ({metric})", header_style="bold",
+                caption=caption, caption_justify="left")

@@ -7,7 +7,8 @@ error and Ctrl-C alike; the output appears only by an atomic rename:
   float model -> onnxsim (outputs checked on real images) -> `quant_pre_process` (shape inference,
   ORT basic graph optimisation) -> calibration on real images with the model's own preprocessing
   -> `quantize_static` (QDQ or QOperator) -> metadata (settings + sha256 of the calibration set)
-  -> optional before/after evaluation (top-1/top-5, agreement) -> rename onto the output path.
+  -> optional before/after evaluation (top-1/top-5, agreement) -> optional float vs int8 timing on a device
+  profile (`quant.speed`) -> rename onto the output path.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .grid import plan_weights
 from .storage import compact_names, drop_zero_points, store_float_weights_int8
 from .nodes import float_node_names, name_unnamed_nodes
 from .settings import ALWAYS_FLOAT, CALIB_BATCH, FORMATS, METHODS, TYPES, QuantSettings, resolve_settings
+from .speed import SpeedOptions
 
 
 @dataclass
@@ -59,6 +61,8 @@ class QuantReport:
     top5_after: float | None = None
     agreement: float | None = None  # share of images with the same top-1 class in float and int8
     seconds_eval: float = 0.0
+    speed: dict[str, Any] | None = None  # float vs int8 latency (quant.speed.SpeedReport.as_dict), if measured
+    seconds_speed: float = 0.0
 
     @property
     def size_ratio(self) -> float:
@@ -73,14 +77,14 @@ class QuantReport:
 
     @property
     def seconds(self) -> float:
-        return self.seconds_quantize + self.seconds_eval
+        return self.seconds_quantize + self.seconds_eval + self.seconds_speed
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["size_ratio"] = round(self.size_ratio, 3)
         data["top1_drop"] = None if self.top1_drop is None else round(self.top1_drop, 3)
         data["seconds"] = round(self.seconds, 3)
-        for key in ("seconds_quantize", "seconds_calibrate", "seconds_eval", "simplify_max_abs_diff"):
+        for key in ("seconds_quantize", "seconds_calibrate", "seconds_eval", "seconds_speed", "simplify_max_abs_diff"):
             data[key] = float(f"{data[key]:.4g}")
         return data
 
@@ -117,6 +121,7 @@ def quantize_model(
     eval_data: Path | str | None = None,
     eval_limit: int | None = None,
     max_drop: float | None = None,
+    speed: SpeedOptions | None = None,
     on_progress: ProgressFn | None = None,
 ) -> QuantReport:
     """Static int8 quantization of a float ONNX model (a handle or a path) with real calibration images, verified.
@@ -126,6 +131,8 @@ def quantize_model(
     calib: folder/CSV of images (default: the shipped 100 calibration images); the first `samples`.
     eval_data: labelled images for the before/after report (None: no evaluation), the first `eval_limit`.
     max_drop: if given, fail (GateFailed, exit 1, nothing written) when top-1 drops by more points.
+    speed: if given, time the float model against the int8 file on that device profile (`quant.speed`) and
+      fill `speed` of the report (None: no timing).
     Output (default `<stem>.int8.onnx` next to the input) appears atomically or not at all.
     """
     t0 = time.perf_counter()
@@ -137,6 +144,7 @@ def quantize_model(
         raise BadInput(f"max_drop must be a number of top-1 points in -100..100, got {max_drop}")
     if max_drop is not None and eval_data is None:
         raise BadInput("max_drop needs eval_data: a top-1 drop is measured on labelled images")
+    speed = speed.checked() if speed is not None else None  # the profile and its providers, before the work
     model = as_model(model)  # parsed once, its image input and outputs checked
     if output is None and model.path is None:
         raise BadInput("output is needed for a model that has no file")
@@ -210,6 +218,11 @@ def quantize_model(
                         f"{100 * rep.top1_before:.2f}% (limit {float(max_drop):g}); {out} not written",
                         "try moving-average or percentile calibration, or keep the sensitive layers in float",
                     )
+            # 6. float vs int8 latency of the file about to be published, on the target device profile
+            if speed is not None:
+                t_speed = time.perf_counter()
+                rep.speed = speed.measure(model, tmp_out, on_progress).as_dict()
+                rep.seconds_speed = time.perf_counter() - t_speed
     return rep
 
 
