@@ -1,15 +1,16 @@
 #!/usr/bin/env python
-"""Latency of a checkpoint imported as float (fp32) vs with its own int8 quantization (QDQ), CPU EP.
+"""Latency of checkpoints imported as float (fp32) vs with their own int8 quantization (QDQ), CPU EP.
 
-Builds `mnetctl build ARCH --weights pretrained` with `--precision fp32` and `--precision int8`, opens
-both on ONNX Runtime's CPU execution provider with the same thread count, and times batch-1 runs of
-one real val image in interleaved rounds (`mnetctl.interleave`: a block of fp32 runs, a block of int8
-runs, then the other way round, ...) so that machine load drifts hit both alike. Prints per-model p50/mean/p90 over all runs, the median over rounds of the
-per-round p50 ratio, file sizes, and the integer kernels ONNX Runtime actually runs (from the
-optimized graph it saves).
+For each model: `build --weights pretrained` as fp32, as int8 in the default CPU layout and as int8 in the
+checkpoint layout (`--int8-layout checkpoint`: the file's integers on every layer), each opened on ONNX
+Runtime's CPU execution provider with the same thread count, timed on one real val image in interleaved
+rounds (`mnetctl.interleave`: short blocks of runs per model, rotating, so load drifts hit all alike).
+Prints per variant the p50, the median over rounds of the per-round ratio to fp32, the file size ratio,
+the integer kernels ONNX Runtime actually runs and, unless --no-eval, top-1 on the shipped val sample
+and agreement with the fp32 import.
 
-    python scripts/checkpoint_int8_latency.py [--arch v2] [--width 1.0] [--resolution 224]
-                                              [--threads 2] [--rounds 10] [--iterations 100] [--json]
+    python scripts/checkpoint_int8_latency.py                         # every shipped ImageNet checkpoint
+    python scripts/checkpoint_int8_latency.py --models v2-1.0-224 --threads 2 --rounds 40 --json out.json
 """
 
 from __future__ import annotations
@@ -17,18 +18,18 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import logging
 import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mnetctl.builder import build_model, save_model
-from mnetctl.compare import onnx_runnable
-from mnetctl.data import Preprocessor, default_val_dir, find_samples, load_image
-from mnetctl.hostinfo import cpu_summary
-from mnetctl.interleave import interleave
-from mnetctl.meta import read_meta
+from bench_int8 import MODELS, one_image  # noqa: E402
+
+VARIANTS = {"fp32": {"precision": "fp32"}, "int8 cpu": {"precision": "int8", "int8_layout": "cpu"},
+            "int8 checkpoint": {"precision": "int8", "int8_layout": "checkpoint"}}
+INTEGER_OPS = ("QLinear", "QGemm", "ConvInteger", "MatMulInteger")
 
 
 def optimized_op_counts(path: Path, threads: int) -> dict[str, int]:
@@ -46,60 +47,54 @@ def optimized_op_counts(path: Path, threads: int) -> dict[str, int]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--arch", default="v2")
-    ap.add_argument("--width", type=float, default=1.0)
-    ap.add_argument("--resolution", type=int, default=224)
-    ap.add_argument("--weights", default="pretrained")
+    ap.add_argument("--models", default="all", help="comma list of " + ", ".join(MODELS) + ", or 'all'")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--iterations", type=int, default=100, help="timed runs per model per round")
+    ap.add_argument("--rounds", type=int, default=40)
+    ap.add_argument("--iterations", type=int, default=10, help="timed runs per model per round")
     ap.add_argument("--warmup", type=int, default=20)
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-eval", action="store_true")
+    ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    logging.disable(logging.WARNING)
+    from mnetctl.builder import build_model, save_model
+    from mnetctl.compare import onnx_runnable
+    from mnetctl.data import default_val_dir
+    from mnetctl.evaluate import evaluate
+    from mnetctl.hostinfo import cpu_summary
+    from mnetctl.interleave import interleave
 
-    sample = find_samples(default_val_dir(), 1)[0]
-    meta = read_meta(build_model(args.arch, args.width, args.resolution, weights=args.weights))
-    x = Preprocessor.from_meta(meta)(load_image(sample.path))[None]
+    names = list(MODELS) if args.models == "all" else args.models.split(",")
+    print(f"{cpu_summary()} | CPU EP, {args.threads} threads, batch 1, {args.rounds} interleaved rounds x {args.iterations} runs")
+    print("| model | variant | p50 ms | x fp32 time | smaller | top-1 | agreement | integer kernels |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
+    results: dict = {"machine": cpu_summary(), "threads": args.threads, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        runnables, sizes, kernels = [], {}, {}
-        for precision in ("fp32", "int8"):
-            model = build_model(args.arch, args.width, args.resolution, weights=args.weights, precision=precision)
-            path = save_model(model, Path(tmp) / f"{precision}.onnx")
-            sizes[precision] = path.stat().st_size
-            kernels[precision] = optimized_op_counts(path, args.threads)
-            runnables.append(onnx_runnable(path, args.threads, name=precision, inputs=[x]))
-        outputs = {r.name: r.fn(r.inputs[0])[0] for r in runnables}
-        timed = interleave(runnables, rounds=args.rounds, runs=args.iterations, warmup=args.warmup)
-
-    def stats(precision: str) -> dict[str, float]:
-        doc = timed.stats[precision].as_dict(suffix="_ms", digits=3)
-        return {k: doc[k] for k in ("p50_ms", "mean_ms", "p90_ms", "min_ms")}
-
-    integer_ops = {k: v for k, v in kernels["int8"].items() if k.startswith(("QLinear", "QGemm", "ConvInteger", "MatMulInteger"))}
-    report = {
-        "model": f"{args.arch} {args.width:g} {args.resolution} weights={args.weights}",
-        "machine": cpu_summary(),
-        "threads": args.threads, "batch": 1, "rounds": args.rounds, "iterations_per_round": args.iterations,
-        "fp32": {**stats("fp32"), "size_bytes": sizes["fp32"]},
-        "int8": {**stats("int8"), "size_bytes": sizes["int8"], "integer_kernels": integer_ops},
-        "speedup_p50_median_over_rounds": round(timed.paired_ratio("fp32", ref="int8"), 3),
-        "other_load": timed.other_load,
-        "size_ratio": round(sizes["fp32"] / sizes["int8"], 2),
-        "same_top1": bool(np.argmax(outputs["fp32"]) == np.argmax(outputs["int8"])),
-    }
+        for name in names:
+            arch, width, res = MODELS[name]
+            paths = {label: save_model(build_model(arch, width, res, weights="pretrained", **kw), Path(tmp) / f"{name}.{i}.onnx")
+                     for i, (label, kw) in enumerate(VARIANTS.items())}
+            runnables = [onnx_runnable(p, args.threads, name=label, inputs=[one_image(p)]) for label, p in paths.items()]
+            timed = interleave(runnables, rounds=args.rounds, runs=args.iterations, warmup=args.warmup)
+            evals = {} if args.no_eval else {label: evaluate(p, default_val_dir()) for label, p in paths.items()}
+            rows = {}
+            for label, p in paths.items():
+                ops = optimized_op_counts(p, args.threads)
+                row = {"p50_ms": timed.stats[label].p50_ms, "ratio_vs_fp32": timed.paired_ratio(label, ref="fp32"),
+                       "size_bytes": p.stat().st_size, "size_ratio": paths["fp32"].stat().st_size / p.stat().st_size,
+                       "integer_kernels": {k: v for k, v in ops.items() if k.startswith(INTEGER_OPS)}}
+                if evals:
+                    ev, ref = evals[label], evals["fp32"]
+                    row["top1"] = ev.top1
+                    row["agreement"] = sum(a == b for a, b in zip(ev.predictions, ref.predictions)) / ref.n
+                rows[label] = row
+                kernels = ", ".join(f"{k} {v}" for k, v in row["integer_kernels"].items()) or "-"
+                top1 = f"{100 * row['top1']:.1f}" if "top1" in row else ""
+                agree = f"{100 * row['agreement']:.1f}%" if "agreement" in row and label != "fp32" else ""
+                print(f"| {name} | {label} | {row['p50_ms']:.2f} | {row['ratio_vs_fp32']:.2f} | {row['size_ratio']:.2f}x | "
+                      f"{top1} | {agree} | {kernels} |")
+            results["models"][name] = {"variants": rows, "other_load": timed.other_load}
     if args.json:
-        print(json.dumps(report))
-        return 0
-    print(f"{report['model']} | {report['machine']} | CPU EP, {args.threads} threads, batch 1, "
-          f"{args.rounds} interleaved rounds x {args.iterations} runs")
-    print("| precision | size (MB) | p50 (ms) | mean (ms) | p90 (ms) | min (ms) |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for precision in ("fp32", "int8"):
-        r = report[precision]
-        print(f"| {precision} | {r['size_bytes'] / 1e6:.2f} | {r['p50_ms']:.2f} | {r['mean_ms']:.2f} | {r['p90_ms']:.2f} | {r['min_ms']:.2f} |")
-    print(f"\nint8 speed-up (median over rounds of p50 fp32 / p50 int8): {report['speedup_p50_median_over_rounds']:.2f}x; "
-          f"size {report['size_ratio']:.2f}x smaller")
-    print("integer kernels in the optimized int8 graph: " + ", ".join(f"{k} {v}" for k, v in integer_ops.items()))
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 
