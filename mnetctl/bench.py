@@ -388,7 +388,10 @@ def bench(
         matches, mismatch = host_matches_profile(prof, host)
 
     rss_before = _rss_bytes()
-    sinfo = create_session(path, requests, threads=threads, batch=batch, allow_fallback=allow_fallback)
+    session_cfg = prof.session if prof is not None else None
+    sinfo = create_session(path, requests, threads=threads, batch=batch, allow_fallback=allow_fallback,
+                           config=session_cfg.config() if session_cfg else None,
+                           graph_optimization=session_cfg.graph_optimization if session_cfg else None)
     session = sinfo.session
     with _set_by_profile(prof if batch_from_profile else None, "batch"):
         batch = _check_batch(session, batch, fixed_ok=not batch_given)
@@ -431,6 +434,9 @@ def bench(
                              allow_fallback=True, top=op_top)
 
     notes = list(sinfo.notes)
+    if session_cfg is not None and (session_cfg.intra_op_spinning is not None or session_cfg.graph_optimization):
+        set_by = {k: v for k, v in session_cfg.model_dump().items() if v is not None}
+        notes.append("session settings from the profile: " + ", ".join(f"{k}={v}" for k, v in set_by.items()))
     if baseline_note:
         notes.append(baseline_note)
     if prof is not None and matches is False:

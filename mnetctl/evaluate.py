@@ -127,8 +127,11 @@ def evaluate(
     batch: int = 32,
     threads: int | None = None,
     on_progress: ProgressFn | None = None,
+    session=None,
 ) -> EvalResult:
     """The task metric of `model` (a handle or a path) on labelled images (default: the task's shipped set).
+
+    session: an onnxruntime session of the model configured by the caller (default: a plain CPU session).
 
     data: a folder/CSV/image path (see `mnetctl.data.find_samples`) or a list of Samples (walked once, by
     the caller, e.g. a sweep that evaluates many variants on the same images).
@@ -155,7 +158,7 @@ def evaluate(
                 "eval needs labels: DIR/<wnid>/*.JPEG, DIR/<wnid>_*.JPEG or a CSV of file,label",
             )
         task.check_labels(handle, [s.label for s in samples])
-    session = handle.session(threads)
+    session = session if session is not None else handle.session(threads)
     pre = handle.preprocessor
     eff_batch = handle.fixed_batch or min(int(batch), len(samples))
     check_batch_memory(eff_batch, pre)

@@ -74,6 +74,19 @@ class Budgets(_Strict):
     min_top1: Optional[float] = Field(default=None, ge=0, le=1)
 
 
+class SessionSettings(_Strict):
+    """onnxruntime session settings of the device (unset: onnxruntime's defaults); `mnetctl tune` writes them."""
+
+    intra_op_spinning: Optional[bool] = Field(default=None, strict=True)  # False: pool threads never spin
+    graph_optimization: Optional[Literal["disabled", "basic", "extended", "all"]] = None
+
+    def config(self) -> dict[str, str]:
+        """The session config entries these settings stand for."""
+        from .runtime import CFG_ALLOW_SPINNING
+
+        return {} if self.intra_op_spinning is None else {CFG_ALLOW_SPINNING: "1" if self.intra_op_spinning else "0"}
+
+
 class Profile(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
     description: str
@@ -88,6 +101,7 @@ class Profile(_Strict):
     batch: int = Field(default=1, ge=1, strict=True)
     warmup: Optional[int] = Field(default=None, ge=0, le=MAX_RUNS, strict=True)
     iterations: Optional[int] = Field(default=None, ge=1, le=MAX_RUNS, strict=True)
+    session: SessionSettings = Field(default_factory=SessionSettings)
     budgets: Budgets = Field(default_factory=Budgets)
     notes: str = ""
 

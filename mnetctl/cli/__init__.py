@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "quantize",
     "simplify",
     "sweep",
+    "tune",
 ]
 
 for _name in COMMAND_MODULES:

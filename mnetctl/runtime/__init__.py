@@ -28,12 +28,14 @@ from .eps import (
     resolve_ep,
 )
 from .feeds import bind_io, random_feeds
-from .ort import THREADS_PER_CORE_LIMIT, check_threads, cpu_session, open_cpu_session, ort_log_level, session_options
+from .ort import CFG_ALLOW_SPINNING, GRAPH_OPT_LEVELS, THREADS_PER_CORE_LIMIT, check_threads, cpu_session, open_cpu_session, ort_log_level, session_options
 from .probe import EPStatus, ep_status, onnxruntime_info, plugin_devices, plugin_library, simulated
 from .profiling import NodeAssignment, assignment_from_profile, node_assignment, profile_events, summarize_op_events
 from .session import SessionInfo, create_session, op_profile
 
 __all__ = [
+    "CFG_ALLOW_SPINNING",
+    "GRAPH_OPT_LEVELS",
     "CPU_PROVIDER",
     "EP_REGISTRY",
     "EPInfo",

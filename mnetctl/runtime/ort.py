@@ -13,6 +13,10 @@ from .eps import CPU_PROVIDER
 CFG_RECORD_ASSIGNMENT = "session.record_ep_graph_assignment_info"
 CFG_DISABLE_CPU_FALLBACK = "session.disable_cpu_ep_fallback"
 CFG_FORCE_SPINNING_STOP = "session.force_spinning_stop"
+CFG_ALLOW_SPINNING = "session.intra_op.allow_spinning"  # "0": pool threads never spin, not even inside a run
+
+# Graph optimisation levels by name (None anywhere below: onnxruntime's default, "all").
+GRAPH_OPT_LEVELS = ("disabled", "basic", "extended", "all")
 
 THREADS_PER_CORE_LIMIT = 4  # more intra-op threads than this per core only makes them starve each other
 
@@ -46,9 +50,20 @@ def check_threads(threads: int) -> int:
     return n
 
 
-def session_options(threads: int | None = None, config: Mapping[str, str] | None = None, stop_idle_spinning: bool = False):
-    """SessionOptions with mnetctl's log level, `threads` intra-op threads (None: onnxruntime's default) and
-    the session config entries in `config`.
+def graph_opt_level(name: str):
+    """onnxruntime's GraphOptimizationLevel for one of GRAPH_OPT_LEVELS (BadInput for anything else)."""
+    levels = _ort().GraphOptimizationLevel
+    table = {"disabled": levels.ORT_DISABLE_ALL, "basic": levels.ORT_ENABLE_BASIC,
+             "extended": levels.ORT_ENABLE_EXTENDED, "all": levels.ORT_ENABLE_ALL}
+    if name not in table:
+        raise BadInput(f"graph_optimization must be one of {', '.join(GRAPH_OPT_LEVELS)}, got {name!r}")
+    return table[name]
+
+
+def session_options(threads: int | None = None, config: Mapping[str, str] | None = None, stop_idle_spinning: bool = False,
+                    graph_optimization: str | None = None):
+    """SessionOptions with mnetctl's log level, `threads` intra-op threads (None: onnxruntime's default),
+    the session config entries in `config` and the graph optimisation level (None: onnxruntime's default).
 
     `stop_idle_spinning` makes the pool threads stop spinning as soon as a run returns (they still spin inside
     a run), so a session that is idle between runs does not take CPU time from whatever runs next.
@@ -57,6 +72,8 @@ def session_options(threads: int | None = None, config: Mapping[str, str] | None
     so.log_severity_level = ort_log_level()
     if threads:
         so.intra_op_num_threads = check_threads(threads)
+    if graph_optimization is not None:
+        so.graph_optimization_level = graph_opt_level(graph_optimization)
     if stop_idle_spinning:
         so.add_session_config_entry(CFG_FORCE_SPINNING_STOP, "1")
     for key, value in (config or {}).items():
@@ -74,9 +91,10 @@ def cpu_session(
     threads: int | None = None,
     config: Mapping[str, str] | None = None,
     stop_idle_spinning: bool = False,
+    graph_optimization: str | None = None,
 ):
     """A plain CPU execution-provider session (eval, predict, verification, compare); options as in `session_options`."""
-    so = session_options(threads, config, stop_idle_spinning)
+    so = session_options(threads, config, stop_idle_spinning, graph_optimization)
     return _ort().InferenceSession(source_of(model), sess_options=so, providers=[CPU_PROVIDER])
 
 

@@ -80,9 +80,10 @@ def _session_options(
     profile_prefix: str | None = None,
     config: Mapping[str, str] | None = None,
     stop_idle_spinning: bool = False,
+    graph_optimization: str | None = None,
 ):
     """`ort.session_options` plus the batch-axis override, recorded node assignment and, if asked, profiling."""
-    so = session_options(threads, config, stop_idle_spinning)
+    so = session_options(threads, config, stop_idle_spinning, graph_optimization)
     if batch:
         # Fixed shapes let accelerator EPs (QNN, NNAPI, TensorRT) take the whole graph.
         for dim in batch_dims:
@@ -179,13 +180,14 @@ def create_session(
     profile_prefix: str | None = None,
     config: Mapping[str, str] | None = None,
     stop_idle_spinning: bool = False,
+    graph_optimization: str | None = None,
 ) -> SessionInfo:
     """Create a session on the requested providers (in priority order) and report node assignment.
 
     Raises EnvironmentMissing (exit 3) when a requested provider is unavailable, loads but takes no node, or when
     nodes land on the CPU although "cpu" was not requested; with `allow_fallback` the session is kept and the
-    returned SessionInfo lists what fell back. `config` (session config entries) and `stop_idle_spinning` are as
-    in `ort.session_options`; `profile_prefix` turns on onnxruntime's profiler with that file prefix.
+    returned SessionInfo lists what fell back. `config` (session config entries), `stop_idle_spinning` and
+    `graph_optimization` are as in `ort.session_options`; `profile_prefix` turns on onnxruntime's profiler with that file prefix.
     """
     ort = _ort()
     requests = as_requests(eps)
@@ -194,7 +196,7 @@ def create_session(
     cpu_requested = any(info.name == "cpu" for info, *_ in plan) or allow_fallback
     has_assignment_api = hasattr(ort.InferenceSession, "get_provider_graph_assignment_info")
 
-    so = _session_options(threads, batch, batch_dims, profile_prefix, config, stop_idle_spinning)
+    so = _session_options(threads, batch, batch_dims, profile_prefix, config, stop_idle_spinning, graph_optimization)
     if not cpu_requested and not has_assignment_api:
         so.add_session_config_entry(CFG_DISABLE_CPU_FALLBACK, "1")
     providers = _add_providers(so, plan)
