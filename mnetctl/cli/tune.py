@@ -24,7 +24,7 @@ def tune_cmd(
     write_profile: Annotated[Optional[Path], typer.Option("--write-profile", help="Write the kept configuration as a device profile TOML.", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where the int8 file goes when an int8 variant wins \\[default: MODEL stem + .tuned.onnx].", show_default=False)] = None,
     max_seconds: Annotated[float, typer.Option("--max-seconds", help="Time for the interleaved timing (quantizing and evaluating come on top).")] = 120.0,
-    limit: Annotated[int, typer.Option("--limit", "-l", help="Val images for the accuracy filter.")] = 100,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-l", help="Val images for the accuracy filter \\[default: all 200 shipped; 0.5 point is one image].", show_default=False)] = None,
     max_drop: Annotated[float, typer.Option("--max-drop", help="Drop configurations whose top-1 is more points below the model's.")] = 0.5,
     int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also try the int8 variants mnetctl can make of a float model it built.")] = True,
     top: Annotated[int, typer.Option("--top", help="Table rows: the finalists, then the best screened (all with --wide; every row is in --json).")] = 12,
