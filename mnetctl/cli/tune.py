@@ -13,6 +13,11 @@ from ._table import Col, print_table
 _FLAGS = {"max_seconds": "--max-seconds", "max_drop": "--max-drop", "profile": "--device"}
 
 
+def _overlaps(a, b) -> bool:
+    """Two race intervals that overlap: the race cannot tell those configurations apart."""
+    return bool(a and b and a[0] <= b[1] and b[0] <= a[1])
+
+
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -58,10 +63,12 @@ def tune_cmd(
     cols = [Col("configuration", "words"), Col("top-1"), Col("screen x ref"), Col("p50 ms"), Col("x ref"),
             Col("95% CI", drop=1), Col("", "words")]
     shown = rows if wide else [r for i, r in enumerate(rows) if i < max(top, 1) or r.race_ratio is not None]
+    win_ci = result.winner_row.race_ci if not result.winner.reference else None
     table = []
     for r in shown:
         mark = ("[green]kept[/]" if r.config == result.winner else
-                "[dim]dropped: top-1[/]" if r.dropped else "")
+                "[dim]dropped: top-1[/]" if r.dropped else
+                "tie" if _overlaps(r.race_ci, win_ci) else "")
         ci = "-" if r.race_ci is None else f"{r.race_ci[0]:.3f}-{r.race_ci[1]:.3f}"
         p50 = r.race_p50_ms if r.race_p50_ms is not None else r.screen_p50_ms
         table.append([r.config.name, f"{100 * r.top1:.1f}%", _ratio(r.screen_ratio), "-" if p50 is None else f"{p50:.3f}",
@@ -71,12 +78,13 @@ def tune_cmd(
                       f"({', '.join(e for e, _ in result.reference.eps)}, threads "
                       f"{result.reference.threads or 'default'}); top-1 on {result.accuracy_images} val images")
     if len(shown) < len(rows):
-        console.print(f"[dim]{len(rows) - len(shown)} more configurations: --wide or --json[/]")
+        console.print(f"[dim]{len(rows) - len(shown)} more configuration(s): --wide or --json[/]")
     dropped = sum(r.dropped for r in result.rows)
     if dropped:
-        console.print(f"[dim]{dropped} configurations dropped: top-1 more than {result.max_drop:g} points below the model's[/]")
+        console.print(f"[dim]{dropped} configuration(s) dropped: top-1 more than {result.max_drop:g} points below the model's[/]")
     console.print("[dim]x ref: median over interleaved rounds of the block-median ratio to the reference "
-                  "(screen: short blocks, all; race: longer blocks, the finalists)[/]", soft_wrap=True)
+                  "(screen: short blocks, all; race: longer blocks, the finalists); tie: race interval overlaps the "
+                  "kept one's[/]", soft_wrap=True)
     c = result.check_ci
     if result.candidate.reference:
         console.print("the profile's own configuration was fastest; kept", soft_wrap=True)
