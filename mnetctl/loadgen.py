@@ -346,6 +346,7 @@ def run_loadgen(
     handle = as_model(model)
     if handle.fixed_batch and handle.fixed_batch != batch:
         raise BadInput(f"batch {batch} cannot be used: the model's input has a fixed batch of {handle.fixed_batch}")
+    images, kept, failed = load_images(handle, data, limit, labels=mode == "accuracy")
     out = Path(out_dir) if out_dir is not None else DEFAULT_OUT / f"{scenario}-{mode}"
     from .fsutil import check_writable
 
@@ -356,7 +357,6 @@ def run_loadgen(
     for name in KEPT_FILES:  # a file left by an earlier run must not pass for this run's
         (out / name).unlink(missing_ok=True)
 
-    images, kept, failed = load_images(handle, data, limit, labels=mode == "accuracy")
     report(on_progress, 0, None, "loadgen: session")
     sinfo = create_session(handle.path, _requests(prof, eps, ep_options), threads=threads, batch=batch,
                            allow_fallback=allow_fallback)

@@ -32,12 +32,11 @@ def refuse_mlperf_options(options: dict[str, Any]) -> None:
 
 
 def bench_loadgen(models: list[Path], options: dict[str, Any]) -> int:
-    """Run LoadGen on one model; `options` are bench_cmd's parameters by name."""
+    """Run LoadGen on one model; `options` are bench_cmd's parameters by name (`ep_options` already parsed)."""
     from ..fsutil import check_writable
     from ..loadgen import run_loadgen
     from ..modelio import check_model_path
     from ..profiles import load_profile
-    from .bench import _ep_options
     from ._progress import progress_bar
 
     if len(models) > 1:
@@ -59,7 +58,7 @@ def bench_loadgen(models: list[Path], options: dict[str, Any]) -> int:
         result = run_loadgen(
             model, scenario=options["scenario"], mode=options.get("mlperf_mode") or "performance", profile=prof,
             eps=options.get("ep"), threads=options.get("threads"), batch=options.get("batch"),
-            allow_fallback=bool(options.get("allow_fallback")), ep_options=_ep_options(options.get("ep_option") or []),
+            allow_fallback=bool(options.get("allow_fallback")), ep_options=options.get("ep_options"),
             data=options.get("data"), limit=options.get("limit"), min_duration=options.get("min_duration"),
             min_queries=options.get("min_queries"), out_dir=options.get("out_dir"), on_progress=on_progress,
         )
@@ -105,10 +104,7 @@ def _print(result, wide: bool, quiet: bool) -> None:
         return
     figure = (f"90th percentile latency {_ms(result.p90_ms)}" if result.scenario == "single-stream"
               else f"{result.samples_per_s:g} samples/s" if result.samples_per_s is not None else "no figure")
-    if not result.valid:
-        verdict = f"[bold yellow]INVALID[/] ({', '.join(result.unmet) or 'see the summary'}: no)"
-    elif not result.mlperf_valid:
-        verdict = "[green]VALID[/] for the shortened settings, [yellow]not valid under MLPerf's rules[/]"
-    else:
-        verdict = "[green]VALID[/]"
+    verdict = "[green]VALID[/]" if result.valid else f"[bold yellow]INVALID[/] ({', '.join(result.unmet) or 'see the summary'}: no)"
+    if result.settings.get("shortened"):
+        verdict += "; [yellow]shortened run: not valid under MLPerf's rules[/]"
     console.print(f"{result.scenario}: {figure}; LoadGen: {verdict}", soft_wrap=True)

@@ -87,7 +87,7 @@ def bench_cmd(
     from ._loadgen import bench_loadgen, refuse_mlperf_options
 
     if scenario is not None:
-        return bench_loadgen(models, dict(locals()))
+        return bench_loadgen(models, dict(locals(), ep_options=_ep_options(ep_option or [])))
     refuse_mlperf_options(dict(locals()))
     if len(models) > 1:
         from ._bench_many import bench_many
