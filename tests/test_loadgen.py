@@ -38,6 +38,8 @@ def test_single_stream_short_run_cli(tiny_model, tmp_path, capsys):
     assert r["p90_ms"] == pytest.approx(float(summary["fields"]["90.0th percentile latency (ns)"]) / 1e6)
     assert 0 < r["latency_ms"]["min"] <= r["latency_ms"]["p50"] <= r["p90_ms"] <= r["latency_ms"]["max"]
     assert "p90" in r["early_stopping_ms"] and r["early_stopping_ms"]["p90"] >= r["p90_ms"]
+    # each query's latency holds the SUT's own time for it, so the SUT's percentiles sit below LoadGen's
+    assert 0 < r["sut_ms"]["p50"] <= r["latency_ms"]["p90"] and r["sut_ms"]["p90"] <= r["latency_ms"]["p95"]
     assert r["settings"]["min_duration_ms"] == 500 and r["settings"]["rules_min_duration_ms"] >= 600_000
     # LoadGen judged the shortened settings; the report says plainly that MLPerf's rules are not met
     assert r["result"] in ("VALID", "INVALID") and r["mlperf_valid"] is False and r["settings"]["shortened"]

@@ -88,6 +88,9 @@ def _print(result, wide: bool, quiet: bool) -> None:
             lat = result.latency_ms
             rows.append(["latency", f"p50 {_ms(lat.get('p50'))}, p90 {_ms(lat.get('p90'))}, p99 {_ms(lat.get('p99'))}, "
                                             f"max {_ms(lat.get('max'))}"])
+            if result.sut_ms:
+                rows.append(["inside the SUT", f"p50 {_ms(result.sut_ms.get('p50'))}, p90 {_ms(result.sut_ms.get('p90'))} "
+                                               "(inference and decoding, without LoadGen's issue path)"])
             if result.early_stopping_ms:
                 rows.append(["early stopping", ", ".join(f"{k} {_ms(v)}" for k, v in result.early_stopping_ms.items())])
             for rec in result.recommendations:
