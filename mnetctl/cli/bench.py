@@ -64,7 +64,7 @@ def bench_cmd(
     markdown_path: Annotated[Optional[Path], typer.Option("--markdown", help="Write a Markdown summary to PATH (e.g. $GITHUB_STEP_SUMMARY).", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; print only the verdict line.")] = False,
     wide: WideFlag = False,
-    scenario: Annotated[Optional[str], typer.Option("--scenario", help="Run an MLPerf LoadGen test instead: single-stream or offline (needs mnetctl[mlperf]).", show_default=False, rich_help_panel=_MLPERF)] = None,
+    scenario: Annotated[Optional[str], typer.Option("--scenario", help="Run an MLPerf LoadGen test instead: single-stream or offline (needs the extra: pip install mnetctl\\[mlperf]).", show_default=False, rich_help_panel=_MLPERF)] = None,
     mlperf_mode: Annotated[Optional[str], typer.Option("--mlperf-mode", help="LoadGen mode: performance or accuracy (top-1 from LoadGen's accuracy log) \\[default: performance].", show_default=False, rich_help_panel=_MLPERF)] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for LoadGen's logs \\[default: results/mlperf/SCENARIO-MODE].", show_default=False, rich_help_panel=_MLPERF)] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="Images for LoadGen's sample library \\[default: the shipped val sample].", show_default=False, rich_help_panel=_MLPERF)] = None,
