@@ -360,7 +360,8 @@ def run_loadgen(
         (out / name).unlink(missing_ok=True)
 
     report(on_progress, 0, None, "loadgen: session")
-    sinfo = create_session(handle.path, _requests(prof, eps, ep_options), threads=threads, batch=batch,
+    source = handle.path if handle.path is not None else handle.proto.SerializeToString()
+    sinfo = create_session(source, _requests(prof, eps, ep_options), threads=threads, batch=batch,
                            allow_fallback=allow_fallback)
     try:
         runner = _Runner(sinfo.session, handle, images, batch)
