@@ -32,6 +32,9 @@ _FLAGS = {
 }
 
 
+_MLPERF = "MLPerf LoadGen (--scenario)"
+
+
 @app.command("bench")
 def bench_cmd(
     models: Annotated[list[Path], typer.Argument(help="ONNX model file; give several to time them interleaved against the first.", show_default=False)],
@@ -61,10 +64,17 @@ def bench_cmd(
     markdown_path: Annotated[Optional[Path], typer.Option("--markdown", help="Write a Markdown summary to PATH (e.g. $GITHUB_STEP_SUMMARY).", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; print only the verdict line.")] = False,
     wide: WideFlag = False,
+    scenario: Annotated[Optional[str], typer.Option("--scenario", help="Run an MLPerf LoadGen test instead: single-stream or offline (needs the extra: pip install mnetctl\\[mlperf]).", show_default=False, rich_help_panel=_MLPERF)] = None,
+    mlperf_mode: Annotated[Optional[str], typer.Option("--mlperf-mode", help="LoadGen mode: performance or accuracy (top-1 from LoadGen's accuracy log) \\[default: performance].", show_default=False, rich_help_panel=_MLPERF)] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for LoadGen's logs \\[default: results/mlperf/SCENARIO-MODE].", show_default=False, rich_help_panel=_MLPERF)] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Images for LoadGen's sample library \\[default: the shipped val sample].", show_default=False, rich_help_panel=_MLPERF)] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Use the first N images (at most 1024).", show_default=False, rich_help_panel=_MLPERF)] = None,
+    min_duration: Annotated[Optional[str], typer.Option("--min-duration", help="Shorten LoadGen's minimum duration (MLPerf: 600s), e.g. 5s; the run is then not valid under MLPerf's rules.", show_default=False, rich_help_panel=_MLPERF)] = None,
+    min_queries: Annotated[Optional[int], typer.Option("--min-queries", help="Override LoadGen's minimum query count (offline: samples).", show_default=False, rich_help_panel=_MLPERF)] = None,
 ) -> int:
     """Benchmark a model: cold run, warm-up, measured runs, statistics, EPs and node assignment, budgets.
 
-    Exit codes: 0 all budgets met, 1 a budget or the regression gate failed, 2 bad input, 3 a requested execution provider is not available here.
+    Exit codes: 0 all budgets met, 1 a budget or the regression gate failed, 2 bad input, 3 a requested execution provider (or, for --scenario, MLPerf LoadGen) is not available here.
     """
     from ..bench import bench
     from ..budgets import Gates
@@ -74,6 +84,11 @@ def bench_cmd(
     from ..report import write_bench_reports
     from ._progress import progress_bar
 
+    from ._loadgen import bench_loadgen, refuse_mlperf_options
+
+    if scenario is not None:
+        return bench_loadgen(models, dict(locals(), ep_options=_ep_options(ep_option or [])))
+    refuse_mlperf_options(dict(locals()))
     if len(models) > 1:
         from ._bench_many import bench_many
 
