@@ -69,10 +69,6 @@ class Interleaved:
         ref = ref or self.names[0]
         return float(np.median([np.median(r[name]) / np.median(r[ref]) for r in self.rounds]))
 
-    def block_p50_ms(self, name: str) -> list[float]:
-        """The median of each round's block of `name`, in ms (for ratios paired by round)."""
-        return [float(np.median(r[name])) * 1e3 for r in self.rounds]
-
     def p50_ci_ms(self, name: str, confidence: float = 0.95) -> tuple[float, float]:
         lo, hi = median_ci(self.samples(name), confidence)
         return lo * 1e3, hi * 1e3

@@ -84,8 +84,8 @@ def run_bench_group(models: list[str], names: list[str], profile: dict[str, Any]
     """Time `models` (named `names`) together on the profile's providers: rounds of one block per model, the order
     rotating, rounds under more than `max_load` of a core of other load taken again for up to `max_seconds`.
 
-    Per model: latency statistics (ms), the 95% interval of its p50, each round's block median (for paired ratios),
-    other processes' load during its blocks, and the providers that ran it.
+    Per model: latency statistics (ms), the 95% interval of its p50, other processes' load during its blocks, and
+    the providers that ran it.
     """
     from .bench import DEFAULT_WARMUP
     from .interleave import interleave_quiet, rounds_for
@@ -108,7 +108,6 @@ def run_bench_group(models: list[str], names: list[str], profile: dict[str, Any]
         variants[name] = {
             "latency_ms": timed.stats[name].as_dict(suffix="", runs=False),
             "p50_ci95_ms": [lo, hi],
-            "round_p50_ms": timed.block_p50_ms(name),
             "other_load": timed.model_load.get(name),
             "providers": providers[name],
         }

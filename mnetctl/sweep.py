@@ -73,12 +73,11 @@ class VariantResult:
     model: str
     pareto: bool = False
     cached: dict[str, bool] = field(default_factory=dict)
-    speedup: float | None = None  # int8 only: its fp32 twin's p50 / its own p50 (paired by round when interleaved)
+    speedup: float | None = None  # int8 only: its fp32 twin's p50 / its own p50
     p50_ci95_ms: list[float] | None = None  # 95% interval of p50 (interleaved only)
     other_load: float | None = None  # other processes' CPU load while it was timed, in cores (0.2 = a fifth of one)
     loaded_rounds: int = 0  # its rounds kept although other load exceeded max_load (the time cap ran out)
     ties_with: list[str] = field(default_factory=list)  # variants whose p50 interval overlaps this one's
-    round_p50_ms: list[float] | None = field(default=None, repr=False)  # per-round block medians (not in sweep.json)
 
     @property
     def name(self) -> str:
@@ -276,7 +275,6 @@ class SweepResult:
 
 def _variant_doc(v: VariantResult) -> dict:
     doc = asdict(v)
-    doc.pop("round_p50_ms", None)
     doc["name"] = v.name
     return doc
 
@@ -361,8 +359,7 @@ def run_sweep(
         hit = group is not None
         if not hit:
             group = runner.run("bench_group", group_in)
-            if not group["loaded_rounds"]:  # a measurement taken under load is not kept for later sweeps
-                cache.put("bench_group", key, group)
+            cache.put("bench_group", key, group)  # loaded rounds stay counted in it; --fresh measures again
         timings = group["variants"]
         timing = {k: v for k, v in group.items() if k != "variants"}
         timing["cached"] = hit
@@ -381,7 +378,7 @@ def run_sweep(
             p50_ms=lat["p50"], p90_ms=lat["p90"], mean_ms=lat["mean"],
             latency_ms=lat, providers=t["providers"], model=facts["model"], cached=cached,
             p50_ci95_ms=t.get("p50_ci95_ms"), other_load=t.get("other_load"),
-            loaded_rounds=int(timing.get("loaded_rounds", 0)), round_p50_ms=t.get("round_p50_ms"),
+            loaded_rounds=int(timing.get("loaded_rounds", 0)),
         ))
     mark_ties(results)
     flags = pareto_flags([(r.top1, r.latency(settings.metric)) for r in results])
@@ -407,19 +404,11 @@ def _overlap(a: list[float] | None, b: list[float] | None) -> bool:
 
 def add_speedups(results: list[VariantResult]) -> None:
     """Set `speedup` of each int8 variant whose fp32 twin (same arch, width, resolution) is in `results`: the
-    twin's p50 over the variant's own p50. From interleaved rounds, the median over rounds of the two blocks'
-    medians in the same round (paired); from sequential benches, the ratio of the two p50s."""
+    twin's p50 over the variant's own p50 (from the same interleaved rounds, or with --sequential from two benches)."""
     fp32 = {(r.arch, r.width, r.resolution): r for r in results if r.precision == "fp32"}
     for r in results:
         twin = fp32.get((r.arch, r.width, r.resolution)) if r.precision == "int8" else None
-        if twin is None or not r.p50_ms > 0:
-            r.speedup = None
-        elif r.round_p50_ms and twin.round_p50_ms and len(r.round_p50_ms) == len(twin.round_p50_ms):
-            import numpy as np
-
-            r.speedup = round(float(np.median([a / b for a, b in zip(twin.round_p50_ms, r.round_p50_ms)])), 4)
-        else:
-            r.speedup = round(twin.p50_ms / r.p50_ms, 4)
+        r.speedup = round(twin.p50_ms / r.p50_ms, 4) if twin is not None and r.p50_ms > 0 else None
 
 
 def _checkpoint_id(variant: Variant, weights: str) -> str | None:
@@ -577,7 +566,7 @@ def markdown_report(result: SweepResult, metric: str, plot_name: str) -> str:
                       "latency (and so the frontier between them) is not resolved by this measurement."]
     if any(r.speedup is not None for r in result.variants):
         lines += ["", "x fp32: an int8 variant's speed-up over its fp32 twin (fp32 p50 / int8 p50"
-                      + (", median over rounds of the two blocks' medians" if result.timing.get("method") == "interleaved"
+                      + (", timed in the same interleaved rounds" if result.timing.get("method") == "interleaved"
                          else ", each benched alone") + "); above 1 is faster."]
     if result.budget_ms is not None:
         on = result.budget_metric or metric

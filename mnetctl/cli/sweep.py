@@ -115,7 +115,7 @@ def _print_table(result, device: str, metric: str, wide: bool) -> None:
         notes.append("tie ~N: p50 95% interval overlaps N other variants' (order not resolved)")
     if any(r.speedup is not None for r in result.variants):
         paired = getattr(result, "timing", {}).get("method") == "interleaved"
-        notes.append("x fp32: int8 speed-up over its fp32 twin" + (" (paired by interleaved round)" if paired
+        notes.append("x fp32: int8 speed-up over its fp32 twin" + (" (same interleaved rounds)" if paired
                                                                     else " (each benched alone)"))
     if any(getattr(r, "other_load", None) is not None for r in result.variants):
         notes.append("load: other processes' CPU use while timed, in cores")
