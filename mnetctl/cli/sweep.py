@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from ..errors import BadInput, GateFailed
-from ._app import WideFlag, app, console, err_console
+from ._app import WideFlag, app, console, err_console, flag_names
 from ._table import Col, print_table
 
 
@@ -66,7 +66,8 @@ def sweep(
     settings = SweepSettings(weights=weights, data=data, limit=limit, device=device, threads=threads,
                              iterations=iterations, metric=metric, fresh=fresh, sequential=sequential,
                              max_load=max_load, max_seconds=max_seconds)
-    plan = prepare(settings)  # every bad value fails here, before any progress output
+    with flag_names({"max_load": "--max-load", "max_seconds": "--max-seconds"}):
+        plan = prepare(settings)  # every bad value fails here, before any progress output
     metric = plan.settings.metric
     budget = selection_budget(plan.profile, budget_ms, metric) if select else None  # --budget-ms on --metric, else the profile's
     if select and budget is None:
