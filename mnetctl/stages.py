@@ -2,7 +2,8 @@
 
 A stage is a function of paths and JSON-able settings that returns a JSON-able result, plus a cache key:
 a digest of the *content* that determines the result (model bytes, image bytes and labels, profile
-contents, settings, mnetctl's version). Because inputs and results are plain data, a runner
+contents, settings, mnetctl's version). `bench_group` is the one stage over several variants: it times all of a
+device's variants together in interleaved rounds, so its result (and key) belongs to the group. Because inputs and results are plain data, a runner
 (`mnetctl.runners`) can run a stage here or ship it elsewhere.
 """
 
@@ -65,10 +66,91 @@ def eval_key(model: str, samples_digest: str) -> str:
 
 def run_bench(model: str, profile: dict[str, Any], threads: int | None, iterations: int) -> dict[str, Any]:
     from .bench import bench
+    from .hostinfo import LoadMeter
     from .profiles import Profile
 
+    meter = LoadMeter()
     br = bench(model, profile=Profile.model_validate(profile), threads=threads, iterations=iterations)
-    return {"latency_ms": {k: float(v) for k, v in br.latency_ms.items()}, "providers": list(br.providers)}
+    return {"latency_ms": {k: float(v) for k, v in br.latency_ms.items()}, "providers": list(br.providers),
+            "other_load": meter.other_load()}
+
+
+RUNS_PER_BLOCK = 10  # bench_group: timed runs of one variant before the next variant's turn
+BLOCK_WARMUP = 2  # untimed runs at the start of each block (the variant's caches after the others ran)
+
+
+def run_bench_group(models: list[str], names: list[str], profile: dict[str, Any], threads: int | None,
+                    iterations: int, max_load: float, max_seconds: float) -> dict[str, Any]:
+    """Time `models` (named `names`) together on the profile's providers: rounds of one block per model, the order
+    rotating, rounds under more than `max_load` of a core of other load taken again for up to `max_seconds`.
+
+    Per model: latency statistics (ms), the 95% interval of its p50, other processes' load during its blocks, and
+    the providers that ran it.
+    """
+    from .bench import DEFAULT_WARMUP
+    from .interleave import interleave_quiet, rounds_for
+    from .profiles import Profile
+
+    prof = Profile.model_validate(profile)
+    threads = threads if threads is not None else prof.threads
+    warmup = prof.warmup if prof.warmup is not None else DEFAULT_WARMUP
+    runnables, providers = [], {}
+    for model, name in zip(models, names):
+        runnable, used = _bench_runnable(Path(model), name, prof, threads)
+        runnables.append(runnable)
+        providers[name] = used
+    runs = min(RUNS_PER_BLOCK, iterations)
+    timed = interleave_quiet(runnables, rounds=rounds_for(iterations, runs), runs=runs, block_warmup=BLOCK_WARMUP,
+                             warmup=warmup, max_load=max_load, max_seconds=max_seconds)
+    variants = {}
+    for name in names:
+        lo, hi = timed.p50_ci_ms(name)
+        variants[name] = {
+            "latency_ms": timed.stats[name].as_dict(suffix="", runs=False),
+            "p50_ci95_ms": [lo, hi],
+            "other_load": timed.model_load.get(name),
+            "providers": providers[name],
+        }
+    return {"method": "interleaved", "rounds": len(timed.rounds), "runs_per_block": timed.runs,
+            "block_warmup": timed.block_warmup, "warmup": timed.warmup, "max_load": max_load, "max_seconds": max_seconds,
+            "retaken_rounds": timed.retaken_rounds, "loaded_rounds": timed.loaded_rounds,
+            "other_load": timed.other_load, "variants": variants}
+
+
+def _bench_runnable(path: Path, name: str, prof, threads: int | None):
+    """(interleave.Runnable, providers used) for one model as `bench` runs it: the profile's providers with no silent
+    fallback, random inputs and outputs bound once (IO binding), plus idle pool threads that stop spinning
+    between runs so they take no CPU from the next model's block."""
+    from .interleave import Runnable
+    from .modelio import cannot_run
+    from .runtime import bind_io, create_session, random_feeds
+
+    info = create_session(path, prof.ep_requests(), threads=threads, batch=1, stop_idle_spinning=True)
+    session = info.session
+    feeds = random_feeds(session, batch=1, seed=0)
+    io = bind_io(session, feeds)
+    try:
+        session.run_with_iobinding(io)  # the cold run allocates the outputs; bound, no later run allocates
+    except Exception as exc:  # ORT loaded the graph but cannot run it
+        raise cannot_run(path, exc) from None
+    for out, value in zip(session.get_outputs(), io.get_outputs()):
+        io.bind_ortvalue_output(out.name, value)
+
+    def run(binding, _inputs=feeds):  # the bound arrays must live as long as the binding
+        session.run_with_iobinding(binding)
+
+    return Runnable(name, run, [io]), list(info.used)
+
+
+def bench_group_key(models: list[str], names: list[str], profile: dict[str, Any], threads: int | None,
+                    iterations: int, max_load: float, max_seconds: float, host: dict[str, Any]) -> str:
+    """The group's content: every member's name and model bytes (as a set: the order of the rounds does not
+    matter), the measured profile contents, settings, host and version. Adding or changing one variant re-times
+    the whole group, since each variant's figure was taken beside the others."""
+    measured = {k: v for k, v in profile.items() if k not in _NOT_MEASURED}
+    members = sorted([n, file_digest(m)] for m, n in zip(models, names))
+    return digest({"members": members, "profile": measured, "threads": threads, "iterations": iterations,
+                   "max_load": max_load, "max_seconds": max_seconds, "host": host, "version": __version__})
 
 
 def bench_key(model: str, profile: dict[str, Any], threads: int | None, iterations: int, host: dict[str, Any]) -> str:
@@ -95,4 +177,5 @@ STAGES: dict[str, Stage] = {
     "quantize": Stage("quantize", run_quantize, quantize_key, True),
     "eval": Stage("eval", run_eval, eval_key, False),
     "bench": Stage("bench", run_bench, bench_key, False),
+    "bench_group": Stage("bench_group", run_bench_group, bench_group_key, False),
 }

@@ -4,6 +4,11 @@ A sweep is a list of stages per variant (`mnetctl.stages`: build -> (quantize) -
 by a runner (`mnetctl.runners`) and cached under a digest of the content that determines it (model bytes,
 image bytes and labels, the profile's contents, settings; `mnetctl.cache`), so re-running a sweep only does
 new work and a changed input is never answered from the cache.
+
+Latency is measured interleaved by default: all variants of the device are timed together (`stages.bench_group`:
+rounds of one short block per variant, the order rotating), so a burst of other work lands on every variant alike.
+Each variant carries the 95% interval of its p50; variants whose intervals overlap are ties (`ties_with`), their
+order on latency not resolved. `sequential=True` benches one variant after another (the `bench` stage), as before.
 """
 
 from __future__ import annotations
@@ -68,7 +73,11 @@ class VariantResult:
     model: str
     pareto: bool = False
     cached: dict[str, bool] = field(default_factory=dict)
-    speedup: float | None = None  # int8 only: its fp32 twin's p50 / its own p50 (each variant benched alone)
+    speedup: float | None = None  # int8 only: its fp32 twin's p50 / its own p50
+    p50_ci95_ms: list[float] | None = None  # 95% interval of p50 (interleaved only)
+    other_load: float | None = None  # other processes' CPU load while it was timed, in cores (0.2 = a fifth of one)
+    loaded_rounds: int = 0  # its rounds kept although other load exceeded max_load (the time cap ran out)
+    ties_with: list[str] = field(default_factory=list)  # variants whose p50 interval overlaps this one's
 
     @property
     def name(self) -> str:
@@ -193,6 +202,9 @@ class SweepSettings:
     metric: str = "p50"
     calib: Path | None = None  # calibration images [default: the task's shipped set]
     fresh: bool = False
+    sequential: bool = False  # bench variants one after another instead of interleaved
+    max_load: float = 0.2  # interleaved: rounds with more other load (cores) are taken again ...
+    max_seconds: float = 60.0  # ... while the timing has run less than this long
 
 
 @dataclass
@@ -219,6 +231,10 @@ def prepare(settings: SweepSettings) -> SweepPlan:
         raise BadInput(f"limit must be >= 1, got {settings.limit}")
     if settings.iterations < 1:
         raise BadInput(f"iterations must be >= 1, got {settings.iterations}")
+    if not settings.max_load >= 0:
+        raise BadInput(f"max_load must be >= 0 (a fraction of one core), got {settings.max_load}")
+    if not settings.max_seconds >= 0:
+        raise BadInput(f"max_seconds must be >= 0, got {settings.max_seconds}")
     if settings.threads is not None and settings.threads < 1:
         raise BadInput(f"threads must be >= 1, got {settings.threads}")
     profile = settings.device if isinstance(settings.device, Profile) else load_profile(settings.device)
@@ -240,6 +256,7 @@ class SweepResult:
     selected: VariantResult | None = None
     budget_ms: float | None = None
     budget_metric: str | None = None  # the statistic budget_ms applies to
+    timing: dict = field(default_factory=dict)  # how latency was measured: method, rounds, load limit, loaded rounds
 
     def as_dict(self) -> dict:
         return {
@@ -251,6 +268,7 @@ class SweepResult:
             "budget_ms": self.budget_ms,
             "budget_metric": None if self.budget_metric is None else str(self.budget_metric),
             "selected": self.selected.name if self.selected else None,
+            "timing": self.timing,
             "variants": [_variant_doc(v) for v in self.variants],
         }
 
@@ -269,8 +287,9 @@ def run_sweep(
     runner: Any = None,
     on_progress: ProgressFn | None = None,
 ) -> SweepResult:
-    """Run [build, (quantize), eval, bench] per variant through `runner` (default: in-process), each stage
-    cached by the content that determines it; then flag the Pareto frontier."""
+    """Run [build, (quantize), eval] per variant, then time them all interleaved (`bench_group`; with
+    `settings.sequential`, the `bench` stage per variant) through `runner` (default: in-process), each stage
+    cached by the content that determines it; then mark ties and flag the Pareto frontier."""
     from .quant.settings import default_settings
     from .runners import LocalRunner
 
@@ -282,9 +301,9 @@ def run_sweep(
     host = host_info()
     profile_doc = plan.profile.model_dump(mode="json")
     samples_doc = [[str(s.path), s.label] for s in plan.samples]
-    results: list[VariantResult] = []
-    totals = {name: sum(1 for v in variants if name != "quantize" or v.precision == "int8") for name in STAGES}
-    done = dict.fromkeys(STAGES, 0)
+    totals = {"build": len(variants), "quantize": sum(v.precision == "int8" for v in variants),
+              "eval": len(variants), "bench": len(variants)}
+    done = dict.fromkeys(totals, 0)
     for name, total in totals.items():  # every stage's bar from the start, in stage order
         if total:
             report(on_progress, 0, total, f"{name:>8} · ")
@@ -298,12 +317,16 @@ def run_sweep(
         if not hit:
             result = runner.run(name, inputs)
             cache.put(name, key, result, artifact=spec.artifact)
+        tick(name, variant, hit)
+        return result, hit
+
+    def tick(name: str, variant: Variant, hit: bool) -> None:
         if on_stage:
             on_stage(name, variant, hit)
         done[name] += 1
         report(on_progress, done[name], totals[name], f"{name:>8} · {variant.name}{' (cached)' if hit else ''}")
-        return result, hit
 
+    prepared = []  # (variant, facts, scores, cached) before timing
     for variant in variants:
         cached: dict[str, bool] = {}
         build_in = {"arch": variant.arch, "width": variant.width, "resolution": variant.resolution,
@@ -314,21 +337,50 @@ def run_sweep(
             key = STAGES["quantize"].key(facts["model"], plan.calib_digest, repr(default_settings(variant.arch, variant.width)))
             facts, cached["quantize"] = stage("quantize", variant, key,
                                               {"model": facts["model"], "calib": str(plan.calib)})
-        model = facts["model"]
-        key = STAGES["eval"].key(model, plan.samples_digest)
-        scores, cached["eval"] = stage("eval", variant, key, {"model": model, "samples": samples_doc,
+        key = STAGES["eval"].key(facts["model"], plan.samples_digest)
+        scores, cached["eval"] = stage("eval", variant, key, {"model": facts["model"], "samples": samples_doc,
                                                               "threads": settings.threads})
-        bench_in = {"model": model, "profile": profile_doc, "threads": settings.threads, "iterations": settings.iterations}
-        key = STAGES["bench"].key(**bench_in, host=host)
-        timing, cached["bench"] = stage("bench", variant, key, bench_in)
-        lat = timing["latency_ms"]
+        prepared.append((variant, facts, scores, cached))
+
+    if settings.sequential:
+        timings, timing = {}, {"method": "sequential", "iterations": settings.iterations}
+        for variant, facts, _, cached in prepared:
+            bench_in = {"model": facts["model"], "profile": profile_doc, "threads": settings.threads,
+                        "iterations": settings.iterations}
+            timings[variant.name], cached["bench"] = stage("bench", variant, STAGES["bench"].key(**bench_in, host=host),
+                                                           bench_in)
+    else:
+        group_in = {"models": [f["model"] for _, f, _, _ in prepared], "names": [v.name for v, *_ in prepared],
+                    "profile": profile_doc, "threads": settings.threads, "iterations": settings.iterations,
+                    "max_load": settings.max_load, "max_seconds": settings.max_seconds}
+        report(on_progress, 0, totals["bench"], f"{'bench':>8} · {len(prepared)} variants interleaved")
+        key = STAGES["bench_group"].key(**group_in, host=host)
+        group = cache.get("bench_group", key)
+        hit = group is not None
+        if not hit:
+            group = runner.run("bench_group", group_in)
+            cache.put("bench_group", key, group)  # loaded rounds stay counted in it; --fresh measures again
+        timings = group["variants"]
+        timing = {k: v for k, v in group.items() if k != "variants"}
+        timing["cached"] = hit
+        for variant, _, _, cached in prepared:
+            cached["bench"] = hit
+            tick("bench", variant, hit)
+
+    results: list[VariantResult] = []
+    for variant, facts, scores, cached in prepared:
+        t = timings[variant.name]
+        lat = t["latency_ms"]
         results.append(VariantResult(
             arch=variant.arch, width=variant.width, resolution=variant.resolution, precision=variant.precision,
             weights=settings.weights, macs=facts["macs"], params=facts["params"], size_mb=facts["size_mb"],
             top1=scores["top1"], top5=scores["top5"], n_images=scores["n"],
             p50_ms=lat["p50"], p90_ms=lat["p90"], mean_ms=lat["mean"],
-            latency_ms=lat, providers=timing["providers"], model=model, cached=cached,
+            latency_ms=lat, providers=t["providers"], model=facts["model"], cached=cached,
+            p50_ci95_ms=t.get("p50_ci95_ms"), other_load=t.get("other_load"),
+            loaded_rounds=int(timing.get("loaded_rounds", 0)),
         ))
+    mark_ties(results)
     flags = pareto_flags([(r.top1, r.latency(settings.metric)) for r in results])
     for r, flag in zip(results, flags):
         r.pareto = flag
@@ -337,13 +389,22 @@ def run_sweep(
     settings_doc["device"] = plan.profile.name
     settings_doc["data"] = str(plan.data)
     settings_doc["calib"] = str(plan.calib)
-    return SweepResult(results, [], settings_doc, host, time.perf_counter() - started)
+    return SweepResult(results, [], settings_doc, host, time.perf_counter() - started, timing=timing)
+
+
+def mark_ties(results: list[VariantResult]) -> None:
+    """Set each variant's `ties_with`: the variants whose p50 95% interval overlaps its own (both must have one)."""
+    for r in results:
+        r.ties_with = [o.name for o in results if o is not r and _overlap(r.p50_ci95_ms, o.p50_ci95_ms)]
+
+
+def _overlap(a: list[float] | None, b: list[float] | None) -> bool:
+    return a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]
 
 
 def add_speedups(results: list[VariantResult]) -> None:
     """Set `speedup` of each int8 variant whose fp32 twin (same arch, width, resolution) is in `results`: the
-    twin's p50 over the variant's own p50. Both come from separate bench runs on the same profile, not from
-    interleaved rounds (`quant.speed` measures that ratio side by side)."""
+    twin's p50 over the variant's own p50 (from the same interleaved rounds, or with --sequential from two benches)."""
     fp32 = {(r.arch, r.width, r.resolution): r for r in results if r.precision == "fp32"}
     for r in results:
         twin = fp32.get((r.arch, r.width, r.resolution)) if r.precision == "int8" else None
@@ -376,6 +437,24 @@ def opset_for_profile(profile) -> int:
 # ------------------------------------------------------------------------------------------------
 # Outputs
 # ------------------------------------------------------------------------------------------------
+
+
+def timing_note(timing: dict) -> str:
+    """One sentence on how latency was measured (for report.md and the CLI)."""
+    if timing.get("method") != "interleaved":
+        return ("Latency: each variant benched on its own, one after another (sequential); no intervals, "
+                "other load in cores during each bench.")
+    text = (f"Latency: all variants timed together in {timing['rounds']} interleaved rounds of {timing['runs_per_block']} "
+            f"runs per variant (order rotating, {timing['block_warmup']} untimed runs before each block); other load "
+            f"= other processes' CPU use in cores during the variant's blocks")
+    load = timing.get("other_load")
+    if load is not None:
+        text += f" ({load:.2f} over the whole measurement)"
+    text += f"; {timing.get('retaken_rounds', 0)} rounds above {timing['max_load']:g} core(s) of other load taken again"
+    if timing.get("loaded_rounds"):
+        text += (f"; **{timing['loaded_rounds']} rounds kept although loaded** (the {timing['max_seconds']:g} s cap ran "
+                 "out: the host was busy, absolute times are inflated)")
+    return text + ("; measurement from the cache." if timing.get("cached") else ".")
 
 
 def write_outputs(result: SweepResult, out: Path, metric: str = "p50", select: bool = False) -> dict[str, Path]:
@@ -439,11 +518,13 @@ def _draw_pareto(results: list[VariantResult], path: Path, metric: str) -> None:
     if front:
         ax.step([r.latency(metric) for r in front], [100 * r.top1 for r in front], where="post",
                 color="tab:red", lw=1.2, alpha=0.7, label="Pareto frontier", zorder=2)
-    for r in results:
-        ax.annotate(r.name, (r.latency(metric), 100 * r.top1), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    for r in results:  # "~": its p50 interval overlaps another variant's (a tie on latency)
+        ax.annotate(r.name + (" ~" if r.ties_with else ""), (r.latency(metric), 100 * r.top1), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")
     ax.set_xlabel(f"latency {metric} (ms, batch 1)")
     ax.set_ylabel("top-1 (%)")
-    ax.set_title("MobileNet variants: accuracy vs latency")
+    ax.set_title("MobileNet variants: accuracy vs latency" + ("  (~ tie: p50 intervals overlap)"
+                                                              if any(r.ties_with for r in results) else ""))
     ax.margins(x=0.12, y=0.08)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
@@ -465,18 +546,28 @@ def markdown_report(result: SweepResult, metric: str, plot_name: str) -> str:
         "",
         f"![accuracy vs latency]({plot_name})",
         "",
-        "| variant | precision | MACs (M) | params (M) | size (MB) | top-1 | top-5 | p50 (ms) | p90 (ms) | x fp32 | Pareto |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
+        "| variant | precision | MACs (M) | params (M) | size (MB) | top-1 | top-5 | p50 (ms) | p50 95% CI (ms) | p90 (ms) "
+        "| other load | x fp32 | Pareto | ties with |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---|",
     ]
     for r in sorted(result.variants, key=lambda r: r.latency(metric)):
+        ci = "" if r.p50_ci95_ms is None else f"{r.p50_ci95_ms[0]:.3f}-{r.p50_ci95_ms[1]:.3f}"
+        load = "" if r.other_load is None else f"{r.other_load:.2f}"
         lines.append(
             f"| {r.arch} {format_width(r.width)} {r.resolution} | {r.precision} | {r.macs / 1e6:.1f} | {r.params / 1e6:.3f} | "
-            f"{r.size_mb:.2f} | {100 * r.top1:.1f}% | {100 * r.top5:.1f}% | {r.p50_ms:.3f} | {r.p90_ms:.3f} | "
-            f"{'' if r.speedup is None else f'{r.speedup:.2f}x'} | {'yes' if r.pareto else ''} |"
+            f"{r.size_mb:.2f} | {100 * r.top1:.1f}% | {100 * r.top5:.1f}% | {r.p50_ms:.3f}{' ~' if r.ties_with else ''} | "
+            f"{ci} | {r.p90_ms:.3f} | {load} | {'' if r.speedup is None else f'{r.speedup:.2f}x'} | "
+            f"{'yes' if r.pareto else ''} | {', '.join(r.ties_with)} |"
         )
+    if result.timing:
+        lines += ["", timing_note(result.timing)]
+    if any(r.ties_with for r in result.variants):
+        lines += ["", "~ tie: the variant's p50 95% interval overlaps those listed under *ties with*; their order on "
+                      "latency (and so the frontier between them) is not resolved by this measurement."]
     if any(r.speedup is not None for r in result.variants):
-        lines += ["", "x fp32: an int8 variant's speed-up over its fp32 twin (fp32 p50 / int8 p50), from the variants' "
-                      "own p50s (each benched alone, not interleaved); above 1 is faster."]
+        lines += ["", "x fp32: an int8 variant's speed-up over its fp32 twin (fp32 p50 / int8 p50"
+                      + (", timed in the same interleaved rounds" if result.timing.get("method") == "interleaved"
+                         else ", each benched alone") + "); above 1 is faster."]
     if result.budget_ms is not None:
         on = result.budget_metric or metric
         lines += ["", (f"Selected within {result.budget_ms:g} ms ({on}): **{result.selected.name}**"

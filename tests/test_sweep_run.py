@@ -71,6 +71,8 @@ def test_select_obeys_budget(first_run, capsys):
     (["--metric", "p42"], "--metric"),
     (["--limit", "0"], "--limit"),
     (["--arch", "v3-large"], "empty"),
+    (["--max-load", "-1"], "--max-load"),
+    (["--max-seconds", "-0.5"], "--max-seconds"),
 ])
 def test_bad_sweep_arguments(tmp_path, capsys, extra, needle):
     args = ["sweep", "--arch", "v1", "--widths", "0.25", "--resolutions", "96", "--out", str(tmp_path / "o"),

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from ..errors import BadInput, GateFailed
-from ._app import WideFlag, app, console, err_console
+from ._app import WideFlag, app, console, err_console, flag_names
 from ._table import Col, print_table
 
 
@@ -42,6 +42,9 @@ def sweep(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for sweep.json, pareto.png, report.md.")] = Path("results"),
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Artifact cache [default: ~/.cache/mnetctl/sweep or $MNETCTL_CACHE].", show_default=False)] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore cached artifacts and redo every stage.")] = False,
+    max_load: Annotated[float, typer.Option("--max-load", help="Take a timing round again when other processes used more than this many cores during it (0.2 = a fifth of one core).")] = 0.2,
+    max_seconds: Annotated[float, typer.Option("--max-seconds", help="Stop taking loaded rounds again after this long; later loaded rounds are kept and flagged.")] = 60.0,
+    sequential: Annotated[bool, typer.Option("--sequential", help="Bench variants one after another instead of interleaved (no intervals or ties; for comparison).")] = False,
     wide: WideFlag = False,
 ) -> None:
     """Build, quantize, evaluate and benchmark every variant; flag the Pareto frontier; optionally select one."""
@@ -61,8 +64,10 @@ def sweep(
     # the outputs must not land in or on what the sweep reads: the images, a profile file
     check_writable(out / "sweep.json", inputs=(data, Path(device) if Path(device).is_file() else None), flag="--out")
     settings = SweepSettings(weights=weights, data=data, limit=limit, device=device, threads=threads,
-                             iterations=iterations, metric=metric, fresh=fresh)
-    plan = prepare(settings)  # every bad value fails here, before any progress output
+                             iterations=iterations, metric=metric, fresh=fresh, sequential=sequential,
+                             max_load=max_load, max_seconds=max_seconds)
+    with flag_names({"max_load": "--max-load", "max_seconds": "--max-seconds"}):
+        plan = prepare(settings)  # every bad value fails here, before any progress output
     metric = plan.settings.metric
     budget = selection_budget(plan.profile, budget_ms, metric) if select else None  # --budget-ms on --metric, else the profile's
     if select and budget is None:
@@ -77,6 +82,10 @@ def sweep(
     selected_path = paths.get("selected")
 
     _print_table(result, device, metric, wide)
+    if result.timing.get("loaded_rounds"):
+        err_console.print(f"[yellow]note:[/] {result.timing['loaded_rounds']} timing rounds were kept although other "
+                          f"processes used more than {max_load:g} cores (the {max_seconds:g} s cap ran out); "
+                          "absolute times are inflated, the ranking holds better", soft_wrap=True)
     console.print(f"wrote {paths['json']}, {paths['plot']}, {paths['report']}  [dim]({result.seconds:.0f} s)[/]")
     if budget is not None:
         limit, on = budget
@@ -90,16 +99,26 @@ def sweep(
 def _print_table(result, device: str, metric: str, wide: bool) -> None:
     """One row per variant, fastest first; the latency column of --metric is always shown."""
     cols = [Col("variant", "words"), Col("MACs M", drop=3), Col("MB", drop=2), Col("top-1"), Col("top-5", drop=4),
-            Col("p50 ms", drop=0 if metric == "p50" else 1), Col("p90 ms", drop=0 if metric == "p90" else 1),
-            Col("x fp32", drop=2), Col("front"), Col("cached", "words", drop=5)]
+            Col("p50 ms", drop=0 if metric == "p50" else 1), Col("p50 95% CI", drop=3),
+            Col("p90 ms", drop=0 if metric == "p90" else 1), Col("load", drop=4), Col("x fp32", drop=2),
+            Col("front"), Col("tie", drop=1), Col("cached", "words", drop=5)]
     rows = []
     for r in sorted(result.variants, key=lambda r: r.latency(metric)):
         hits = [k for k, v in r.cached.items() if v]
         cached = "all" if len(hits) == len(r.cached) else (",".join(hits) or "-")
+        ci, load, ties = getattr(r, "p50_ci95_ms", None), getattr(r, "other_load", None), getattr(r, "ties_with", [])
         rows.append([r.name, f"{r.macs / 1e6:.1f}", f"{r.size_mb:.2f}", f"{100 * r.top1:.1f}%", f"{100 * r.top5:.1f}%",
-                     f"{r.p50_ms:.3f}", f"{r.p90_ms:.3f}", "" if r.speedup is None else f"{r.speedup:.2f}x",
-                     "[red]*[/]" if r.pareto else "", cached])
-    caption = ("x fp32: int8 speed-up over its fp32 twin, from the variants' own p50s (not interleaved)"
-               if any(r.speedup is not None for r in result.variants) else None)
+                     f"{r.p50_ms:.3f}", "" if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}", f"{r.p90_ms:.3f}",
+                     "" if load is None else f"{load:.2f}", "" if r.speedup is None else f"{r.speedup:.2f}x",
+                     "[red]*[/]" if r.pareto else "", f"~{len(ties)}" if ties else "", cached])
+    notes = []
+    if any(getattr(r, "ties_with", None) for r in result.variants):
+        notes.append("tie ~N: p50 95% interval overlaps N other variants' (order not resolved)")
+    if any(r.speedup is not None for r in result.variants):
+        paired = getattr(result, "timing", {}).get("method") == "interleaved"
+        notes.append("x fp32: int8 speed-up over its fp32 twin" + (" (same interleaved rounds)" if paired
+                                                                    else " (each benched alone)"))
+    if any(getattr(r, "other_load", None) is not None for r in result.variants):
+        notes.append("load: other processes' CPU use while timed, in cores")
     print_table(cols, rows, wide=wide, title=f"sweep on profile '{device}' ({metric})", header_style="bold",
-                caption=caption, caption_justify="left")
+                caption="; ".join(notes) or None, caption_justify="left")
