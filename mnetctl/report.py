@@ -193,3 +193,63 @@ def write_bench_reports(result: "BenchResult", json_path=None, junit_path=None, 
     if markdown_path is not None:
         files[markdown_path] = bench_markdown(result)
     return write_texts(files) if files else []
+
+
+# --------------------------------------------------------------------------------------------------------------
+# A/B gate results (bench NEW --against OLD)
+
+
+def ab_suite(result) -> JUnitSuite:
+    """One testsuite per A/B gate; one testcase, failing on a regression (skipped when inconclusive)."""
+    from pathlib import PurePath
+
+    s = result.stats
+    summary = result.summary()
+    case = JUnitCase(
+        name=f"no p50 regression against {PurePath(result.old).name} (ratio <= {1 + s.tolerance:.4g})",
+        classname=f"mnetctl.bench.{result.device}.{PurePath(result.new).stem}",
+        time_s=result.elapsed_s,
+        failure=summary if s.verdict == "regression" else None,
+        skipped=result.warning() if s.verdict == "inconclusive" else None,
+        output=summary,
+    )
+    props = {"new": result.new, "old": result.old, "profile": result.device, "ratio": f"{s.ratio:.4f}",
+             "ci_low": f"{s.ci_low:.4f}", "ci_high": f"{s.ci_high:.4f}", "verdict": s.verdict,
+             "rounds": str(s.rounds), "tolerance": f"{s.tolerance:g}", "other_load": str(result.other_load)}
+    return JUnitSuite(name=f"mnetctl bench {PurePath(result.new).name} --against {PurePath(result.old).name} on "
+                      f"{result.device}", cases=[case], properties=props, time_s=result.elapsed_s,
+                      timestamp=result.timestamp, system_out="\n".join(result.notes))
+
+
+def ab_markdown(result) -> str:
+    s = result.stats
+    mark = {"ok": "ok", "regression": "**REGRESSION**", "inconclusive": "inconclusive"}[s.verdict]
+    lines = [
+        f"### mnetctl bench `{Path(result.new).name}` --against `{Path(result.old).name}` on `{result.device}`: {mark}",
+        "",
+        "| model | p50 | p90 |", "|---|---|---|",
+        f"| new `{Path(result.new).name}` | {result.new_p50_ms:.3f} ms | {result.new_p90_ms:.3f} ms |",
+        f"| old `{Path(result.old).name}` | {result.old_p50_ms:.3f} ms | {result.old_p90_ms:.3f} ms |",
+        "",
+        f"Ratio new/old (p50): **{s.ratio:.3f}x**, 95% CI {s.ci_low:.3f}-{s.ci_high:.3f}, limit {1 + s.tolerance:.3f} "
+        f"(tolerance {s.tolerance * 100:g}%), {s.rounds} interleaved rounds; other processes' load "
+        f"{result.other_load if result.other_load is not None else 'unknown'} cores.",
+        "",
+    ]
+    if result.warning():
+        lines.append(f"> {result.warning()}")
+    for note in result.notes:
+        lines.append(f"> {note}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_ab_reports(result, json_path=None, junit_path=None, markdown_path=None) -> list[Path]:
+    """The requested reports of an A/B gate as one set: if any cannot be written, none of them changes."""
+    files = {}
+    if json_path is not None:
+        files[json_path] = to_json(result.as_dict())
+    if junit_path is not None:
+        files[junit_path] = junit_xml([ab_suite(result)])
+    if markdown_path is not None:
+        files[markdown_path] = ab_markdown(result)
+    return write_texts(files) if files else []

@@ -33,6 +33,7 @@ _FLAGS = {
 
 
 _MLPERF = "MLPerf LoadGen (--scenario)"
+_AB = "A/B regression gate (--against; also --tolerance, --device/--profile, --threads, reports)"
 
 
 @app.command("bench")
@@ -54,11 +55,15 @@ def bench_cmd(
     min_top1: Annotated[Optional[float], typer.Option("--min-top1", help="Minimum top-1 (0..1 or percent).", show_default=False)] = None,
     top1: Annotated[Optional[float], typer.Option("--top1", help="The model's measured top-1 (e.g. from mnetctl eval) for the min-top1 budget.", show_default=False)] = None,
     baseline: Annotated[Optional[Path], typer.Option("--baseline", help="Earlier bench --json output to compare against.", show_default=False)] = None,
-    tolerance: Annotated[str, typer.Option("--tolerance", help="Allowed slowdown against --baseline: a percentage (5%) or a fraction below 1 (0.05).")] = "10%",
+    tolerance: Annotated[Optional[str], typer.Option("--tolerance", help="Allowed slowdown against --baseline or --against: a percentage (5%) or a fraction below 1 (0.05) \\[default: 10% with --baseline, 5% with --against].", show_default=False)] = None,
     allow_other_baseline: Annotated[bool, typer.Option("--allow-other-baseline", help="Compare with a --baseline measured on another model (noted) instead of refusing it.")] = False,
     regression_metric: Annotated[str, typer.Option("--regression-metric", help="Statistic compared with the baseline.")] = "p50",
     op_profile: Annotated[bool, typer.Option("--op-profile", help="Also list the slowest operators (onnxruntime profiler, separate runs).")] = False,
     op_top: Annotated[int, typer.Option("--op-top", help="How many operators --op-profile lists.")] = 15,
+    # A/B gate: bench NEW --against OLD (cli/_bench_ab.py)
+    against: Annotated[Optional[list[Path]], typer.Option("--against", help="Gate the model against this older model, timed interleaved in the same run (A/B regression gate).", show_default=False, rich_help_panel=_AB)] = None,
+    max_seconds: Annotated[Optional[float], typer.Option("--max-seconds", help="With --against: time cap for the rounds taken while the verdict is inconclusive \\[default: 120].", show_default=False, rich_help_panel=_AB)] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="With --against: exit 1 when the verdict is still inconclusive at the time cap.", rich_help_panel=_AB)] = False,
     json_path: Annotated[Optional[str], typer.Option("--json", help="Write the JSON report to PATH ('-' prints it instead of the table).", show_default=False)] = None,
     junit_path: Annotated[Optional[Path], typer.Option("--junit", help="Write JUnit XML (one testcase per budget) to PATH.", show_default=False)] = None,
     markdown_path: Annotated[Optional[Path], typer.Option("--markdown", help="Write a Markdown summary to PATH (e.g. $GITHUB_STEP_SUMMARY).", show_default=False)] = None,
@@ -84,6 +89,10 @@ def bench_cmd(
     from ..report import write_bench_reports
     from ._progress import progress_bar
 
+    if against or max_seconds is not None or strict:
+        from ._bench_ab import bench_ab
+
+        return bench_ab(models, dict(locals()))
     from ._loadgen import bench_loadgen, refuse_mlperf_options
 
     if scenario is not None:
