@@ -137,5 +137,6 @@ def test_ci_example_profile_and_workflow():
     prof = load_profile(repo / "examples" / "ci" / "github-runner.toml")
     assert prof.ep_names == ["cpu"] and prof.budgets.latency_ms
     workflow = (repo / "examples" / "github-actions-latency-gate.yml").read_text()
-    for flag in ("--profile examples/ci/github-runner.toml", "--junit bench.xml", "--baseline", "--top1", "--device jetson-orin-nano"):
+    for flag in ("--profile examples/ci/github-runner.toml", "--junit bench.xml", "--baseline", "--top1", "--device jetson-orin-nano",
+                 "bench models/pr.onnx --against models/main.onnx", "--junit ab.xml"):
         assert flag in workflow
