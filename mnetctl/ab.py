@@ -33,11 +33,13 @@ DEFAULT_TOLERANCE = "5%"
 DEFAULT_MAX_SECONDS = 120.0
 MAX_SECONDS_LIMIT = 86_400.0  # a day
 CONFIDENCE = 0.95
-RUNS_PER_BLOCK = 20  # timed runs of one model before the other's turn
-BLOCK_WARMUP = 3  # untimed runs at the start of each block (the model's caches after the other ran)
+# Short blocks pair the two models closely in time: on a loaded 2-core host, blocks of 20 runs let a load change
+# land on one model's block and not the other's (a model against itself read 1.21x, 95% CI 1.04-1.41, in 10 rounds)
+RUNS_PER_BLOCK = 5  # timed runs of one model before the other's turn
+BLOCK_WARMUP = 1  # untimed runs at the start of each block (the model's caches after the other ran)
 DEFAULT_WARMUP = 10
-MIN_ROUNDS = 10  # rounds before the first verdict
-STEP_ROUNDS = 4  # rounds added at a time while the verdict is inconclusive (even: the order keeps alternating)
+MIN_ROUNDS = 30  # rounds before the first verdict
+STEP_ROUNDS = 6  # rounds added at a time while the verdict is inconclusive (even: the order keeps alternating)
 NEW, OLD = "new", "old"
 VERDICTS = ("ok", "regression", "inconclusive")
 
@@ -191,7 +193,7 @@ def ab_bench(
     tolerance: float | str = DEFAULT_TOLERANCE,
     max_seconds: float | str | None = None,
     warmup: int = DEFAULT_WARMUP,
-    min_rounds: int = MIN_ROUNDS,
+    min_rounds: int | None = None,
     seed: int = 0,
     on_progress: ProgressFn | None = None,
 ) -> ABResult:
@@ -199,8 +201,8 @@ def ab_bench(
 
     device: a shipped profile's name or a Profile (default: "host"); profile: a TOML file instead. threads:
     intra-op threads (default: the profile's, else onnxruntime's). tolerance: allowed slowdown ("5%" or 0.05).
-    max_seconds: time cap for the rounds added while the verdict is inconclusive (the first `min_rounds` rounds
-    always run). seed: the bootstrap's seed.
+    max_seconds: time cap for the rounds added while the verdict is inconclusive (the first `min_rounds` rounds,
+    default MIN_ROUNDS, always run). seed: the bootstrap's seed.
     """
     from datetime import datetime, timezone
 
@@ -218,7 +220,7 @@ def ab_bench(
         raise BadInput(f"tolerance {tolerance} is out of range", "e.g. 5% (or 0.05)")
     cap = check_max_seconds(max_seconds)
     warmup = check_runs(warmup, "warmup", 0)
-    min_rounds = check_runs(min_rounds, "min_rounds", 2)
+    min_rounds = check_runs(MIN_ROUNDS if min_rounds is None else min_rounds, "min_rounds", 2)
     prof, threads = _target(device, profile, threads)
     _check_providers(prof)
     new, old = Model.open(new_model), Model.open(old_model)

@@ -9,7 +9,7 @@ Models: MobileNet V2 1.0 with random weights (timing does not depend on the weig
 CI job calls it, in its own process, with a short --max-seconds; the script prints one line per run and a
 summary, and writes every run's `ab` section to --out.
 
-    python scripts/ab_gate.py [--runs 10] [--max-seconds 15] [--tolerance 5%] [--threads N] [--out ab_gate.json]
+    python scripts/ab_gate.py [--runs 10] [--max-seconds 20] [--tolerance 5%] [--threads N] [--out ab_gate.json]
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def summary(runs: list[dict]) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10)
-    ap.add_argument("--max-seconds", type=float, default=15.0)
+    ap.add_argument("--max-seconds", type=float, default=20.0)
     ap.add_argument("--tolerance", default="5%")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path("ab_gate.json"))

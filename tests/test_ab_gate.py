@@ -66,6 +66,14 @@ def test_same_samples_same_interval():
 # Real models: MobileNet V2 (random weights) at 256 px against the same at 224 px
 
 
+@pytest.fixture(autouse=True)
+def few_rounds(monkeypatch):
+    """Fewer rounds before the first verdict than the CLI's default, to keep the tests short."""
+    import mnetctl.ab
+
+    monkeypatch.setattr(mnetctl.ab, "MIN_ROUNDS", 10)
+
+
 @pytest.fixture(scope="module")
 def v2_pair(tmp_path_factory):
     from mnetctl.builder import build_model, save_model
@@ -79,7 +87,7 @@ def v2_pair(tmp_path_factory):
 
 def test_v2_at_256_against_224_is_a_regression(v2_pair):
     big, small = v2_pair
-    r = ab_bench(big, small, threads=1, max_seconds=10, warmup=2)
+    r = ab_bench(big, small, threads=1, max_seconds=10, warmup=2, min_rounds=10)
     assert r.verdict == "regression", r.summary()
     assert r.stats.ratio > 1.05 and r.stats.ci_low > 1.05
     assert r.inputs["new"]["shape"] == [1, 3, 256, 256] and r.inputs["old"]["shape"] == [1, 3, 224, 224]
@@ -91,7 +99,7 @@ def test_v2_at_256_against_224_is_a_regression(v2_pair):
 
 def test_a_model_against_itself_is_not_a_regression(v2_pair):
     _, small = v2_pair
-    r = ab_bench(small, small, threads=1, max_seconds=3, warmup=2)
+    r = ab_bench(small, small, threads=1, max_seconds=3, warmup=2, min_rounds=10)
     assert r.verdict in ("ok", "inconclusive"), r.summary()
     assert r.as_dict()["passed"] is True
 
@@ -127,7 +135,8 @@ def test_cli_self_passes_and_strict_inconclusive_fails(v2_pair, tmp_path, capsys
     import mnetctl.ab
 
     monkeypatch.setattr(mnetctl.ab, "verdict", lambda lo, hi, tol: "inconclusive")  # as on a very noisy host
-    args = ["bench", str(small), "--against", str(small), "-t", "1", "--max-seconds", "1", "-q"]
+    monkeypatch.setattr(mnetctl.ab, "MIN_ROUNDS", 2)
+    args = ["bench", str(small), "--against", str(small), "-t", "1", "--max-seconds", "0.1", "-q"]
     assert main(args) == 0
     assert "inconclusive" in capsys.readouterr().err
     assert main(args + ["--strict"]) == 1
