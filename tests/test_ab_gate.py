@@ -151,6 +151,7 @@ def test_cli_self_passes_and_strict_inconclusive_fails(v2_pair, tmp_path, capsys
         (["--max-seconds", "0"], "--max-seconds"),
         (["--baseline", "last.json"], "--baseline"),
         (["--iterations", "10"], "--iterations"),
+        (["--scenario", "offline"], "--scenario"),
         (["--device", "host", "--profile", "x.toml"], "not both"),
     ],
 )
