@@ -199,8 +199,9 @@ def write_bench_reports(result: "BenchResult", json_path=None, junit_path=None, 
 # A/B gate results (bench NEW --against OLD)
 
 
-def ab_suite(result) -> JUnitSuite:
-    """One testsuite per A/B gate; one testcase, failing on a regression (skipped when inconclusive)."""
+def ab_suite(result, strict: bool = False) -> JUnitSuite:
+    """One testsuite per A/B gate; one testcase, failing on a regression (inconclusive: skipped, with `strict`
+    failing)."""
     from pathlib import PurePath
 
     s = result.stats
@@ -209,8 +210,8 @@ def ab_suite(result) -> JUnitSuite:
         name=f"no p50 regression against {PurePath(result.old).name} (ratio <= {1 + s.tolerance:.4g})",
         classname=f"mnetctl.bench.{result.device}.{PurePath(result.new).stem}",
         time_s=result.elapsed_s,
-        failure=summary if s.verdict == "regression" else None,
-        skipped=result.warning() if s.verdict == "inconclusive" else None,
+        failure=summary if s.verdict == "regression" or (strict and s.verdict == "inconclusive") else None,
+        skipped=result.warning() if s.verdict == "inconclusive" and not strict else None,
         output=summary,
     )
     props = {"new": result.new, "old": result.old, "profile": result.device, "ratio": f"{s.ratio:.4f}",
@@ -243,13 +244,13 @@ def ab_markdown(result) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_ab_reports(result, json_path=None, junit_path=None, markdown_path=None) -> list[Path]:
+def write_ab_reports(result, json_path=None, junit_path=None, markdown_path=None, strict: bool = False) -> list[Path]:
     """The requested reports of an A/B gate as one set: if any cannot be written, none of them changes."""
     files = {}
     if json_path is not None:
         files[json_path] = to_json(result.as_dict())
     if junit_path is not None:
-        files[junit_path] = junit_xml([ab_suite(result)])
+        files[junit_path] = junit_xml([ab_suite(result, strict)])
     if markdown_path is not None:
         files[markdown_path] = ab_markdown(result)
     return write_texts(files) if files else []

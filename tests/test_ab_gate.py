@@ -139,7 +139,9 @@ def test_cli_self_passes_and_strict_inconclusive_fails(v2_pair, tmp_path, capsys
     args = ["bench", str(small), "--against", str(small), "-t", "1", "--max-seconds", "0.1", "-q"]
     assert main(args) == 0
     assert "inconclusive" in capsys.readouterr().err
-    assert main(args + ["--strict"]) == 1
+    junit = tmp_path / "strict.xml"
+    assert main(args + ["--strict", "--junit", str(junit)]) == 1
+    assert ET.parse(junit).getroot().find(".//failure") is not None
 
 
 @pytest.mark.parametrize(

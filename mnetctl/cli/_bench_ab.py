@@ -66,7 +66,7 @@ def bench_ab(models: list[Path], options: dict[str, Any]) -> int:
                           threads=options.get("threads"), max_seconds=options.get("max_seconds"),
                           on_progress=on_progress, **kwargs)
     write_ab_reports(result, json_path if not to_stdout else None, options.get("junit_path"),
-                     options.get("markdown_path"))
+                     options.get("markdown_path"), strict=bool(options.get("strict")))
     if to_stdout:
         print_json(result.as_dict())
     else:
