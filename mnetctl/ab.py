@@ -212,7 +212,7 @@ def ab_bench(
     from .interleave import Interleaved, interleave
     from .model import Model
     from .profiles import host_matches_profile
-    from .quant.speed import _check_providers, _runnable, _target  # the profile-session runnable quantize times with
+    from .targets import check_providers, profile_runnable, resolve_target
     from .runtime import onnxruntime_info
 
     tol = parse_tolerance(tolerance) if isinstance(tolerance, str) else float(tolerance)
@@ -221,12 +221,12 @@ def ab_bench(
     cap = check_max_seconds(max_seconds)
     warmup = check_runs(warmup, "warmup", 0)
     min_rounds = check_runs(MIN_ROUNDS if min_rounds is None else min_rounds, "min_rounds", 2)
-    prof, threads = _target(device, profile, threads)
-    _check_providers(prof)
+    prof, threads = resolve_target(device, profile, threads)
+    check_providers(prof)
     new, old = Model.open(new_model), Model.open(old_model)
 
-    a, a_info = _runnable(NEW, new, prof, threads)
-    b, b_info = _runnable(OLD, old, prof, threads)
+    a, a_info = profile_runnable(NEW, new, prof, threads)
+    b, b_info = profile_runnable(OLD, old, prof, threads)
     inputs = {}
     for key, model, runnable in ((NEW, new, a), (OLD, old, b)):
         x = next(iter(runnable.inputs[0].values()))

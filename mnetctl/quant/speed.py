@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ..errors import BadInput, EnvironmentMissing
+from ..errors import BadInput
 from ..progress import ProgressFn
+from ..targets import check_providers, profile_runnable, resolve_target
 
 if TYPE_CHECKING:
     from ..model import Model
     from ..profiles import Profile
 
-DEFAULT_DEVICE = "host"  # the shipped profile of this machine (CPU execution provider)
 DEFAULT_ROUNDS = 30
 RUNS_PER_BLOCK = 10  # timed runs of one model before the other's turn: 300 runs each by default
 BLOCK_WARMUP = 2  # untimed runs at the start of each block (the model's caches after the other ran)
@@ -52,9 +52,9 @@ class SpeedOptions:
         """Profile loaded, counts and threads checked, the profile's providers present: before any long work."""
         from ..bench import check_runs
 
-        prof, threads = _target(self.device, self.profile, self.threads)
+        prof, threads = resolve_target(self.device, self.profile, self.threads)
         rounds, warmup = check_runs(self.rounds, "rounds", 1), check_runs(self.warmup, "warmup", 0)
-        _check_providers(prof)
+        check_providers(prof)
         return dataclasses.replace(self, device=prof, profile=None, threads=threads, rounds=rounds, warmup=warmup)
 
     def measure(self, float_model: "Model | Path | str", int8_model: "Model | Path | str",
@@ -156,8 +156,8 @@ def measure_speedup(
     fp32, int8 = as_model(float_model), as_model(int8_model)
     if not int8.quantized:
         raise BadInput(f"{int8.name} is not quantized", "pass the int8 model second")
-    a, a_info = _runnable("fp32", fp32, prof, opts.threads)
-    b, b_info = _runnable("int8", int8, prof, opts.threads)
+    a, a_info = profile_runnable("fp32", fp32, prof, opts.threads)
+    b, b_info = profile_runnable("int8", int8, prof, opts.threads)
     timed = interleave([a, b], rounds=opts.rounds, runs=RUNS_PER_BLOCK, block_warmup=BLOCK_WARMUP,
                        warmup=opts.warmup, on_progress=on_progress, label="time float vs int8 (interleaved)")
     per_round = [float(np.median(r["int8"]) / np.median(r["fp32"])) for r in timed.rounds]
@@ -215,68 +215,6 @@ def pay_hint(arch: str, settings: dict[str, Any], fp32_p50_ms: float, providers:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def _target(device, profile, threads) -> tuple["Profile", int | None]:
-    """The profile (default: host) and the threads to run with (given, else the profile's, else None)."""
-    from ..profiles import Profile, load_profile
-    from ..runtime import check_threads
-
-    if device is not None and profile is not None:
-        raise BadInput("give device NAME or profile PATH, not both")
-    if isinstance(device, Profile):
-        prof = device
-    elif profile is not None:
-        prof = load_profile(Path(profile))
-    else:
-        prof = load_profile(device if device is not None else DEFAULT_DEVICE)
-    if threads is None:
-        threads = prof.threads
-    return prof, (check_threads(threads) if threads is not None else None)
-
-
-def _check_providers(prof: "Profile") -> None:
-    """Every provider the profile names is present here (no silent fallback: EnvironmentMissing, exit 3)."""
-    from ..runtime import ep_status
-
-    for name in prof.ep_names:
-        status = ep_status(name)
-        if not status.available:
-            raise EnvironmentMissing(
-                f"{status.title} execution provider ({status.name}) of profile {prof.name} is not available: "
-                f"{status.detail}", f"{status.hint}; or measure on another device profile, or skip the measurement")
-
-
-def _one_image(model: "Model") -> np.ndarray:
-    """The first image of the shipped val sample, preprocessed as the model's metadata says, one model input."""
-    from ..data import default_val_dir, find_samples, load_image
-    from ..model import fit_batches
-
-    sample = find_samples(default_val_dir(), 1)[0]
-    x = model.preprocessor(load_image(sample.path))[None]
-    chunk, _ = next(fit_batches(x, model.input))
-    return chunk
-
-
-def _runnable(name: str, model: "Model", prof: "Profile", threads: int | None):
-    """(interleave.Runnable, SessionInfo) for a model on the profile's providers, idle threads not spinning."""
-    from ..interleave import Runnable
-    from ..modelio import cannot_run
-    from ..runtime import create_session
-
-    source = model.path if model.path is not None else model.proto.SerializeToString()
-    info = create_session(source, prof.ep_requests(), threads=threads, batch=1, stop_idle_spinning=True)
-    session = info.session
-    feed = {model.input_name: _one_image(model)}
-    where = model.path if model.path is not None else Path(model.name)
-
-    def run(x: dict) -> Any:
-        try:
-            return session.run(None, x)
-        except Exception as exc:  # ORT loaded the graph but cannot run it
-            raise cannot_run(where, exc) from None
-
-    return Runnable(name, run, [feed]), info
 
 
 def _settings_of(model: "Model") -> dict[str, Any]:
