@@ -26,3 +26,13 @@ def tiny_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "v1-0.25-128.onnx"
     save_model(build_model("v1", 0.25, 128), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def pretrained_small(tmp_path_factory) -> Path:
+    """V1 0.25 at 128 px with the shipped checkpoint: the cheapest model with real accuracy."""
+    from mnetctl.builder import build_model, save_model
+
+    path = tmp_path_factory.mktemp("pretrained") / "v1-0.25-128.onnx"
+    save_model(build_model("v1", 0.25, 128, weights="pretrained"), path)
+    return path

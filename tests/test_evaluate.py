@@ -157,15 +157,6 @@ def test_predict_background_is_not_listed(tmp_path):
     assert pred.path == str(GOLDFISH)
 
 
-@pytest.fixture(scope="module")
-def pretrained_small(tmp_path_factory) -> Path:
-    from mnetctl.builder import build_model, save_model
-
-    path = tmp_path_factory.mktemp("pretrained") / "v1-0.25-128.onnx"
-    save_model(build_model("v1", 0.25, 128, weights="pretrained"), path)
-    return path
-
-
 def test_predict_cli_with_real_weights(pretrained_small, tmp_path, capsys):
     cut = tmp_path / "cut.jpg"
     cut.write_bytes(TENCH.read_bytes()[:2000])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -12,15 +11,6 @@ from mnetctl.cli import main
 from mnetctl.data import default_val_dir, find_samples
 from mnetctl.errors import EnvironmentMissing
 from mnetctl.loadgen import KEPT_FILES, parse_summary, read_accuracy_log, run_loadgen
-
-
-@pytest.fixture(scope="module")
-def pretrained_small(tmp_path_factory) -> Path:
-    from mnetctl.builder import build_model, save_model
-
-    path = tmp_path_factory.mktemp("pretrained") / "v1-0.25-128.onnx"
-    save_model(build_model("v1", 0.25, 128, weights="pretrained"), path)
-    return path
 
 
 def test_single_stream_short_run_cli(tiny_model, tmp_path, capsys):
