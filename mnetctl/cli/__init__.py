@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "simplify",
     "sweep",
     "tune",
+    "train",
 ]
 
 for _name in COMMAND_MODULES:

@@ -144,6 +144,9 @@ PARAM_FLAGS = {
     "method": "--method", "fmt": "--format", "activations": "--activations", "weight_grid": "--weight-grid",
     "keep_float": "--keep-float", "eval_data": "--eval", "eval_limit": "--eval-limit", "max_drop": "--max-drop",
     "check_images": "--check-images", "float_max_channels": "--float-max-channels",
+    "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "optimizer": "--optimizer",
+    "label_smoothing": "--label-smoothing", "dropout": "--dropout", "weight_decay": "--weight-decay",
+    "hidden": "--hidden", "patience": "--patience", "views": "--views", "val_split": "--val-split",
 }
 
 
