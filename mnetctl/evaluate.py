@@ -16,6 +16,7 @@ import numpy as np
 
 from .data import Preprocessor, Sample, find_samples, iter_batches, load_image
 from .errors import BadInput
+from .labels import find_labelled
 from .model import Model, as_model, run_batched
 from .modelio import cannot_run
 from .progress import ProgressFn, report
@@ -58,15 +59,6 @@ class _Runner:
 
 # --------------------------------------------------------------------------------------------
 # eval
-
-
-def _named_samples(handle: Model, data: Path | str, limit: int | None) -> list[Sample] | None:
-    """`DIR/<class name>/...` labelled through the model's own label names (`mnetctl.labels`), if it has them."""
-    from .labels import named_folder_samples, read_labels
-
-    names = read_labels(handle.meta)
-    samples = named_folder_samples(data, names) if names else None
-    return samples[:limit] if samples and limit else samples
 
 
 @dataclass
@@ -152,7 +144,7 @@ def evaluate(
     if data is None:
         data = task.default_eval_dir()
     if isinstance(data, (str, Path)):
-        samples = _named_samples(handle, data, limit) or find_samples(data, limit, flag="data")
+        samples = find_labelled(handle.meta, data, limit, flag="data")
         data_name = str(data)
     else:
         samples = list(data)[:limit] if limit else list(data)

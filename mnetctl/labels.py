@@ -50,3 +50,15 @@ def named_folder_samples(root: Path | str, names: list[str]) -> list[Sample] | N
         label = index.get(sub.name)
         samples.extend(Sample(p, label) for p in _images(sub))
     return samples
+
+
+def find_labelled(meta, data: Path | str, limit: int | None = None, flag: str = "data") -> list[Sample]:
+    """Labelled samples for a model: class-named folders through its label names when it has them (and the
+    folder is laid out so), else the ImageNet layouts of `data.find_samples`."""
+    from .data import find_samples
+
+    names = read_labels(meta)
+    samples = named_folder_samples(data, names) if names else None
+    if samples:
+        return samples[:limit] if limit else samples
+    return find_samples(data, limit, flag=flag)
