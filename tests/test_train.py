@@ -1,0 +1,222 @@
+"""`mnetctl train`: the frozen backbone cut, the numpy head, the exported model, bad inputs; and the coarse-class
+task built from the shipped images (scripts/coarse_task.py) against the pretrained model's zero-shot accuracy."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnetctl.cli import main
+
+from .conftest import REPO, VAL
+
+sys.path.insert(0, str(REPO / "scripts"))
+import coarse_task  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def coarse(tmp_path_factory) -> tuple[Path, Path]:
+    return coarse_task.materialise(tmp_path_factory.mktemp("coarse"))
+
+
+def _run(*args: str) -> int:
+    return main(list(args))
+
+
+# ------------------------------------------------------------------------------------------ head (numpy)
+
+
+def test_head_gradients_match_finite_differences():
+    from mnetctl.train.head import Head, _gradients, _targets
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 5))
+    t = _targets(rng.integers(0, 3, 6), 3, 0.1)
+    head = Head([(rng.normal(size=(4, 5)), rng.normal(size=4)), (rng.normal(size=(3, 4)), rng.normal(size=3))])
+
+    def loss() -> float:
+        z = head.logits(x)
+        z = z - z.max(axis=1, keepdims=True)
+        return float(-(t * (z - np.log(np.exp(z).sum(axis=1, keepdims=True)))).sum(axis=1).mean())
+
+    grads = _gradients(head, x, t, 0.0, rng)
+    params = [p for layer in head.layers for p in layer]
+    for p, g in zip(params, grads):
+        flat, gflat = p.reshape(-1), g.reshape(-1)
+        for k in range(0, flat.size, 3):
+            old = flat[k]
+            flat[k] = old + 1e-6
+            up = loss()
+            flat[k] = old - 1e-6
+            down = loss()
+            flat[k] = old
+            assert abs((up - down) / 2e-6 - gflat[k]) < 1e-5
+
+
+def test_head_training_is_deterministic_and_learns():
+    from mnetctl.train.head import HeadSettings, train_head
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 8)) * 3
+    y = rng.integers(0, 3, 120)
+    x = centres[y] + rng.normal(size=(120, 8))
+    s = HeadSettings(epochs=20, lr=0.05, seed=3)
+    a = train_head(x[:90], y[:90], x[90:], y[90:], 3, s)
+    b = train_head(x[:90], y[:90], x[90:], y[90:], 3, s)
+    assert a.best.val_acc > 0.9
+    assert all(np.array_equal(p, q) for la, lb in zip(a.head.layers, b.head.layers) for p, q in zip(la, lb))
+
+
+# ------------------------------------------------------------------------------------------ backbone and export
+
+
+def test_backbone_features_feed_the_pretrained_classifier(pretrained_small):
+    """Features of the cut model times head.fc's weights = the full model's logits (the cut is at head.fc's input)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from mnetctl.data import Preprocessor, find_samples, load_image
+    from mnetctl.meta import read_meta
+    from mnetctl.runtime import cpu_session
+    from mnetctl.train.export import export_model
+    from mnetctl.train.features import FeatureExtractor, draw_views
+    from mnetctl.train.head import Head
+
+    proto = onnx.load(str(pretrained_small))
+    pre = Preprocessor.from_meta(read_meta(proto))
+    samples = find_samples(VAL, limit=4)
+    fs = FeatureExtractor(proto, pre, None).extract(samples, lambda d: draw_views(0, d, 1, False))
+    feats = np.stack([f[0] for f in fs.features])
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    w, b = inits["head.fc.weight"], inits["head.fc.bias"]
+    batch = np.stack([pre(load_image(s.path)) for s in samples])
+    (full,) = cpu_session(str(pretrained_small)).run(None, {proto.graph.input[0].name: batch})
+    np.testing.assert_allclose(feats @ w.T + b, full, rtol=1e-4, atol=1e-4)
+    # a 3-class head made of three of the pretrained rows gives exactly those logits from the exported graph
+    rows = [1, 2, 3]
+    model = export_model(proto, Head([(w[rows].astype(np.float64), b[rows].astype(np.float64))]), ["a", "b", "c"], {})
+    (out,) = cpu_session(model.SerializeToString()).run(None, {proto.graph.input[0].name: batch})
+    np.testing.assert_allclose(out, full[:, rows], rtol=1e-4, atol=1e-4)
+    meta = read_meta(model)
+    assert (meta.classes, meta.label_offset, json.loads(meta.extra["labels"])) == (3, 0, ["a", "b", "c"])
+
+
+def test_views_are_seeded_and_plain_first():
+    from mnetctl.train.features import View, draw_views
+
+    a = draw_views(0, "ab" * 32, 5, True)
+    assert a == draw_views(0, "ab" * 32, 5, True) and a[0] == View() and len(set(a)) == 5
+    assert a != draw_views(1, "ab" * 32, 5, True)
+    assert draw_views(0, "ab" * 32, 5, False) == [View()]
+
+
+# ------------------------------------------------------------------------------------------ bad input
+
+
+def _classes(root: Path, counts: dict[str, int]) -> Path:
+    images = sorted(VAL.rglob("*.JPEG"))
+    k = 0
+    for name, n in counts.items():
+        (root / name).mkdir(parents=True)
+        for _ in range(n):
+            shutil.copy(images[k], root / name / images[k].name)
+            k += 1
+    return root
+
+
+V1_SMALL = ("--arch", "v1", "--width", "0.25", "--resolution", "128", "--no-cache")
+
+
+@pytest.mark.parametrize("case", ["one_class", "empty_class", "all_unreadable", "loose_images", "not_a_folder"])
+def test_bad_training_data_is_one_line_exit_2_nothing_written(tmp_path, capsys, case):
+    data = tmp_path / "data"
+    if case == "one_class":
+        _classes(data, {"a": 3})
+    elif case == "empty_class":
+        _classes(data, {"a": 3})
+        (data / "b").mkdir()
+    elif case == "all_unreadable":
+        for name in ("a", "b"):
+            (data / name).mkdir(parents=True)
+            for i in range(3):
+                (data / name / f"{i}.jpg").write_bytes(b"not an image")
+    elif case == "loose_images":
+        _classes(data, {"a": 2, "b": 2})
+        shutil.copy(next(VAL.rglob("*.JPEG")), data / "x.jpg")
+    else:
+        data = tmp_path / "missing"
+    out = tmp_path / "out.onnx"
+    assert _run("train", str(data), *V1_SMALL, "-o", str(out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_unreadable_images_are_skipped_and_counted(tmp_path, capsys):
+    data = _classes(tmp_path / "data", {"a": 4, "b": 4})
+    (data / "a" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    out = tmp_path / "m.onnx"
+    assert _run("train", str(data), *V1_SMALL, "--epochs", "2", "--views", "2", "-o", str(out), "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [Path(f["path"]).name for f in report["failed"]] == ["broken.jpg"]
+    assert report["train_images"] + report["val_images"] == 8 and out.exists()
+
+
+def test_bad_settings_name_the_flag(tmp_path, capsys):
+    data = _classes(tmp_path / "data", {"a": 2, "b": 2})
+    assert _run("train", str(data), *V1_SMALL, "--dropout", "1.5", "-o", str(tmp_path / "m.onnx")) == 2
+    assert "--dropout" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ the coarse task
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _task(coarse, tmp_path, capsys, arch: str, width: str, res: str) -> None:
+    from mnetctl.builder import build_model, save_model
+    from mnetctl.evaluate import evaluate
+
+    train_dir, val_dir = coarse
+    args = ["train", str(train_dir), "--val", str(val_dir), "--arch", arch, "--width", width, "--resolution", res, "--json"]
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    assert _run(*args, "--no-cache", "-o", str(a)) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert _run(*args, "--cache", str(tmp_path / "cache"), "-o", str(b)) == 0  # computed into a fresh cache
+    assert _sha(a) == _sha(b)
+    assert _run(*args, "--cache", str(tmp_path / "cache"), "-o", str(b)) == 0  # and read back from it
+    assert json.loads(capsys.readouterr().out.split("\n}\n")[-2] + "\n}")["views_cached"] > 0
+    assert _sha(a) == _sha(b)
+    # the exported model under eval scores what train reported
+    trained = evaluate(a, val_dir)
+    assert trained.n == report["val_images"] and trained.top1 == pytest.approx(report["val_accuracy"], abs=1e-6)
+    # zero-shot: the pretrained ImageNet model, each group's probabilities summed
+    pre = tmp_path / "pretrained.onnx"
+    save_model(build_model(arch, float(width), int(res), weights="pretrained"), pre)
+    zero_shot = coarse_task.zero_shot_accuracy(pre, val_dir)
+    majority = max(len(list((val_dir / c).iterdir())) for c in coarse_task.NAMES) / trained.n
+    print(f"{arch} {width} {res}: trained {100 * trained.top1:.1f}% zero-shot {100 * zero_shot:.1f}% "
+          f"majority class {100 * majority:.1f}%")
+    assert trained.top1 > majority + 0.15  # the head learned the classes, far above always answering "object"
+    # int8, calibrated on the training images
+    q = tmp_path / "a.int8.onnx"
+    assert _run("quantize", str(a), "--calib", str(train_dir), "--eval", str(val_dir), "-o", str(q), "--json") == 0
+    capsys.readouterr()
+    assert abs(evaluate(q, val_dir).top1 - trained.top1) <= 0.01 + 1e-9
+
+
+def test_coarse_task_v1_small(coarse, tmp_path, capsys):
+    _task(coarse, tmp_path, capsys, "v1", "0.25", "128")
+
+
+@pytest.mark.slow
+def test_coarse_task_v2(coarse, tmp_path, capsys):
+    _task(coarse, tmp_path, capsys, "v2", "1.0", "224")
