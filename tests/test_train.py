@@ -211,6 +211,10 @@ def _task(coarse, tmp_path, capsys, arch: str, width: str, res: str) -> None:
     assert _run("quantize", str(a), "--calib", str(train_dir), "--eval", str(val_dir), "-o", str(q), "--json") == 0
     capsys.readouterr()
     assert abs(evaluate(q, val_dir).top1 - trained.top1) <= 0.01 + 1e-9
+    # without --eval the shipped ImageNet sample cannot score its classes: no evaluation, a note, exit 0
+    q2 = tmp_path / "b.int8.onnx"
+    assert _run("quantize", str(a), "--calib", str(train_dir), "--no-bench", "-o", str(q2)) == 0
+    assert "pass --eval DIR" in " ".join(capsys.readouterr().err.split()) and q2.is_file()
 
 
 def test_coarse_task_v1_small(coarse, tmp_path, capsys):

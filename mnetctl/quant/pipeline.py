@@ -112,6 +112,15 @@ def default_output(model_path: Path | str) -> Path:
     return path.with_name(path.stem + ".int8.onnx")
 
 
+def default_eval_data(model: Model | Path | str) -> Path | None:
+    """The labelled images a before/after report uses when given none: the task's shipped sample (ImageNet),
+    or None for a model with classes of its own (trained with `mnetctl train`, a custom-class checkpoint)."""
+    model = as_model(model)
+    if model.meta.classes not in (1000, 1001):
+        return None
+    return model.task.default_eval_dir()
+
+
 def quantize_model(
     model: Model | Path | str,
     output: Path | str | None = None,
