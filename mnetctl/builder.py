@@ -6,6 +6,7 @@ import json
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Sequence
 
 import onnx
 
@@ -38,6 +39,7 @@ def build_model(
     input_format: str = "float-nchw",
     precision: str = "fp32",
     int8_layout: str = "cpu",
+    labels: "Sequence[str] | Path | str | None" = None,
 ) -> onnx.ModelProto:
     """Build a MobileNet as an onnx.ModelProto.
 
@@ -52,6 +54,8 @@ def build_model(
     fit), and the layers `quantize` keeps float by default computed in float on the checkpoint's
     values (stored as int8); "checkpoint": the checkpoint's integers, scales and zero points on every
     layer, as the file has them (for runtimes that mirror TFLite's integer arithmetic).
+    labels: class names (a list, or the path of a label file, `mnetctl.labels.read_label_file`) stored as
+    `mnetctl.labels`; `classes` names (one per output) or `classes - 1` (output 0 is background).
     """
     validate_opset(opset)
     if input_format not in ("float-nchw", "uint8-nhwc"):
@@ -95,6 +99,8 @@ def build_model(
         layout="NHWC" if input_format == "uint8-nhwc" else "NCHW",
         version=__version__,
     )
+    if labels is not None:
+        meta = _with_labels(meta, labels)
     if checkpoint is None or precision == "fp32":
         return emit(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
     if pad != "same":
@@ -134,6 +140,19 @@ def build_model(
         store_float_weights_int8(model, floating)
         drop_zero_points(model)
     return model
+
+
+def _with_labels(meta: ModelMeta, labels: "Sequence[str] | Path | str") -> ModelMeta:
+    from .labels import align_labels, labels_extra, read_label_file
+
+    if isinstance(labels, (str, Path)):
+        names = read_label_file(labels, meta.classes)
+    else:
+        names = [str(n) for n in labels]
+        if len(names) not in (meta.classes, meta.classes - 1):
+            raise BadInput(f"labels: {len(names)} names but the model has {meta.classes} classes")
+    names, offset = align_labels(names, meta.classes, meta.label_offset)
+    return replace(meta, label_offset=offset).with_extra(**labels_extra(names))
 
 
 INT8_LAYOUTS = ("cpu", "checkpoint")

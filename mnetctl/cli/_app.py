@@ -143,7 +143,7 @@ PARAM_FLAGS = {
     "budget_ms": "--budget-ms", "precisions": "--precisions", "eps": "--ep", "ep_options": "--ep-option",
     "method": "--method", "fmt": "--format", "activations": "--activations", "weight_grid": "--weight-grid",
     "keep_float": "--keep-float", "eval_data": "--eval", "eval_limit": "--eval-limit", "max_drop": "--max-drop",
-    "check_images": "--check-images", "float_max_channels": "--float-max-channels",
+    "check_images": "--check-images", "float_max_channels": "--float-max-channels", "labels": "--labels",
 }
 
 
