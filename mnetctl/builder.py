@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from dataclasses import replace
 from pathlib import Path
@@ -40,6 +41,9 @@ def build_model(
     precision: str = "fp32",
     int8_layout: str = "cpu",
     labels: "Sequence[str] | Path | str | None" = None,
+    crop_fraction: float | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> onnx.ModelProto:
     """Build a MobileNet as an onnx.ModelProto.
 
@@ -56,6 +60,9 @@ def build_model(
     layer, as the file has them (for runtimes that mirror TFLite's integer arithmetic).
     labels: class names (a list, or the path of a label file, `mnetctl.labels.read_label_file`) stored as
     `mnetctl.labels`; `classes` names (one per output) or `classes - 1` (output 0 is background).
+    crop_fraction, mean, std: preprocessing the checkpoint was trained with, where the file cannot say it
+    (None: centre crop 0.875; mean/std from an integer input's quantization, else [-1, 1]). mean/std: one value
+    for all channels or three (RGB), in pixel units 0..255.
     """
     validate_opset(opset)
     if input_format not in ("float-nchw", "uint8-nhwc"):
@@ -99,6 +106,7 @@ def build_model(
         layout="NHWC" if input_format == "uint8-nhwc" else "NCHW",
         version=__version__,
     )
+    meta = _with_preprocessing(meta, crop_fraction, mean, std)
     if labels is not None:
         meta = _with_labels(meta, labels)
     if checkpoint is None or precision == "fp32":
@@ -140,6 +148,28 @@ def build_model(
         store_float_weights_int8(model, floating)
         drop_zero_points(model)
     return model
+
+
+MIN_CROP_FRACTION = 0.05  # as data.Preprocessor accepts
+
+
+def _with_preprocessing(meta: ModelMeta, crop_fraction, mean, std) -> ModelMeta:
+    changes = {}
+    if crop_fraction is not None:
+        if not MIN_CROP_FRACTION <= float(crop_fraction) <= 1.0:  # also refuses NaN
+            raise BadInput(f"crop_fraction must be in {MIN_CROP_FRACTION}..1, got {crop_fraction}")
+        changes["crop_fraction"] = float(crop_fraction)
+    for name, values in (("mean", mean), ("std", std)):
+        if values is None:
+            continue
+        numbers = tuple(float(v) for v in values)
+        if len(numbers) == 1:
+            numbers *= 3
+        if len(numbers) != 3 or not all(math.isfinite(v) for v in numbers) or (name == "std" and min(numbers) <= 0):
+            raise BadInput(f"{name} must be one or three finite numbers{' > 0' if name == 'std' else ''} (pixel units), "
+                           f"got {', '.join(str(v) for v in values)}")
+        changes[name] = numbers
+    return replace(meta, **changes) if changes else meta
 
 
 def _with_labels(meta: ModelMeta, labels: "Sequence[str] | Path | str") -> ModelMeta:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import onnx
 import pytest
@@ -125,26 +126,43 @@ def test_bird_eval_by_species_folder(bird_model, tmp_path):
 
 @pytest.fixture(scope="module", params=VWW, ids=["int8", "float"])
 def vww_model(request, tmp_path_factory):
+    """VWW as MLPerf Tiny trains it: the whole 96 x 96 frame, pixels / 255 (the int8 file's input quantization
+    says so; the float file cannot, so --mean/--std give it)."""
     ckpt = shared_file(request.param)
     folder = tmp_path_factory.mktemp("vww")
     labels = folder / "vww_labels.txt"
     labels.write_text("\n".join(VWW_NAMES) + "\n")
     out = folder / "vww.onnx"
+    scaling = ["--mean", "0", "--std", "255"] if "float" in request.param else []
     assert main(["build", "v1", "--width", "0.25", "--resolution", "96", "--classes", "2", "--weights", str(ckpt),
-                 "--labels", str(labels), "-o", str(out), "-q"]) == 0
+                 "--labels", str(labels), "--crop-fraction", "1", *scaling, "-o", str(out), "-q"]) == 0
     return out
 
 
-def test_vww_predicts_person_and_no_person(vww_model):
-    images = [shared_file("images/samples/person.bmp"), shared_file("images/samples/no_person.bmp")]
-    got = [p.top[0][1] for p in predict(vww_model, images, top=1)]
+@pytest.fixture(scope="module")
+def vww_images(tmp_path_factory) -> dict[str, Path]:
+    """TFLite Micro's person / no_person test images as pictures. The BMP files hold the int8 input bytes TFLM's
+    test feeds to its model (pixel - 128, stored unsigned), so the picture is each byte XOR 0x80."""
+    import cv2
+
+    folder = tmp_path_factory.mktemp("vww-images")
+    out = {}
+    for name in ("person", "no_person"):
+        raw = cv2.imread(str(shared_file(f"images/samples/{name}.bmp")), cv2.IMREAD_GRAYSCALE)
+        out[name] = folder / f"{name}.png"
+        assert cv2.imwrite(str(out[name]), raw ^ 0x80)
+    return out
+
+
+def test_vww_predicts_person_and_no_person(vww_model, vww_images):
+    got = [p.top[0][1] for p in predict(vww_model, [vww_images["person"], vww_images["no_person"]], top=1)]
     assert got == ["person", "no person"]
 
 
-def test_vww_eval_by_class_name_folders(vww_model, tmp_path, capsys):
-    for name, image in (("person", "person.bmp"), ("no_person", "no_person.bmp")):  # '_' matches a space
+def test_vww_eval_by_class_name_folders(vww_model, vww_images, tmp_path, capsys):
+    for name in ("person", "no_person"):  # '_' matches the space of 'no person'
         (tmp_path / name).mkdir()
-        shutil.copy(shared_file("images/samples/" + image), tmp_path / name)
+        shutil.copy(vww_images[name], tmp_path / name)
     samples = find_samples(tmp_path, names=Model.open(vww_model).label_names)
     assert [s.label for s in samples] == [0, 1]
     res = evaluate(vww_model, tmp_path)
@@ -172,11 +190,11 @@ def test_wrong_length_label_file_exit_2_nothing_written(tmp_path, capsys):
     assert not out.exists() and not out.parent.exists()
 
 
-def test_quantized_model_keeps_its_names(vww_model, tmp_path):
+def test_quantized_model_keeps_its_names(vww_model, vww_images, tmp_path):
     """quantize copies the names; its --eval matches class folders by name too; the int8 file predicts names."""
     from mnetctl.quant.pipeline import quantize_model
 
-    person, no_person = shared_file("images/samples/person.bmp"), shared_file("images/samples/no_person.bmp")
+    person, no_person = vww_images["person"], vww_images["no_person"]
     data = tmp_path / "data"
     for name, image in (("person", person), ("no person", no_person)):
         (data / name).mkdir(parents=True)

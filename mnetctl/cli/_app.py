@@ -138,7 +138,7 @@ PARAM_FLAGS = {
     "batch": "--batch", "data": "--data", "limit": "--limit", "threads": "--threads", "top": "--top",
     "iterations": "--iterations", "warmup": "--warmup", "duration": "--duration", "width": "--width",
     "resolution": "--resolution", "classes": "--classes", "opset": "--opset", "padding": "--padding",
-    "input_format": "--input-format", "precision": "--precision", "weights": "--weights", "seed": "--seed",
+    "input_format": "--input-format", "precision": "--precision", "weights": "--weights", "seed": "--seed", "crop_fraction": "--crop-fraction", "mean": "--mean", "std": "--std",
     "samples": "--samples", "calib": "--calib", "metric": "--metric", "tolerance": "--tolerance",
     "budget_ms": "--budget-ms", "precisions": "--precisions", "eps": "--ep", "ep_options": "--ep-option",
     "method": "--method", "fmt": "--format", "activations": "--activations", "weight_grid": "--weight-grid",
