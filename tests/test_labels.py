@@ -112,6 +112,31 @@ def test_bird_checkpoint_names_the_expected_species(bird_model, capsys):
     assert names[expected] in capsys.readouterr().out
 
 
+def test_bird_int8_build_keeps_names(tmp_path):
+    row = _reference("mobilenet_v2_1.0_224_inat_bird_quant.tflite")
+    names = shared_file(BIRD_LABELS).read_text(encoding="utf-8").splitlines()
+    out = tmp_path / "bird.int8.onnx"
+    save_model(build_model("v2", classes=965, weights=str(shared_file(BIRD)), precision="int8",
+                           labels=shared_file(BIRD_LABELS)), out)
+    (pred,) = predict(out, [shared_file("images/samples/" + row["image_path"])], top=1)
+    index, label, prob = pred.top[0]
+    assert (index, label) == (int(row["expected_topk_label"]), names[index]) and prob >= float(row["score_threshold"])
+
+
+def test_csv_labels_by_name_and_shared_names(tmp_path):
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"")  # find_samples does not decode
+    (tmp_path / "l.csv").write_text("file,label\na.jpg,No Person\na.jpg,1\n")
+    assert [s.label for s in find_samples(tmp_path / "l.csv", names=VWW_NAMES)] == [0, 1]
+    (tmp_path / "bad.csv").write_text("a.jpg,person\na.jpg,cat\n")
+    with pytest.raises(BadInput, match="class name of the model"):
+        find_samples(tmp_path / "bad.csv", names=VWW_NAMES)
+    (tmp_path / "crane").mkdir()
+    (tmp_path / "crane" / "x.jpg").write_bytes(b"")
+    with pytest.raises(BadInput, match="more than one class"):
+        find_samples(tmp_path, names=["crane", "heron", "crane"])
+
+
 def test_bird_eval_by_species_folder(bird_model, tmp_path):
     names = shared_file(BIRD_LABELS).read_text(encoding="utf-8").splitlines()
     row = _reference("mobilenet_v2_1.0_224_inat_bird_quant.tflite")
