@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Sequence
 
 import onnx
 
@@ -38,6 +40,10 @@ def build_model(
     input_format: str = "float-nchw",
     precision: str = "fp32",
     int8_layout: str = "cpu",
+    labels: "Sequence[str] | Path | str | None" = None,
+    crop_fraction: float | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> onnx.ModelProto:
     """Build a MobileNet as an onnx.ModelProto.
 
@@ -52,6 +58,11 @@ def build_model(
     fit), and the layers `quantize` keeps float by default computed in float on the checkpoint's
     values (stored as int8); "checkpoint": the checkpoint's integers, scales and zero points on every
     layer, as the file has them (for runtimes that mirror TFLite's integer arithmetic).
+    labels: class names (a list, or the path of a label file, `mnetctl.labels.read_label_file`) stored as
+    `mnetctl.labels`; `classes` names (one per output) or `classes - 1` (output 0 is background).
+    crop_fraction, mean, std: preprocessing the checkpoint was trained with, where the file cannot say it
+    (None: centre crop 0.875; mean/std from an integer input's quantization, else [-1, 1]). mean/std: one value
+    for all channels or three (RGB), in pixel units 0..255.
     """
     validate_opset(opset)
     if input_format not in ("float-nchw", "uint8-nhwc"):
@@ -95,6 +106,9 @@ def build_model(
         layout="NHWC" if input_format == "uint8-nhwc" else "NCHW",
         version=__version__,
     )
+    meta = _with_preprocessing(meta, crop_fraction, mean, std)
+    if labels is not None:
+        meta = _with_labels(meta, labels)
     if checkpoint is None or precision == "fp32":
         return emit(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
     if pad != "same":
@@ -134,6 +148,41 @@ def build_model(
         store_float_weights_int8(model, floating)
         drop_zero_points(model)
     return model
+
+
+MIN_CROP_FRACTION = 0.05  # as data.Preprocessor accepts
+
+
+def _with_preprocessing(meta: ModelMeta, crop_fraction, mean, std) -> ModelMeta:
+    changes = {}
+    if crop_fraction is not None:
+        if not MIN_CROP_FRACTION <= float(crop_fraction) <= 1.0:  # also refuses NaN
+            raise BadInput(f"crop_fraction must be in {MIN_CROP_FRACTION}..1, got {crop_fraction}")
+        changes["crop_fraction"] = float(crop_fraction)
+    for name, values in (("mean", mean), ("std", std)):
+        if values is None:
+            continue
+        numbers = tuple(float(v) for v in values)
+        if len(numbers) == 1:
+            numbers *= 3
+        if len(numbers) != 3 or not all(math.isfinite(v) for v in numbers) or (name == "std" and min(numbers) <= 0):
+            raise BadInput(f"{name} must be one or three finite numbers{' > 0' if name == 'std' else ''} (pixel units), "
+                           f"got {', '.join(str(v) for v in values)}")
+        changes[name] = numbers
+    return replace(meta, **changes) if changes else meta
+
+
+def _with_labels(meta: ModelMeta, labels: "Sequence[str] | Path | str") -> ModelMeta:
+    from .labels import align_labels, labels_extra, read_label_file
+
+    if isinstance(labels, (str, Path)):
+        names = read_label_file(labels, meta.classes)
+    else:
+        names = [str(n) for n in labels]
+        if len(names) not in (meta.classes, meta.classes - 1):
+            raise BadInput(f"labels: {len(names)} names but the model has {meta.classes} classes")
+    names, offset = align_labels(names, meta.classes, meta.label_offset)
+    return replace(meta, label_offset=offset).with_extra(**labels_extra(names))
 
 
 INT8_LAYOUTS = ("cpu", "checkpoint")

@@ -229,7 +229,7 @@ def compare(
     if mismatch and not allow_mismatch:
         raise BadInput(f"tflite {lite.label} is not the same model as {model}: {'; '.join(mismatch)}",
                        "compare a checkpoint of the same architecture, resolution and classes (or set allow_mismatch)")
-    samples = find_samples(data if data is not None else default_val_dir(), limit)
+    samples = find_samples(data if data is not None else default_val_dir(), limit, names=onnx_side.io.label_names)
 
     lite_geom = replace(Preprocessor.from_meta(meta), resolution=lite.resolution, input_format="uint8-nhwc")
     mean = np.asarray(meta.mean, np.float32)

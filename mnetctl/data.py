@@ -11,7 +11,9 @@ Dataset layouts understood by `find_samples`:
     an optional header row;
   * a single image file (labeled if its name starts with `<wnid>_`).
 Class indices are the 1000 ImageNet classes in the usual order (`classes.txt`), without any
-background offset; a model's own label offset is applied by the evaluator.
+background offset; a model's own label offset is applied by the evaluator. Given a model's label names
+(`names`, `mnetctl.labels`), class folders and CSV labels are matched by name instead (case, `_` and repeated
+spaces aside): `DIR/<class name>/*.jpg`; ImageNet ids keep working when there are 1000 names.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -390,7 +392,46 @@ def _label_from_name(name: str) -> int | None:
     return wnid_to_index().get(m.group(1))
 
 
-def _folder_label(name: str) -> int | None:
+class LabelNames:
+    """A model's class names, looked up by a folder name or CSV label (normalised, see `key`)."""
+
+    def __init__(self, names: Sequence[str]):
+        self.names = list(names)
+        self.index: dict[str, int] = {}
+        self.repeated: dict[str, list[int]] = {}
+        for i, name in enumerate(self.names):
+            k = self.key(name)
+            if k in self.index:
+                self.repeated.setdefault(k, [self.index[k]]).append(i)
+            else:
+                self.index[k] = i
+
+    @staticmethod
+    def key(name: str) -> str:
+        return " ".join(name.replace("_", " ").split()).casefold()
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def lookup(self, name: str, where: Path | str) -> int | None:
+        """The class index a name stands for; None if it names no class. A name two classes share is a BadInput."""
+        k = self.key(name)
+        if k in self.repeated:
+            shown = ", ".join(str(i) for i in self.repeated[k])
+            raise BadInput(f"{where}: {name!r} names more than one class of the model ({shown})",
+                           "use a CSV of file,label with class indices for these")
+        if k in self.index:
+            return self.index[k]
+        if len(self.names) == NUM_CLASSES and name in wnid_to_index():  # ImageNet layouts keep working
+            return wnid_to_index()[name]
+        if _INDEX.match(name) and len(name) <= 6 and 0 <= int(name) < len(self.names):
+            return int(name)
+        return None
+
+
+def _folder_label(name: str, names: LabelNames | None = None, where: Path | str = "") -> int | None:
+    if names is not None:
+        return names.lookup(name, where)
     if name in wnid_to_index():
         return wnid_to_index()[name]
     if _INDEX.match(name) and len(name) <= 4 and 0 <= int(name) < NUM_CLASSES:
@@ -398,18 +439,28 @@ def _folder_label(name: str) -> int | None:
     return None
 
 
-def _parse_label(text: str) -> int | None:
-    """A class index (any ASCII integer, range checked by the caller) or a known wnid; None otherwise."""
+def _file_label(name: str, names: LabelNames | None) -> int | None:
+    """A top-level file's label from a `<wnid>_` name prefix (ImageNet classes only)."""
+    if names is not None and len(names) != NUM_CLASSES:
+        return None
+    return _label_from_name(name)
+
+
+def _parse_label(text: str, names: LabelNames | None = None, where: Path | str = "") -> int | None:
+    """A class index (any ASCII integer, range checked by the caller), a known wnid or (with `names`) a class
+    name; None otherwise."""
     text = text.strip()
     if _INDEX.match(text):
-        return int(text) if len(text) <= 12 else NUM_CLASSES  # a huge number: just out of range
+        return int(text) if len(text) <= 12 else 1 << 62  # a huge number: just out of range
+    if names is not None:
+        return names.lookup(text, where)
     return wnid_to_index().get(text)
 
 
 _HEADER_WORD = re.compile(r"^[A-Za-z][A-Za-z _-]*$")  # 'label', 'class_index'; never '0.0', '1e2', 'n0144076'
 
 
-def _from_csv(path: Path) -> list[Sample]:
+def _from_csv(path: Path, names: LabelNames | None = None) -> list[Sample]:
     raw = _read_regular(path, MAX_CSV_BYTES, BadInput)
     try:
         rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline="")))
@@ -423,13 +474,15 @@ def _from_csv(path: Path) -> list[Sample]:
             continue
         if len(cells) < 2:
             raise BadInput(f"{path}:{lineno}: expected 'file,label', got {','.join(row)!r}")
-        label = _parse_label(cells[1])
+        label = _parse_label(cells[1], names, f"{path}:{lineno}")
+        count = NUM_CLASSES if names is None else len(names)
         if label is None:
             if not samples and lineno == 1 and _HEADER_WORD.match(cells[1]):
                 continue  # header row
-            raise BadInput(f"{path}:{lineno}: label {cells[1]!r} is neither a class index nor a known wnid")
-        if not 0 <= label < NUM_CLASSES:
-            raise BadInput(f"{path}:{lineno}: label {cells[1]} is outside 0..{NUM_CLASSES - 1}")
+            what = "a known wnid" if names is None else "a class name of the model"
+            raise BadInput(f"{path}:{lineno}: label {cells[1]!r} is neither a class index nor {what}")
+        if not 0 <= label < count:
+            raise BadInput(f"{path}:{lineno}: label {cells[1]} is outside 0..{count - 1}")
         file = Path(cells[0])
         samples.append(Sample(file if file.is_absolute() else base / file, label))
     if not samples:
@@ -443,35 +496,44 @@ def _listed(path: Path) -> bool:
     return _is_image(path) and not path.is_dir()
 
 
-def _from_folder(root: Path) -> list[Sample]:
+def _from_folder(root: Path, names: LabelNames | None = None) -> list[Sample]:
     """Images at the top (labelled by a wnid name prefix) and in sub-folders (labelled by the folder's name,
-    None when the name is no class id)."""
+    None when the name is no class id or, with `names`, no class name)."""
     try:
         entries = sorted(root.iterdir())
     except OSError as exc:
         raise BadInput(f"cannot list {root}: {exc.strerror or exc}") from exc
-    samples = [Sample(p, _label_from_name(p.name)) for p in entries if _listed(p)]
+    samples = [Sample(p, _file_label(p.name, names)) for p in entries if _listed(p)]
     subdirs = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
     for sub in subdirs:
-        label = _folder_label(sub.name)
+        label = _folder_label(sub.name, names, sub)
         samples.extend(Sample(p, label) for p in sorted(p for p in sub.rglob("*") if _listed(p)))
     return samples
 
 
-def _check_class_folders(root: Path, samples: list[Sample]) -> None:
+def _check_class_folders(root: Path, samples: list[Sample], names: LabelNames | None = None) -> None:
     """Refuse sub-folders whose names are no class ids (labels are needed: eval)."""
     unknown = sorted({s.path.relative_to(root).parts[0] for s in samples if s.label is None and s.path.parent != root})
     if unknown:
         shown = ", ".join(unknown[:3]) + (" ..." if len(unknown) > 3 else "")
+        if names is not None:
+            some = ", ".join(repr(n) for n in names.names[:3]) + (", ..." if len(names) > 3 else "")
+            raise BadInput(
+                f"{root}: sub-folders {shown} are not class names of the model ({len(names)} names: {some})",
+                "name each class folder by one of the model's label names (see `mnetctl inspect`), or use a CSV of "
+                "file,label",
+            )
         raise BadInput(
             f"{root}: sub-folders {shown} are not ImageNet class ids",
             "name class folders by wnid (n01440764) or class index (0..999), or use a CSV of file,label",
         )
 
 
-def find_samples(data: Path | str, limit: int | None = None, flag: str = "data", labels: bool = True) -> list[Sample]:
+def find_samples(data: Path | str, limit: int | None = None, flag: str = "data", labels: bool = True,
+                 names: Sequence[str] | None = None) -> list[Sample]:
     """The images (and labels) of a dataset folder, CSV file or single image; sorted and deterministic.
 
+    `names`: the model's class names (`Model.label_names`): class folders and CSV labels are matched by name.
     `limit` keeps the first N samples in that order. Raises BadInput naming the path (and `flag`, the
     option that gave it, e.g. "--calib") when it is missing, empty or holds no images. With `labels`
     False (predict, calibration) a folder's sub-folders may have any name; their images have no label.
@@ -481,10 +543,11 @@ def find_samples(data: Path | str, limit: int | None = None, flag: str = "data",
         raise BadInput(f"limit must be a positive number, got {limit}")
     if not data.exists():
         raise BadInput(f"{flag} {data} does not exist", "give a folder of images, a CSV of file,label or an image file")
+    lookup = LabelNames(names) if names is not None else None
     if data.is_dir():
-        samples = _from_folder(data)
+        samples = _from_folder(data, lookup if labels else None)
         if labels:
-            _check_class_folders(data, samples)
+            _check_class_folders(data, samples, lookup)
         if not samples:
             raise BadInput(
                 f"{flag} folder {data} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})",
@@ -492,9 +555,9 @@ def find_samples(data: Path | str, limit: int | None = None, flag: str = "data",
             )
         samples.sort(key=lambda s: str(s.path))
     elif data.suffix.lower() == ".csv":
-        samples = _from_csv(data)  # keep the CSV's own order
+        samples = _from_csv(data, lookup)  # keep the CSV's own order
     elif _is_image(data):
-        samples = [Sample(data, _label_from_name(data.name))]
+        samples = [Sample(data, _file_label(data.name, lookup))]
     else:
         raise BadInput(
             f"{flag} {data} is neither a folder, a CSV (.csv) nor an image ({', '.join(sorted(IMAGE_SUFFIXES))})"

@@ -16,7 +16,6 @@ import numpy as np
 
 from .data import Preprocessor, Sample, find_samples, iter_batches, load_image
 from .errors import BadInput
-from .labels import find_labelled
 from .model import Model, as_model, run_batched
 from .modelio import cannot_run
 from .progress import ProgressFn, report
@@ -144,7 +143,7 @@ def evaluate(
     if data is None:
         data = task.default_eval_dir()
     if isinstance(data, (str, Path)):
-        samples = find_labelled(handle.meta, data, limit, flag="data")
+        samples = find_samples(data, limit, flag="data", names=handle.label_names)
         data_name = str(data)
     else:
         samples = list(data)[:limit] if limit else list(data)
@@ -156,6 +155,7 @@ def evaluate(
         if unlabeled:
             raise BadInput(
                 f"{unlabeled[0].path} has no class label ({len(unlabeled)} of {len(samples)} images unlabeled)",
+                "eval needs labels: DIR/<class name>/*.jpg, or a CSV of file,label" if handle.label_names else
                 "eval needs labels: DIR/<wnid>/*.JPEG, DIR/<wnid>_*.JPEG or a CSV of file,label",
             )
         task.check_labels(handle, [s.label for s in samples])

@@ -16,6 +16,7 @@ import numpy as np
 
 from .data import Preprocessor, class_name
 from .errors import BadInput
+from .labels import model_labels
 from .meta import ModelMeta, read_meta
 from .modelio import check_model_path, load_onnx, size_on_disk
 from .tasks import Task, get_task
@@ -79,8 +80,18 @@ class Model:
             return self.proto.ByteSize()
         return size_on_disk(self.path, self.proto)
 
+    @property
+    def label_names(self) -> list[str] | None:
+        """The class names in its metadata (`mnetctl.labels`), when there is one per predicted class."""
+        names = model_labels(self.meta)
+        return names if names is not None and len(names) == getattr(self.head, "num_labels", None) else None
+
     def label(self, index: int) -> str:
-        """A class name for a classifier's output index (ImageNet names for 1000-class models)."""
+        """A class name for a classifier's output index: its own label names, else ImageNet names for
+        1000-class models, else `class N`."""
+        names = self.label_names
+        if names is not None and 0 <= index < len(names):
+            return names[index]
         return class_name(index) if getattr(self.head, "num_labels", None) == 1000 else f"class {index}"
 
     # -- classifier shorthands (what evaluate, predict and compare read) --------------------------

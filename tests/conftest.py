@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,16 @@ DATA = REPO / "data" / "imagenet-sample"
 VAL = DATA / "val"
 CALIB = DATA / "calib"
 PRETRAINED = REPO / "models" / "pretrained"
+# Third-party checkpoints and images that are user inputs, not shipped (beside the checkout; tests skip without it)
+SHARED = Path(os.environ.get("MNETCTL_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared_file(rel: str) -> Path:
+    """A file of the shared data folder; the test is skipped when it is absent."""
+    path = SHARED / rel
+    if not path.is_file():
+        pytest.skip(f"needs {path} (the shared data folder beside the checkout, or MNETCTL_SHARED_DATA)")
+    return path
 
 
 @pytest.fixture(scope="session")

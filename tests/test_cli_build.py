@@ -119,6 +119,10 @@ def test_archs_lists_family_and_pretrained(capsys):
         (["build", "v2", "--input-format", "rgb"], "--input-format"),
         (["build", "v2", "--padding", "valid"], "--padding"),
         (["build", "v2", "--weights", "no/such.tflite"], "--weights"),
+        (["build", "v2", "--crop-fraction", "0"], "--crop-fraction"),
+        (["build", "v2", "--std", "0"], "--std"),
+        (["build", "v2", "--mean", "1,2"], "--mean"),
+        (["build", "v2", "--labels", "no/such.txt"], "--labels"),
         (["inspect", "no/such.onnx"], "does not exist"),
     ],
 )

@@ -313,9 +313,9 @@ def test_model_is_opened_once_and_each_folder_walked_once(tiny_model, tmp_path, 
         counts["preprocessor"] += 1
         return real_pre(cls, meta)
 
-    def walk(root):
+    def walk(root, *args):
         counts[f"walk {Path(root).name}"] += 1
-        return real_walk(root)
+        return real_walk(root, *args)
 
     monkeypatch.setattr(onnx, "load", load)
     monkeypatch.setattr(mnetctl.meta, "read_meta", read_meta)

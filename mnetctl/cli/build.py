@@ -24,6 +24,10 @@ def build(
     input_format: Annotated[str, typer.Option("--input-format", help="float-nchw | uint8-nhwc (preprocessing inside the graph).")] = "float-nchw",
     precision: Annotated[str, typer.Option("--precision", help="fp32 | int8: int8 keeps a quantized checkpoint's own integers and activation quantization (QDQ).")] = "fp32",
     int8_layout: Annotated[str, typer.Option("--int8-layout", help="With --precision int8: cpu (int8 weights with zero point 0, the layers int8 does not speed up kept float: fast on ONNX Runtime's CPU EP) | checkpoint (the file's integers on every layer, as TFLite runs them).")] = "cpu",
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Label file: one class name a line (or 'index name' lines), one per output or one fewer when output 0 is background; stored in the model for predict and eval.", show_default=False)] = None,
+    crop_fraction: Annotated[Optional[float], typer.Option("--crop-fraction", help="Centre crop of the short side the model was trained with (1 = the whole image) [default: 0.875].", show_default=False)] = None,
+    mean: Annotated[Optional[str], typer.Option("--mean", help="Input mean in pixel units, one value or R,G,B [default: from an integer checkpoint's input quantization, else 127.5 ([-1, 1] input)].", show_default=False)] = None,
+    std: Annotated[Optional[str], typer.Option("--std", help="Input std in pixel units, one value or R,G,B (255 with --mean 0: [0, 1] input) [default: as --mean].", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file [default: models/<arch>-<width>-<res>.onnx, .int8.onnx for int8].", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the output path.")] = False,
 ) -> None:
@@ -46,9 +50,11 @@ def build(
     from ..weights.registry import pretrained_dir
 
     # the checkpoint read (pretrained ones in the shipped folder) is never overwritten
-    check_writable(out, inputs=(pretrained_dir() if weights == "pretrained" else None if weights == "random" else Path(weights),))
+    check_writable(out, inputs=(pretrained_dir() if weights == "pretrained" else None if weights == "random" else Path(weights),
+                                *(() if labels is None else (labels,))))
     model = build_model(name, width, resolution, classes, weights, seed, padding, opset, input_format, precision=precision,
-                        int8_layout=int8_layout)
+                        int8_layout=int8_layout, labels=labels, crop_fraction=crop_fraction,
+                        mean=_numbers("--mean", mean), std=_numbers("--std", std))
     save_model(model, out)
     if quiet:
         console.print(str(out))
@@ -57,5 +63,15 @@ def build(
     console.print(
         f"[green]wrote[/] {out}  [dim]{name} width {format_width(width)} res {resolution} classes {stats.outputs[0]['shape'][-1]}"
         f" | {stats.macs / 1e6:.1f} M MACs, {stats.params / 1e6:.3f} M params | opset {opset} IR {model.ir_version}"
-        f" | weights {weights}{f' | int8 (checkpoint quantization, {int8_layout} layout)' if precision == 'int8' else ''}[/]"
+        f" | weights {weights}{f' | labels {labels}' if labels is not None else ''}{f' | int8 (checkpoint quantization, {int8_layout} layout)' if precision == 'int8' else ''}[/]"
     )
+
+
+def _numbers(flag: str, text: Optional[str]) -> Optional[list[float]]:
+    """'0' or '123.7,116.3,103.5' -> floats (the builder checks the values)."""
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise BadInput(f"{flag} {text}: not a number or R,G,B numbers") from None

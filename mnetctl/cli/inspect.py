@@ -39,6 +39,13 @@ def inspect(
     )
     if meta:
         console.print("[dim]" + "  ".join(f"{k}={v}" for k, v in meta.items() if k in ("arch", "width", "resolution", "classes", "weights", "precision", "input_format", "padding")) + "[/]")
+    from ..labels import model_labels
+    from ..meta import read_meta
+
+    names = model_labels(read_meta(proto, str(model)))
+    if names:
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        console.print(f"[dim]labels ({len(names)}): {shown}[/]", soft_wrap=True)
 
 
 def _opset(proto) -> int:

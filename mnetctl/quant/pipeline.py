@@ -22,7 +22,6 @@ from typing import Any, Mapping, Sequence
 
 from ..data import Sample, default_calib_dir, find_samples
 from ..errors import BadInput, GateFailed, short
-from ..labels import find_labelled
 from ..fsutil import atomic_path, check_writable, temp_dir
 from ..meta import write_meta
 from ..model import Model, as_model, fit_batches
@@ -173,7 +172,8 @@ def quantize_model(
     calib_samples = find_samples(calib_src, int(samples), flag="calib", labels=False)
     check = load_check_images(model, calib_samples[:CHECK_SAMPLES], calib_src)
     calib_sha = calibration_hash(calib_samples)
-    eval_samples = find_labelled(meta, eval_data, eval_limit, flag="eval_data") if eval_data is not None else None
+    eval_samples = (find_samples(eval_data, eval_limit, flag="eval_data", names=model.label_names)
+                    if eval_data is not None else None)
 
     # Load the extension modules before any temporary file exists: a Ctrl-C that landed while one was being
     # imported was seen to surface as a TypeError ("expected a message argument") instead of KeyboardInterrupt.
