@@ -212,9 +212,12 @@ def _task(coarse, tmp_path, capsys, arch: str, width: str, res: str) -> None:
     capsys.readouterr()
     assert abs(evaluate(q, val_dir).top1 - trained.top1) <= 0.01 + 1e-9
     # without --eval the shipped ImageNet sample cannot score its classes: no evaluation, a note, exit 0
+    # and with no --calib it calibrates on the model's own training images (recorded at training)
     q2 = tmp_path / "b.int8.onnx"
-    assert _run("quantize", str(a), "--calib", str(train_dir), "--no-bench", "-o", str(q2)) == 0
-    assert "pass --eval DIR" in " ".join(capsys.readouterr().err.split()) and q2.is_file()
+    assert _run("quantize", str(a), "--no-bench", "-o", str(q2), "--json") == 0
+    out = capsys.readouterr()
+    assert "pass --eval DIR" in " ".join(out.err.split()) and q2.is_file()
+    assert json.loads(out.out)["calib"] == str(train_dir.resolve())
 
 
 def test_coarse_task_v1_small(coarse, tmp_path, capsys):

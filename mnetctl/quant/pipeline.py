@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..data import Sample, default_calib_dir, find_samples
+from ..data import Sample, find_samples
 from ..errors import BadInput, GateFailed, short
 from ..fsutil import atomic_path, check_writable, temp_dir
 from ..meta import write_meta
@@ -111,6 +111,15 @@ def default_output(model_path: Path | str) -> Path:
     return path.with_name(path.stem + ".int8.onnx")
 
 
+def default_calib_data(model: Model) -> Path:
+    """The images a model is calibrated on when given none: a trained model's own training images
+    (`mnetctl.train.data_dir`, while that folder exists), else the task's shipped calibration sample."""
+    trained = model.meta.extra.get("train.data_dir")
+    if trained and Path(trained).is_dir():
+        return Path(trained)
+    return model.task.calibration_dir()
+
+
 def default_eval_data(model: Model | Path | str) -> Path | None:
     """The labelled images a before/after report uses when given none: the task's shipped sample (ImageNet),
     or None for a model with classes of its own (trained with `mnetctl train`, a custom-class checkpoint)."""
@@ -158,7 +167,7 @@ def quantize_model(
     if output is None and model.path is None:
         raise BadInput("output is needed for a model that has no file")
     out = Path(output) if output is not None else default_output(model.path)
-    calib_src = Path(calib) if calib is not None else default_calib_dir()
+    calib_src = Path(calib) if calib is not None else default_calib_data(model)
     check_writable(out, inputs=(model.path, calib_src, eval_data))  # never onto or into what is read
     name = model.name
     if model.quantized:

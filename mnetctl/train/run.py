@@ -123,6 +123,7 @@ def train(data: Path | str, arch: str = "v2", width: float = 1.0, resolution: in
     extra = {
         "train.settings": json.dumps(recorded, sort_keys=True),
         "train.data": samples_digest(tr.samples),
+        "train.data_dir": str(Path(data).resolve()),  # quantize calibrates on these images by default
         "train.val_data": samples_digest(va.samples),
         "train.backbone": f"{meta.weights} (frozen)",
         "train.val_accuracy": f"{head.best.val_acc:.6f}",
