@@ -144,7 +144,7 @@ def onnx_runnable(path: Path | str, threads: int | None = None, name: str | None
 
     inputs: arrays for the model's (one) input, cycled through; default: one random input of the right shape.
     """
-    from .modelio import cannot_run
+    from .modelio import guarded_run
     from .runtime import open_cpu_session, random_feeds
 
     session = open_cpu_session(path, str(path), threads, stop_idle_spinning=True)
@@ -153,11 +153,7 @@ def onnx_runnable(path: Path | str, threads: int | None = None, name: str | None
     else:
         feeds = [{session.get_inputs()[0].name: x} for x in inputs]
 
-    def run(x: dict) -> Any:
-        try:
-            return session.run(None, x)
-        except Exception as exc:  # ORT loaded the graph but cannot run it
-            raise cannot_run(Path(path), exc) from None
+    run = guarded_run(session, Path(path))
 
     return Runnable(name or str(path), run, feeds)
 

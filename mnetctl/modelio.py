@@ -70,6 +70,18 @@ def cannot_run(path: Path | str, exc: BaseException) -> BadInput:
     return BadInput(f"ONNX Runtime cannot run {path}: {short(exc)}")
 
 
+def guarded_run(session, path: Path | str):
+    """`feeds -> session.run(None, feeds)`, a run error raised as `cannot_run(path, ...)` (an interleave.Runnable fn)."""
+
+    def run(feeds: dict):
+        try:
+            return session.run(None, feeds)
+        except Exception as exc:  # ORT loaded the graph but cannot run it
+            raise cannot_run(path, exc) from None
+
+    return run
+
+
 def _locations(proto) -> list[str]:
     """The external-data file names of the initializers, in order, each once."""
     names: dict[str, None] = {}

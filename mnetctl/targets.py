@@ -8,7 +8,7 @@ profile's execution providers with no silent fallback, idle pool threads not spi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -65,7 +65,7 @@ def one_image(model: "Model") -> np.ndarray:
 def profile_runnable(name: str, model: "Model", prof: "Profile", threads: int | None):
     """(interleave.Runnable, SessionInfo) for a model on the profile's providers, idle threads not spinning."""
     from .interleave import Runnable
-    from .modelio import cannot_run
+    from .modelio import guarded_run
     from .runtime import create_session
 
     source = model.path if model.path is not None else model.proto.SerializeToString()
@@ -74,10 +74,6 @@ def profile_runnable(name: str, model: "Model", prof: "Profile", threads: int | 
     feed = {model.input_name: one_image(model)}
     where = model.path if model.path is not None else Path(model.name)
 
-    def run(x: dict) -> Any:
-        try:
-            return session.run(None, x)
-        except Exception as exc:  # ORT loaded the graph but cannot run it
-            raise cannot_run(where, exc) from None
+    run = guarded_run(session, where)
 
     return Runnable(name, run, [feed]), info

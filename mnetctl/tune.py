@@ -188,7 +188,7 @@ def measure_accuracy(paths: Mapping[str, Path], configs: Sequence[Config], limit
 
 def runnable(config: Config, path: Path, seed: int = 0) -> Runnable:
     """A session for `config` (no silent fallback) as an interleave.Runnable on one random input."""
-    from .modelio import cannot_run
+    from .modelio import guarded_run
     from .runtime import create_session, random_feeds
 
     info = create_session(path, config.ep_requests(), threads=config.threads, config=config.session_config(),
@@ -196,11 +196,7 @@ def runnable(config: Config, path: Path, seed: int = 0) -> Runnable:
     session = info.session
     feeds = random_feeds(session, seed=seed)
 
-    def run(x: dict) -> Any:
-        try:
-            return session.run(None, x)
-        except Exception as exc:  # ORT loaded the graph but cannot run it
-            raise cannot_run(path, exc) from None
+    run = guarded_run(session, path)
 
     return Runnable(config.name, run, [feeds])
 
