@@ -47,3 +47,17 @@ def pretrained_small(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("pretrained") / "v1-0.25-128.onnx"
     save_model(build_model("v1", 0.25, 128, weights="pretrained"), path)
     return path
+
+
+def optimized_ops(path, tmp_path):
+    """Counter of the op types in the graph ONNX Runtime's CPU EP actually runs (its saved optimized model)."""
+    import collections
+
+    import onnx
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.optimized_model_filepath = str(tmp_path / (Path(path).stem + ".ort-optimized.onnx"))
+    ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    return collections.Counter(n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node)

@@ -29,7 +29,7 @@ from mnetctl.specs import decode
 from mnetctl.weights.tflite_import import load_checkpoint
 from mnetctl.weights.tflite_qdq import activation_quantization, quantized_weights
 
-from .conftest import PRETRAINED, VAL
+from .conftest import PRETRAINED, VAL, optimized_ops
 
 CORAL = PRETRAINED / "coral"
 V1_025 = CORAL / "mobilenet_v1_0.25_128_quant.tflite"
@@ -87,16 +87,6 @@ def _tflite(path):
     ops = [(g.Operators(k).InputsAsNumpy().tolist(), g.Operators(k).OutputsAsNumpy().tolist())
            for k in range(g.OperatorsLength())]
     return tensors, ops
-
-
-def _optimized_ops(path, tmp_path) -> collections.Counter:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.optimized_model_filepath = str(tmp_path / (path.stem + ".ort-optimized.onnx"))
-    ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    return collections.Counter(n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -258,7 +248,7 @@ def test_onnxruntime_runs_integer_kernels_and_file_is_smaller(built, tmp_path, k
     q, f = built[key]
     assert f.stat().st_size >= 3.5 * q.stat().st_size, f"{f.stat().st_size} vs {q.stat().st_size} bytes"
     convs = sum(n.op_type == "Conv" for n in onnx.load(str(q)).graph.node)
-    ops = _optimized_ops(q, tmp_path)
+    ops = optimized_ops(q, tmp_path)
     assert ops["QLinearConv"] == convs and ops["QGemm"] == 1, dict(ops)
     assert not {"Conv", "FusedConv", "Gemm", "MatMul", "NchwcConv"} & set(ops), dict(ops)
     if key != "v1-0.25":
@@ -338,7 +328,7 @@ def test_cpu_layout_keeps_accuracy_shrinks_and_runs_symmetric_int8(tmp_path, key
     for name in floating:  # float layers: the checkpoint's values, stored as int8 + scale
         if nodes[name].op_type in ("Conv", "Gemm"):
             assert inits[f"{nodes[name].input[1]}.int8"].dtype == np.int8
-    ops = _optimized_ops(q, tmp_path)
+    ops = optimized_ops(q, tmp_path)
     assert ops["QLinearConv"] + ops["QGemm"] >= 3 and "Cast" not in ops, dict(ops)
     fp32_result, int8_result = evaluate(f, VAL), evaluate(q, VAL)
     assert 100 * (fp32_result.top1 - int8_result.top1) <= 1.0 + 1e-9, (fp32_result.top1, int8_result.top1)

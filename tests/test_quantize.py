@@ -23,7 +23,7 @@ from mnetctl.quant.pipeline import quantize_model
 from mnetctl.quant.settings import ARCH_DEFAULTS, WIDTH_DEFAULTS, QuantSettings, default_settings, resolve_settings
 from mnetctl.simplify import simplify_model
 
-from .conftest import CALIB, REPO, VAL
+from .conftest import CALIB, REPO, VAL, optimized_ops
 
 PRETRAINED_CASES = {  # every shipped ImageNet checkpoint
     "v2-1.0-224": ("v2", 1.0, 224),
@@ -143,17 +143,6 @@ def test_channel_grid_keeps_checkpoint_values_with_zero_points_of_zero(quantized
     assert exact / channels > 0.95  # almost every channel keeps the checkpoint's values exactly
 
 
-def _optimized_ops(path, tmp_path):
-    """{node name: op type} of the graph ONNX Runtime's CPU EP actually runs (its saved optimized model)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    opts.log_severity_level = 3
-    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
-
-
 @pytest.mark.parametrize("name", list(PRETRAINED_CASES))
 def test_float_layers_keep_int8_storage_and_run_float_kernels(quantized, name, tmp_path):
     """Layers the defaults keep float store int8 weights that ORT folds back at load; the rest runs int8."""
@@ -167,9 +156,9 @@ def test_float_layers_keep_int8_storage_and_run_float_kernels(quantized, name, t
         weight = nodes[layer].input[1]
         assert weight not in inits, layer  # not a float initializer any more ...
         assert inits[f"{weight}.int8"].data_type == onnx.TensorProto.INT8  # ... but int8 + scale, Cast, Mul
-    ops = _optimized_ops(rep.output, tmp_path)
+    ops = optimized_ops(rep.output, tmp_path)
     assert "Cast" not in ops  # folded at load: the float layers read constant float weights
-    assert ops.count("QLinearConv") + ops.count("QGemm") > 0
+    assert ops["QLinearConv"] + ops["QGemm"] > 0
     # no all-zero zero point is stored for Conv weights and biases (ONNX's default is 0)
     conv_inputs = {x for n in q.graph.node if n.op_type == "Conv" for x in n.input[1:]}
     for node in q.graph.node:
