@@ -45,6 +45,7 @@ def quantize(
     """Static int8 quantization (onnxsim + ORT pre-processing + calibration on real images), with a before/after
     report and float vs int8 latency on the device profile (does int8 pay here?)."""
     from ..errors import BadInput
+    from ..model import as_model
     from ..quant.pipeline import default_eval_data, quantize_model
     from ..quant.speed import DEFAULT_ROUNDS, SpeedOptions
     from ._progress import progress_bar
@@ -62,14 +63,15 @@ def quantize(
                 "keep_float": keep_float, "weight_grid": weight_grid, "moving_average": moving_average,
                 "reduce_range": reduce_range, "float_max_channels": float_max_channels,
                 "int8_storage": int8_storage}  # None: the model's per-architecture default
+    handle = as_model(model)  # opened once, for the default evaluation data and the quantization
     if not no_eval and eval_data is None:
-        eval_data = default_eval_data(model)
+        eval_data = default_eval_data(handle)
         if eval_data is None:
             err_console.print("[yellow]note:[/] the model has its own classes: the shipped ImageNet sample cannot "
                               "evaluate it; pass --eval DIR (its <class name>/ folders) for the before/after report")
     with flag_names(_FLAGS), progress_bar(not json_out) as on_progress:
         rep = quantize_model(
-            model, output, settings, calib=calib, samples=samples,
+            handle, output, settings, calib=calib, samples=samples,
             eval_data=None if no_eval else eval_data,
             eval_limit=eval_limit, max_drop=max_drop, speed=speed, on_progress=on_progress,
         )
