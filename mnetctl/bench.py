@@ -335,7 +335,8 @@ def bench(
     `on_progress(done, total, label)` follows the measured runs (and warm-ups, when there are more than 50).
     """
     from .hostinfo import host_info
-    from .runtime import bind_io, create_session, onnxruntime_info, op_profile as run_op_profile, random_feeds
+    from .runtime import (bind_io, create_session, keep_outputs, onnxruntime_info, op_profile as run_op_profile,
+                          random_feeds)
 
     from .model import Model
 
@@ -409,9 +410,7 @@ def bench(
 
         raise cannot_run(path, exc) from None
     cold_ms = (time.perf_counter_ns() - t0) / 1e6
-    # Bind the outputs the cold run allocated so that no run allocates again.
-    for out, value in zip(session.get_outputs(), io.get_outputs()):
-        io.bind_ortvalue_output(out.name, value)
+    keep_outputs(session, io)  # the cold run allocated them: no timed run allocates again
 
     warm_samples, _ = timed_runs(run, io, warmup, None, on_progress if warmup > 50 else None, "warm-up") if warmup else ([], 0)
     samples, wall_ns = timed_runs(run, io, iterations, duration_s, on_progress, f"bench {path.name}")

@@ -123,7 +123,7 @@ def _bench_runnable(path: Path, name: str, prof, threads: int | None):
     between runs so they take no CPU from the next model's block."""
     from .interleave import Runnable
     from .modelio import cannot_run
-    from .runtime import bind_io, create_session, random_feeds
+    from .runtime import bind_io, create_session, keep_outputs, random_feeds
 
     info = create_session(path, prof.ep_requests(), threads=threads, batch=1, stop_idle_spinning=True)
     session = info.session
@@ -133,8 +133,7 @@ def _bench_runnable(path: Path, name: str, prof, threads: int | None):
         session.run_with_iobinding(io)  # the cold run allocates the outputs; bound, no later run allocates
     except Exception as exc:  # ORT loaded the graph but cannot run it
         raise cannot_run(path, exc) from None
-    for out, value in zip(session.get_outputs(), io.get_outputs()):
-        io.bind_ortvalue_output(out.name, value)
+    keep_outputs(session, io)
 
     def run(binding, _inputs=feeds):  # the bound arrays must live as long as the binding
         session.run_with_iobinding(binding)

@@ -27,7 +27,7 @@ from .eps import (
     provider_options,
     resolve_ep,
 )
-from .feeds import bind_io, random_feeds
+from .feeds import bind_io, keep_outputs, random_feeds
 from .ort import CFG_ALLOW_SPINNING, GRAPH_OPT_LEVELS, THREADS_PER_CORE_LIMIT, check_threads, cpu_session, open_cpu_session, ort_log_level, session_options
 from .probe import EPStatus, ep_status, onnxruntime_info, plugin_devices, plugin_library, simulated
 from .profiling import NodeAssignment, assignment_from_profile, node_assignment, profile_events, summarize_op_events
@@ -47,6 +47,7 @@ __all__ = [
     "as_requests",
     "assignment_from_profile",
     "bind_io",
+    "keep_outputs",
     "check_ep_options",
     "check_threads",
     "cpu_session",

@@ -51,6 +51,12 @@ def bind_io(session, feeds: Mapping[str, Any]):
     return binding
 
 
+def keep_outputs(session, binding) -> None:
+    """Bind the outputs a first run of `binding` allocated, so that no later run allocates them again."""
+    for out, value in zip(session.get_outputs(), binding.get_outputs()):
+        binding.bind_ortvalue_output(out.name, value)
+
+
 def _random_tensor(rng, ort_type: str, shape: tuple[int, ...]):
     import numpy as np
 
