@@ -30,8 +30,8 @@ def resolve_padding(padding: str, weights: str) -> str:
 
 def build_model(
     arch: str,
-    width: float = 1.0,
-    resolution: int = 224,
+    width: float | None = None,
+    resolution: int | None = None,
     classes: int | None = None,
     weights: str = "random",
     seed: int = 0,
@@ -64,6 +64,13 @@ def build_model(
     (None: centre crop 0.875; mean/std from an integer input's quantization, else [-1, 1]). mean/std: one value
     for all channels or three (RGB), in pixel units 0..255.
     """
+    from .heads.ssd import resolve_ssd
+
+    if resolve_ssd(arch) is not None:  # a detector: SSD on a MobileNet backbone
+        return build_ssd_model(arch, width, resolution, classes, weights, seed, padding, opset, input_format, precision,
+                               int8_layout, labels)
+    width = 1.0 if width is None else width
+    resolution = 224 if resolution is None else resolution
     validate_opset(opset)
     if input_format not in ("float-nchw", "uint8-nhwc"):
         raise BadInput(f"input_format must be 'float-nchw' or 'uint8-nhwc', got {input_format!r}")
@@ -113,13 +120,89 @@ def build_model(
         return emit(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
     if pad != "same":
         raise BadInput("precision int8 needs the checkpoint's own padding: use --padding auto or same")
+    float_model = emit(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
+    return _checkpoint_int8(cfg, checkpoint, float_model, meta, int8_layout)
+
+
+POSTPROCESS = ("graph", "host")
+
+
+def build_ssd_model(
+    arch: str,
+    width: float | None = None,
+    resolution: int | None = None,
+    classes: int | None = None,
+    weights: str = "random",
+    seed: int = 0,
+    padding: str = "auto",
+    opset: int = DEFAULT_OPSET,
+    input_format: str = "float-nchw",
+    precision: str = "fp32",
+    int8_layout: str = "cpu",
+    labels: "Sequence[str] | Path | str | None" = None,
+    postprocess: str = "graph",
+) -> onnx.ModelProto:
+    """Build an SSD detector (`mnetctl.heads.ssd`) as an onnx.ModelProto.
+
+    width/resolution None: the family's defaults (ssd-v1: 0.75 and 300, as the COCO checkpoint). weights, padding,
+    precision and int8_layout as `build_model`; a pretrained checkpoint brings its own COCO label names.
+    postprocess: "graph" (box decoding + NonMaxSuppression in the graph, TFLite's four outputs) or "host" (the graph
+    ends at box encodings and class scores; `mnetctl.tasks.detection` decodes them with the same anchors).
+    """
+    from .graph import emit_ssd
+    from .heads.ssd import decode_ssd, detection_extra
+
+    validate_opset(opset)
+    if input_format not in ("float-nchw", "uint8-nhwc"):
+        raise BadInput(f"input_format must be 'float-nchw' or 'uint8-nhwc', got {input_format!r}")
+    if precision not in ("fp32", "int8"):
+        raise BadInput(f"precision must be fp32 or int8, got {precision!r}")
+    if int8_layout not in INT8_LAYOUTS:
+        raise BadInput(f"int8_layout must be {' or '.join(INT8_LAYOUTS)}, got {int8_layout!r}")
+    if postprocess not in POSTPROCESS:
+        raise BadInput(f"postprocess must be graph or host, got {postprocess!r}")
+    if precision == "int8" and weights == "random":
+        raise BadInput("--precision int8 imports a quantized checkpoint's own quantization; random weights have none",
+                       "use --weights pretrained or a .tflite checkpoint, or build fp32 and run `mnetctl quantize`")
+    cfg = decode_ssd(arch, width, resolution, classes)
+    checkpoint = None
+    if weights == "random":
+        from .weights.random_init import random_weights
+
+        params = random_weights(cfg, seed)
+        anchors = cfg.anchors()
+        meta = ModelMeta(task="detection", weights="random", seed=seed, label_offset=1, resize="full", crop_fraction=1.0)
+    else:
+        from .weights.ssd_import import load_ssd_checkpoint
+
+        checkpoint = load_ssd_checkpoint(cfg, weights)
+        params, meta, anchors = checkpoint.params, checkpoint.meta, checkpoint.anchors
+        if labels is None:
+            labels = checkpoint.labels
+    pad = resolve_padding(padding, weights)
+    meta = replace(meta, arch=cfg.arch, width=cfg.width, resolution=cfg.resolution, classes=cfg.classes, padding=pad,
+                   opset=opset, input_format=input_format, layout="NHWC" if input_format == "uint8-nhwc" else "NCHW",
+                   version=__version__)
+    meta = meta.with_extra(**detection_extra(cfg, anchors, postprocess))
+    if labels is not None:
+        meta = _with_labels(meta, labels)
+    float_model = emit_ssd(cfg, params, meta, anchors, padding=pad, opset=opset, input_format=input_format,
+                           postprocess=postprocess)
+    if checkpoint is None or precision == "fp32":
+        return float_model
+    if pad != "same":
+        raise BadInput("precision int8 needs the checkpoint's own padding: use --padding auto or same")
+    return _checkpoint_int8(cfg, checkpoint, float_model, meta, int8_layout)
+
+
+def _checkpoint_int8(cfg, checkpoint, float_model: onnx.ModelProto, meta: ModelMeta, int8_layout: str) -> onnx.ModelProto:
+    """The float model carrying the checkpoint's own quantization as QDQ (`build --precision int8`)."""
     from .quant.nodes import float_node_names, int8_edges
     from .quant.settings import ALWAYS_FLOAT, default_settings
     from .quant.storage import drop_zero_points, store_float_weights_int8
     from .weights.tflite_qdq import (activation_quantization, drop_fused_activation_inputs, quantized_weights,
                                      symmetric_int8)
 
-    float_model = emit(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
     qweights = quantized_weights(checkpoint)
     activations = activation_quantization(checkpoint, float_model)
     floating: list[str] = []

@@ -152,6 +152,15 @@ class _Emitter:
         s = self.hsigmoid(s, f"{prefix}.se.gate")
         return self.node("Mul", [x, s], f"{prefix}.se.scale")
 
+    def image_input(self, res: int, input_format: InputFormat, meta: ModelMeta, batch: int | str):
+        """The graph's image input and the tensor the first conv reads (uint8 frames normalised in the graph)."""
+        if input_format == "float-nchw":
+            return helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [batch, 3, res, res]), INPUT_NAME
+        if input_format == "uint8-nhwc":
+            graph_input = helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, [batch, res, res, 3])
+            return graph_input, self.preprocess_uint8(INPUT_NAME, meta)
+        raise BadInput(f"input_format must be 'float-nchw' or 'uint8-nhwc', got {input_format!r}")
+
     def preprocess_uint8(self, x: str, meta: ModelMeta) -> str:
         """uint8 NHWC camera frame -> normalised float NCHW, inside the graph."""
         x = self.node("Cast", [x], "preprocess.cast", to=TensorProto.FLOAT)
@@ -160,6 +169,55 @@ class _Emitter:
         inv_std = self.const("preprocess.inv_std", (1.0 / np.array(meta.std, np.float32)).reshape(1, 3, 1, 1))
         x = self.node("Sub", [x, mean], "preprocess.sub_mean")
         return self.node("Mul", [x, inv_std], "preprocess.div_std")
+
+    def detection_postprocess(self, cfg, anchors: np.ndarray) -> None:
+        """Box decoding (as TFLite_Detection_PostProcess: t / scale, centre + t * anchor size, exp for sizes), each
+        anchor's best class, class-agnostic NonMaxSuppression, the kept detections padded to max_detections."""
+        p = "postprocess"
+        c = self.const
+        i64 = np.int64
+        scales = c(f"{p}.scales", np.array(cfg.coder.scales, np.float32))
+        t = self.node("Div", [BOX_ENCODINGS, scales], f"{p}.scaled")
+
+        def cut(x: str, start: int, end: int, axis: int, name: str) -> str:
+            return self.node("Slice", [x, c(f"{p}.s{start}", np.array([start], i64)), c(f"{p}.e{end}", np.array([end], i64)),
+                                       c(f"{p}.axis{axis}", np.array([axis], i64))], name)
+
+        t_yx, t_hw = cut(t, 0, 2, 2, f"{p}.t_yx"), cut(t, 2, 4, 2, f"{p}.t_hw")
+        a_yx = c(f"{p}.anchors_yx", anchors[None, :, :2].copy())
+        a_hw = c(f"{p}.anchors_hw", anchors[None, :, 2:].copy())
+        centre = self.node("Add", [self.node("Mul", [t_yx, a_hw], f"{p}.offset"), a_yx], f"{p}.centre")
+        half = self.node("Mul", [c(f"{p}.half", np.array(0.5, np.float32)), self.node("Exp", [t_hw], f"{p}.exp")], f"{p}.half_exp")
+        half = self.node("Mul", [half, a_hw], f"{p}.half_size")
+        lo = self.node("Sub", [centre, half], f"{p}.min")
+        hi = self.node("Add", [centre, half], f"{p}.max")
+        boxes = self.node("Concat", [lo, hi], f"{p}.decoded", axis=2)  # [1, N, 4] ymin, xmin, ymax, xmax
+        real = cut(CLASS_SCORES, 1, cfg.classes, 2, f"{p}.class_scores")  # background left out
+        if self.opset >= 18:
+            best = self.node("ReduceMax", [real, c(f"{p}.axes2", np.array([2], i64))], f"{p}.best_score", keepdims=0)
+        else:
+            best = self.node("ReduceMax", [real], f"{p}.best_score", axes=[2], keepdims=0)
+        label = self.node("ArgMax", [real], f"{p}.best_class", axis=2, keepdims=0, select_last_index=0)
+        scores3 = self.node("Unsqueeze", [best, c(f"{p}.axes1", np.array([1], i64))], f"{p}.nms_scores")
+        selected = self.node("NonMaxSuppression", [
+            boxes, scores3, c(f"{p}.max_out", np.array([cfg.nms.max_detections], i64)),
+            c(f"{p}.iou", np.array([cfg.nms.iou], np.float32)), c(f"{p}.score_threshold", np.array([cfg.nms.score_threshold], np.float32)),
+        ], f"{p}.nms", center_point_box=0)
+        idx = self.node("Gather", [selected, c(f"{p}.col2", np.array(2, i64))], f"{p}.kept", axis=1)  # [K]
+        axes0 = c(f"{p}.axes0", np.array([0], i64))
+        kept = self.node("Shape", [idx], f"{p}.count_i64")
+        missing = self.node("Sub", [c(f"{p}.max_det", np.array([cfg.nms.max_detections], i64)), kept], f"{p}.missing")
+        zero = c(f"{p}.zero1", np.array([0], i64))
+        pads2 = self.node("Concat", [zero, zero, missing, zero], f"{p}.pads2", axis=0)
+        pads1 = self.node("Concat", [zero, missing], f"{p}.pads1", axis=0)
+        cast_label = self.node("Cast", [label], f"{p}.best_class_f", to=TensorProto.FLOAT)
+        for src, name, pads, out in ((boxes, "boxes", pads2, DETECTION_OUTPUTS[0]), (cast_label, "classes", pads1, DETECTION_OUTPUTS[1]),
+                                     (best, "scores", pads1, DETECTION_OUTPUTS[2])):
+            flat = self.node("Squeeze", [src, axes0], f"{p}.{name}_all")
+            picked = self.node("Gather", [flat, idx], f"{p}.{name}_kept", axis=0)
+            padded = self.node("Pad", [picked, pads], f"{p}.{name}_padded")
+            self.nodes.append(helper.make_node("Unsqueeze", [padded, axes0], [out], name=f"{p}.{name}"))
+        self.nodes.append(helper.make_node("Cast", [kept], [DETECTION_OUTPUTS[3]], name=f"{p}.count", to=TensorProto.FLOAT))
 
 
 def emit(
@@ -176,14 +234,7 @@ def emit(
         raise BadInput(f"padding must be 'symmetric' or 'same', got {padding!r}")
     e = _Emitter(weights, padding, opset)
     res = cfg.resolution
-    if input_format == "float-nchw":
-        graph_input = helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", 3, res, res])
-        x = INPUT_NAME
-    elif input_format == "uint8-nhwc":
-        graph_input = helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, ["batch", res, res, 3])
-        x = e.preprocess_uint8(INPUT_NAME, meta)
-    else:
-        raise BadInput(f"input_format must be 'float-nchw' or 'uint8-nhwc', got {input_format!r}")
+    graph_input, x = e.image_input(res, input_format, meta, "batch")
 
     x, size = e.conv(x, "stem.conv", res, 3, 2)
     x = e.act(x, cfg.stem_act, "stem.act")
@@ -214,6 +265,87 @@ def emit(
     model.doc_string = (
         f"{cfg.arch} width {cfg.width:g} resolution {cfg.resolution} classes {cfg.classes}, weights {meta.weights}"
     )
+    write_meta(model, meta)
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# SSD detectors: backbone taps, extra feature layers, box predictors, box decoding and NMS
+# --------------------------------------------------------------------------------------------
+
+BOX_ENCODINGS = "box_encodings"  # [1, anchors, 4]: t_y, t_x, t_h, t_w per anchor
+CLASS_SCORES = "class_scores"  # [1, anchors, classes]: sigmoid scores, class 0 = background
+DETECTION_OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")  # as TFLite's
+Postprocess = Literal["graph", "host"]
+
+
+def emit_ssd(
+    cfg,  # heads.ssd.SSDConfig
+    weights: Weights,
+    meta: ModelMeta,
+    anchors: np.ndarray,
+    padding: Padding = "symmetric",
+    opset: int = DEFAULT_OPSET,
+    input_format: InputFormat = "float-nchw",
+    postprocess: Postprocess = "graph",
+) -> onnx.ModelProto:
+    """Emit an SSD (batch 1, as TFLite's): backbone, extra layers, predictors; then, with postprocess "graph",
+    box decoding with `anchors` [N, 4] (y, x, h, w) and NonMaxSuppression, ending at TFLite's four outputs
+    (boxes [1, max, 4] ymin/xmin/ymax/xmax normalised, classes [1, max] without background, scores [1, max],
+    count [1]); with "host", the graph ends at `box_encodings` and `class_scores` (mnetctl decodes on the host)."""
+    opset = validate_opset(opset)
+    if padding not in ("symmetric", "same"):
+        raise BadInput(f"padding must be 'symmetric' or 'same', got {padding!r}")
+    if postprocess not in ("graph", "host"):
+        raise BadInput(f"postprocess must be 'graph' or 'host', got {postprocess!r}")
+    anchors = np.asarray(anchors, np.float32)
+    if anchors.shape != (cfg.num_anchors, 4):
+        raise ValueError(f"anchors {list(anchors.shape)} do not fit {cfg.num_anchors} anchors")
+    e = _Emitter(weights, padding, opset)
+    res = cfg.resolution
+    graph_input, x = e.image_input(res, input_format, meta, 1)
+    x, size = e.conv(x, "stem.conv", res, 3, 2)
+    x = e.act(x, cfg.backbone.stem_act, "stem.act")
+    features: dict[str, tuple[str, int]] = {}
+    for blk in cfg.backbone.blocks:
+        x, size = e.block(x, blk, size)
+        features[f"blocks.{blk.index}"] = (x, size)
+    for reduce, conv in cfg.extras:
+        x, _ = e.conv(x, reduce.name, size)
+        x = e.act(x, "relu6", f"{reduce.name}.act")
+        x, size = e.conv(x, conv.name, size, conv.kernel, conv.stride)
+        x = e.act(x, "relu6", f"{conv.name}.act")
+        features[conv.name] = (x, size)
+    boxes, logits = [], []
+    for i, fmap in enumerate(cfg.maps):
+        src, fsize = features[fmap.source]
+        if fsize != fmap.size:
+            raise ValueError(f"{fmap.source} is {fsize} pixels, the config says {fmap.size}")
+        for part, depth, into in (("box", 4, boxes), ("cls", cfg.classes, logits)):
+            name = f"heads.{i}.{part}"
+            y, _ = e.conv(src, name, fsize)
+            y = e.node("Transpose", [y], f"{name}.nhwc", perm=[0, 2, 3, 1])  # (row, column, anchor) order
+            shape = e.const(f"{name}.shape", np.array([1, fsize * fsize * fmap.anchors, depth], np.int64))
+            into.append(e.node("Reshape", [y, shape], f"{name}.flat"))
+    e.nodes.append(helper.make_node("Concat", boxes, [BOX_ENCODINGS], name="heads.box.concat", axis=1))
+    e.node("Concat", logits, "heads.cls.concat", axis=1)
+    e.nodes.append(helper.make_node("Sigmoid", ["heads.cls.concat"], [CLASS_SCORES], name="heads.cls.sigmoid"))
+    n = cfg.num_anchors
+    if postprocess == "host":
+        outputs = [helper.make_tensor_value_info(BOX_ENCODINGS, TensorProto.FLOAT, [1, n, 4]),
+                   helper.make_tensor_value_info(CLASS_SCORES, TensorProto.FLOAT, [1, n, cfg.classes])]
+    else:
+        e.detection_postprocess(cfg, anchors)
+        m = cfg.nms.max_detections
+        outputs = [helper.make_tensor_value_info(DETECTION_OUTPUTS[0], TensorProto.FLOAT, [1, m, 4]),
+                   helper.make_tensor_value_info(DETECTION_OUTPUTS[1], TensorProto.FLOAT, [1, m]),
+                   helper.make_tensor_value_info(DETECTION_OUTPUTS[2], TensorProto.FLOAT, [1, m]),
+                   helper.make_tensor_value_info(DETECTION_OUTPUTS[3], TensorProto.FLOAT, [1])]
+    graph = helper.make_graph(e.nodes, cfg.arch.replace("-", "_"), [graph_input], outputs, list(e.inits.values()))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="mnetctl",
+                              producer_version=meta.version, ir_version=ir_version_for(opset))
+    model.doc_string = (f"{cfg.arch} width {cfg.width:g} resolution {cfg.resolution} classes {cfg.classes}, "
+                        f"{n} anchors, postprocess {postprocess}, weights {meta.weights}")
     write_meta(model, meta)
     return model
 

@@ -150,14 +150,17 @@ ARCH_DEFAULTS: dict[str, QuantSettings] = {
     "v2": QuantSettings(method="minmax", weight_grid="channel", keep_float=("stem.*",), float_max_channels=_NARROW_FLOAT),
     "v3-small": QuantSettings(method="minmax", weight_grid="channel", moving_average=True, keep_float=("stem.*", "blocks.*")),
     "v3-large": QuantSettings(method="minmax", weight_grid="channel", moving_average=True, keep_float=("stem.*", "blocks.*")),
+    # SSD MobileNetV1: as V1 (its backbone)
+    "ssd-v1": QuantSettings(method="minmax", weight_grid="channel", keep_float=("stem.*",), float_max_channels=_NARROW_FLOAT),
 }
 # Changes for narrow models: (arch, widths up to, changed fields), applied in order.
 WIDTH_DEFAULTS: tuple[tuple[str, float, dict[str, Any]], ...] = (
     ("v1", 0.25, {"keep_float": ("stem.*", "head.fc")}),
 )
 
-# Nodes that are never quantized: the in-graph input normalisation of uint8-input models.
-ALWAYS_FLOAT: tuple[str, ...] = ("preprocess.*",)
+# Nodes that are never quantized: the in-graph input normalisation of uint8-input models, a detector's box
+# decoding and NMS.
+ALWAYS_FLOAT: tuple[str, ...] = ("preprocess.*", "postprocess.*")
 
 
 def default_settings(arch: str, width: float | None = None) -> QuantSettings:

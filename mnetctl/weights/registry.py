@@ -39,6 +39,32 @@ PRETRAINED: tuple[Checkpoint, ...] = (
     Checkpoint("v3-small", 1.0, ("atu/v3-small_224_1.0_uint8.tflite",), 224, "atu", "MIT"),
 )
 
+# Detectors (mnetctl.heads.ssd): the checkpoint and its label file (one name per class, background left out).
+@dataclass(frozen=True)
+class DetectorCheckpoint:
+    arch: str
+    width: float
+    file: str
+    labels: str
+    trained_resolution: int
+    source: str
+    license: str
+
+
+DETECTORS: tuple[DetectorCheckpoint, ...] = (
+    # SSD MobileNetV1 COCO (named 1.0 by its source; its layers have depth multiplier 0.75)
+    DetectorCheckpoint("ssd-v1", 0.75, "tflite-support/coco_ssd_mobilenet_v1_1.0_quant_2018_06_29.tflite",
+                       "tflite-support/coco_labelmap.txt", 300, "TFLite Support test data", "Apache-2.0"),
+)
+
+
+def find_detector(arch: str, width: float) -> DetectorCheckpoint | None:
+    for ckpt in DETECTORS:
+        if ckpt.arch == arch and abs(ckpt.width - float(width)) < 1e-9:
+            return ckpt
+    return None
+
+
 # Further checkpoints of a supported architecture that ship with the project (usable as --weights PATH).
 EXTRA_FILES: tuple[str, ...] = ("coral/tf2_mobilenet_v2_1.0_224_ptq.tflite",)
 

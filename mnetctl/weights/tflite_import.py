@@ -97,12 +97,17 @@ def _fmt(shape) -> str:
 
 
 def map_layers(cfg: ArchConfig, layers: list[TFLiteLayer], source: str) -> Weights:
-    """Assign checkpoint layers to `cfg.param_layers()` by order, checking every step."""
+    """Assign checkpoint layers to `cfg.param_layers()` by order, checking every step.
+
+    `cfg` is a classifier's ArchConfig, or any config with `param_layers()` and `activations()` (a detector)."""
     targets = cfg.param_layers()
     label = _arch_label(cfg.arch, cfg.width)
-    acts = expected_activations(cfg)
+    classifier = isinstance(cfg, ArchConfig)
+    acts = expected_activations(cfg) if classifier else cfg.activations()
 
     def hint() -> str | None:
+        if not classifier:
+            return None
         guess = guess_architecture(layers)
         if guess is None:
             return "its layers match no architecture/width mnetctl knows"

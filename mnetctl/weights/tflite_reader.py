@@ -36,8 +36,9 @@ WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 # Operators that may appear between the weight layers of a MobileNet checkpoint and carry no weights.
 PASS_OPS = frozenset({
     "QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE", "SOFTMAX", "AVERAGE_POOL_2D", "MEAN", "ADD", "MUL",
-    "SUB", "DIV", "HARD_SWISH", "RELU", "RELU6", "LOGISTIC", "PAD", "PADV2",
+    "SUB", "DIV", "HARD_SWISH", "RELU", "RELU6", "LOGISTIC", "PAD", "PADV2", "CONCATENATION",
 })
+DETECTION_POSTPROCESS = "CUSTOM:TFLite_Detection_PostProcess"  # an SSD's box decoding + NMS (its options are read)
 
 _NUMPY_TYPES = {  # the storage types mnetctl reads
     _TT.FLOAT32: np.float32, _TT.FLOAT16: np.float16, _TT.FLOAT64: np.float64, _TT.UINT8: np.uint8,
@@ -90,6 +91,8 @@ class TFLiteCheckpoint:
     description: str = ""
     ops: tuple[str, ...] = field(default_factory=tuple)
     graph: TFLiteGraph | None = None
+    # an SSD's TFLite_Detection_PostProcess: its options (y_scale, nms_iou_threshold, ...) and "anchors" [N, 4]
+    detection: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -248,11 +251,14 @@ class _Reader:
     def read(self) -> TFLiteCheckpoint:
         layers: list[TFLiteLayer] = []
         ops: list[str] = []
+        detection = None
         for k in range(self.graph.OperatorsLength()):
             name = self.op_name(k)
             ops.append(name)
             if name in WEIGHT_OPS:
                 layers.append(self.layer(k, name, len(layers)))
+            elif name == DETECTION_POSTPROCESS:
+                detection = self.detection_postprocess(k)
             elif name not in PASS_OPS:
                 raise BadInput(
                     f"{self.file}: op {k} is {name}, which is not part of a MobileNet; "
@@ -276,7 +282,26 @@ class _Reader:
             description=desc.decode(errors="replace") if desc else "",
             ops=tuple(ops),
             graph=self.dataflow(inputs),
+            detection=detection,
         )
+
+    def detection_postprocess(self, k: int) -> dict:
+        """The options (a FlexBuffer map) and the constant anchors of a TFLite_Detection_PostProcess op."""
+        from flatbuffers import flexbuffers
+
+        op = self.graph.Operators(k)
+        try:
+            options = dict(flexbuffers.Loads(bytes(op.CustomOptionsAsNumpy()))) if op.CustomOptionsLength() else {}
+        except Exception as exc:  # a corrupt FlexBuffer
+            raise BadInput(f"{self.file}: cannot read the options of op {k} (TFLite_Detection_PostProcess): {exc}") from None
+        ins = self._inputs(op)
+        if len(ins) != 3:
+            raise BadInput(f"{self.file}: TFLite_Detection_PostProcess op {k} has {len(ins)} inputs, expected 3")
+        anchors, _ = self.constant(ins[2], "anchors", k)
+        options["anchors"] = anchors.reshape(-1, 4) if anchors.size % 4 == 0 else anchors
+        scale, _, _ = self.quant(ins[2])
+        options["anchors_step"] = float(scale.max()) if scale is not None else 0.0  # 0: float anchors
+        return options
 
     def dataflow(self, inputs: list[int]) -> TFLiteGraph:
         ops = []

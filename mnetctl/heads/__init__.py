@@ -1,0 +1,1 @@
+"""Task heads as data, on the backbones of `mnetctl.specs`: `ssd.py` (SSD detectors)."""
