@@ -139,8 +139,8 @@ class _Tracer:
             and producer[n.input[1]].input[0] == n.input[0]
         }
         for node in self.nodes:
-            if node.name.startswith("preprocess."):
-                continue
+            if node.name.startswith(("preprocess.", "postprocess.")):
+                continue  # float by design: input normalisation, a detector's box decoding and NMS
             if node.op_type == "HardSigmoid" and node.output[0] in gates:
                 continue  # part of a hard-swish: quantized after the Mul
             self.match[node.output[0]] = self._follow(node, gates)
@@ -180,6 +180,16 @@ class _Tracer:
             return (x[0], self._op(x[0], found[0]).outputs[0])
         if op in ("Add", "Mul"):
             return self._binary(node, op.upper())
+        if op == "Transpose":  # NCHW -> NHWC before a detector's reshape: the same values
+            return self._input(node)
+        if op == "Sigmoid":
+            x = self._input(node)
+            found = self._consumers(x, ("LOGISTIC",))
+            if len(found) != 1:
+                self._fail(node, f"{len(found)} LOGISTIC ops read {self._label(x)}")
+            return (x[0], self._op(x[0], found[0]).outputs[0])
+        if op == "Concat":
+            return self._concat(node)
         if op in ("Flatten", "Reshape", "Squeeze"):
             x = self._input(node)
             found = self._consumers(x, ("RESHAPE", "SQUEEZE"))
@@ -220,6 +230,18 @@ class _Tracer:
         if steps == 0:
             self._fail(node, f"no element-wise ops with constants follow {self._label(self._input(node))}")
         return cur
+
+    def _concat(self, node) -> Ref:
+        """The CONCATENATION op whose inputs hold, in order, the values of ours."""
+        ours = [self._closure(self._input(node, i)) for i in range(len(node.input))]
+        fi = ours[0][0][0]
+        g = self.graphs[fi]
+        for k, tfl in enumerate(g.ops):
+            ins = [(fi, t) for t in g.variable_inputs(k)]
+            if tfl.name == "CONCATENATION" and len(ins) == len(ours) and all(a in c for a, c in zip(ins, ours)):
+                return (fi, tfl.outputs[0])
+        self._fail(node, f"no CONCATENATION op reads {', '.join(self._label(c[0]) for c in ours)} in this order")
+        raise AssertionError  # unreachable
 
     def _binary(self, node, kind: str) -> Ref:
         a, b = self._input(node, 0), self._input(node, 1)
