@@ -47,12 +47,15 @@ class _Runner:
     def __call__(self, array: np.ndarray) -> np.ndarray:
         return run_batched(self._run, array, self.io.input)
 
-    def _run(self, array: np.ndarray) -> np.ndarray:
+    def _run(self, array: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
+        names = getattr(self.io.head, "output_names", None)  # a head with several outputs (a detector)
         try:
-            (out,) = self.session.run([self.io.output_name], {self.io.input_name: array})
+            outs = self.session.run(list(names or [self.io.output_name]), {self.io.input_name: array})
         except Exception as exc:  # ORT loaded the graph but cannot run it (e.g. a corrupt attribute)
             raise cannot_run(self.path, exc) from None
-        out = np.asarray(out, dtype=np.float32)
+        if names:
+            return tuple(np.asarray(o, dtype=np.float32) for o in outs)
+        out = np.asarray(outs[0], dtype=np.float32)
         return out.reshape(out.shape[0], -1)
 
 
@@ -128,8 +131,12 @@ def evaluate(
     threads: int | None = None,
     on_progress: ProgressFn | None = None,
     session=None,
+    annotations: Path | str | None = None,
 ) -> EvalResult:
     """The task metric of `model` (a handle or a path) on labelled images (default: the task's shipped set).
+
+    annotations: the ground truth of a task that scores against a file (a detector: COCO instances JSON; default
+    with the default images: their shipped instances.json). Refused for tasks with per-image labels.
 
     session: an onnxruntime session of the model configured by the caller (default: a plain CPU session).
 
@@ -140,10 +147,19 @@ def evaluate(
         raise BadInput(f"batch must be a positive number, got {batch}")
     handle = as_model(model)
     task = handle.task
+    if annotations is not None and not task.needs_annotations:
+        raise BadInput(f"annotations are for detection models; {handle.name} is a {task.name} model",
+                       "leave out --annotations: its labels come from the image folders")
+    if task.needs_annotations and annotations is None:
+        if data is not None:
+            raise BadInput(f"annotations: {handle.name} is a {task.name} model; eval needs the ground truth of "
+                           f"{data} (COCO instances JSON)", "give --annotations instances.json")
+        annotations = task.default_annotations()
     if data is None:
         data = task.default_eval_dir()
     if isinstance(data, (str, Path)):
-        samples = find_samples(data, limit, flag="data", names=handle.label_names)
+        samples = find_samples(data, limit, flag="data", names=handle.label_names,
+                               labels=not task.needs_annotations)
         data_name = str(data)
     else:
         samples = list(data)[:limit] if limit else list(data)
@@ -164,7 +180,12 @@ def evaluate(
     eff_batch = handle.fixed_batch or min(int(batch), len(samples))
     check_batch_memory(eff_batch, pre)
     run = _Runner(session, handle)
-    metric = task.metric(handle)
+    if task.needs_annotations:
+        from .tasks.detection import load_ground_truth
+
+        metric = task.metric(handle, load_ground_truth(annotations, samples))
+    else:
+        metric = task.metric(handle)
     failed: list[tuple[str, str]] = []
     label = f"eval {Path(handle.name).name}"
     done = 0
@@ -207,10 +228,14 @@ def predict(
     images: Iterable[Path | str],
     top: int = 5,
     threads: int | None = None,
+    min_score: float = 0.0,
 ) -> list[Prediction]:
-    """The task's decoded outputs for each image (folders are expanded); for a classifier the top-k classes."""
+    """The task's decoded outputs for each image (folders are expanded); for a classifier the top-k classes, for a
+    detector the boxes scoring at least `min_score` (all the model gives: `top` does not cut them)."""
     if int(top) <= 0:
         raise BadInput(f"top must be a positive number, got {top}")
+    if not 0.0 <= float(min_score) <= 1.0:  # also refuses NaN
+        raise BadInput(f"min_score must be between 0 and 1, got {min_score}")
     paths = _expand(images)
     handle = as_model(model)
     run = _Runner(handle.session(threads), handle)
@@ -218,12 +243,14 @@ def predict(
     results: list[Prediction] = []
     for path in paths:
         try:
-            x = pre(load_image(path))[None]
+            image = load_image(path)
+            x = pre(image)[None]
         except BadInput as exc:  # BadImage
             prefix = f"{path}: "
             msg = exc.message[len(prefix):] if exc.message.startswith(prefix) else exc.message
             results.append(Prediction(str(path), [], msg))
             continue
-        (decoded,) = handle.task.decode(handle, run(x), top)
-        results.append(Prediction(str(path), decoded))
+        task = handle.task
+        (decoded,) = task.decode(handle, run(x), 0 if task.needs_annotations else top)
+        results.append(task.prediction(str(path), decoded, image.shape[:2], min_score=float(min_score)))
     return results

@@ -21,6 +21,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .errors import BadInput
+from .heads.ssd import BOX_ENCODINGS, CLASS_SCORES, DETECTION_OUTPUTS
 from .meta import ModelMeta, write_meta
 from .specs import Act, ArchConfig, Block
 
@@ -273,9 +274,6 @@ def emit(
 # SSD detectors: backbone taps, extra feature layers, box predictors, box decoding and NMS
 # --------------------------------------------------------------------------------------------
 
-BOX_ENCODINGS = "box_encodings"  # [1, anchors, 4]: t_y, t_x, t_h, t_w per anchor
-CLASS_SCORES = "class_scores"  # [1, anchors, classes]: sigmoid scores, class 0 = background
-DETECTION_OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")  # as TFLite's
 Postprocess = Literal["graph", "host"]
 
 

@@ -148,9 +148,14 @@ def fit_batches(array: np.ndarray, spec: InputSpec) -> Iterator[tuple[np.ndarray
 
 
 def run_batched(run_one: Callable[[np.ndarray], np.ndarray], array: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """`run_one` (one inference call, outputs batch-first) over `array` of any batch size, via `fit_batches`."""
-    outs = [run_one(chunk)[:m] for chunk, m in fit_batches(array, spec)]
-    return outs[0] if len(outs) == 1 else np.concatenate(outs)
+    """`run_one` (one inference call, outputs batch-first; one array or a tuple of them) over `array` of any batch
+    size, via `fit_batches`."""
+    outs = [(run_one(chunk), m) for chunk, m in fit_batches(array, spec)]
+    if isinstance(outs[0][0], tuple):  # several outputs (a detector): each one cut and joined alike
+        parts = list(zip(*[tuple(o[:m] for o in out) for out, m in outs]))
+        return tuple(p[0] if len(p) == 1 else np.concatenate(p) for p in parts)
+    cut = [out[:m] for out, m in outs]
+    return cut[0] if len(cut) == 1 else np.concatenate(cut)
 
 
 def as_model(model: "Model | Path | str") -> Model:

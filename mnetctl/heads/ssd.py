@@ -251,6 +251,9 @@ def decode_ssd(arch: str, width: float | None = None, resolution: int | None = N
 # --------------------------------------------------------------------------------------------
 
 DETECTION_KEY = "detection"
+BOX_ENCODINGS = "box_encodings"  # [1, anchors, 4]: t_y, t_x, t_h, t_w per anchor
+CLASS_SCORES = "class_scores"  # [1, anchors, classes]: sigmoid scores, class 0 = background
+DETECTION_OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")  # as TFLite's
 
 
 @dataclass(frozen=True)

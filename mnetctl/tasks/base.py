@@ -30,6 +30,8 @@ class Task(ABC):
     name: str = ""
     #: the metric a sweep ranks variants by, a key of `Metric.result()`
     headline: str = ""
+    #: eval scores against a ground-truth file (`annotations`, e.g. COCO instances) instead of per-image labels
+    needs_annotations: bool = False
 
     @abstractmethod
     def inspect_outputs(self, proto, meta, inp: "InputSpec", path: str) -> Any:
@@ -58,3 +60,7 @@ class Task(ABC):
     @abstractmethod
     def default_eval_dir(self) -> Path:
         """The shipped labelled images eval uses when given none."""
+
+    def prediction(self, path: str, decoded: Any, image_size: tuple[int, int], min_score: float = 0.0) -> Any:
+        """What predict reports for one image (its `decode` row; the original image's height and width)."""
+        raise NotImplementedError(f"the {self.name} task has no predict output")

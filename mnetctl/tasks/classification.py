@@ -144,6 +144,9 @@ class ClassificationTask(Task):
         k = min(int(top), head.num_labels)
         return [[(int(i), model.label(int(i)), float(row[i])) for i in idx] for row, idx in zip(probs, topk(probs, k))]
 
+    def prediction(self, path: str, decoded, image_size: tuple[int, int], min_score: float = 0.0) -> Prediction:
+        return Prediction(path, decoded)
+
     def calibration_dir(self) -> Path:
         from ..data import default_calib_dir
 
