@@ -13,9 +13,9 @@ from ._app import app, console
 
 @app.command()
 def build(
-    arch: Annotated[str, typer.Argument(help="v1, v2, v3-large or v3-small.", show_default=False)],
-    width: Annotated[float, typer.Option("--width", "-w", help="Width multiplier (> 0).")] = 1.0,
-    resolution: Annotated[int, typer.Option("--resolution", "-r", help="Input side in pixels (>= 32).")] = 224,
+    arch: Annotated[str, typer.Argument(help="v1, v2, v3-large or v3-small; ssd-v1 (SSD detector, COCO).", show_default=False)],
+    width: Annotated[Optional[float], typer.Option("--width", "-w", help="Width multiplier (> 0) [default: 1.0; ssd-v1: 0.75, as its COCO checkpoint].", show_default=False)] = None,
+    resolution: Annotated[Optional[int], typer.Option("--resolution", "-r", help="Input side in pixels (>= 32) [default: 224; ssd-v1: 300].", show_default=False)] = None,
     classes: Annotated[Optional[int], typer.Option("--classes", help="Classifier outputs [default: 1000; TF checkpoints: 1001].", show_default=False)] = None,
     weights: Annotated[str, typer.Option("--weights", help="random | pretrained | PATH to a .tflite checkpoint.")] = "random",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random (He) init.")] = 0,
@@ -28,6 +28,7 @@ def build(
     crop_fraction: Annotated[Optional[float], typer.Option("--crop-fraction", help="Centre crop of the short side the model was trained with (1 = the whole image) [default: 0.875].", show_default=False)] = None,
     mean: Annotated[Optional[str], typer.Option("--mean", help="Input mean in pixel units, one value or R,G,B [default: from an integer checkpoint's input quantization, else 127.5 ([-1, 1] input)].", show_default=False)] = None,
     std: Annotated[Optional[str], typer.Option("--std", help="Input std in pixel units, one value or R,G,B (255 with --mean 0: [0, 1] input) [default: as --mean].", show_default=False)] = None,
+    postprocess: Annotated[str, typer.Option("--postprocess", help="Detectors: graph (box decoding + NonMaxSuppression in the model, TFLite's four outputs) | host (the model ends at box encodings and class scores; mnetctl decodes them, for EPs without NMS).")] = "graph",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file [default: models/<arch>-<width>-<res>.onnx, .int8.onnx for int8].", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the output path.")] = False,
 ) -> None:
@@ -37,7 +38,23 @@ def build(
     from ..fsutil import check_writable
     from ..specs import default_filename, format_width, resolve_arch, validate_resolution, validate_width
 
-    name = resolve_arch(arch)
+    from ..heads.ssd import SSD_FAMILIES, resolve_ssd
+
+    detector = resolve_ssd(arch)
+    if detector is not None:
+        name = detector
+        width = SSD_FAMILIES[name].default_width if width is None else width
+        resolution = SSD_FAMILIES[name].default_resolution if resolution is None else resolution
+        for flag, value in (("--crop-fraction", crop_fraction), ("--mean", mean), ("--std", std), ("--classes", classes)):
+            if value is not None:
+                raise BadInput(f"{flag} is not an option of detectors ({name} takes the whole image, resized, and "
+                               "its checkpoint's normalisation)")
+    else:
+        if postprocess != "graph":
+            raise BadInput(f"--postprocess is an option of detectors (ssd-v1), not of {arch}")
+        name = resolve_arch(arch)
+        width = 1.0 if width is None else width
+        resolution = 224 if resolution is None else resolution
     validate_width(width)
     validate_resolution(resolution)
     if weights not in ("random", "pretrained"):
@@ -52,14 +69,31 @@ def build(
     # the checkpoint read (pretrained ones in the shipped folder) is never overwritten
     check_writable(out, inputs=(pretrained_dir() if weights == "pretrained" else None if weights == "random" else Path(weights),
                                 *(() if labels is None else (labels,))))
-    model = build_model(name, width, resolution, classes, weights, seed, padding, opset, input_format, precision=precision,
-                        int8_layout=int8_layout, labels=labels, crop_fraction=crop_fraction,
-                        mean=_numbers("--mean", mean), std=_numbers("--std", std))
+    if detector is not None:
+        from ..builder import build_ssd_model
+
+        model = build_ssd_model(name, width, resolution, None, weights, seed, padding, opset, input_format, precision,
+                                int8_layout, labels, postprocess=postprocess)
+    else:
+        model = build_model(name, width, resolution, classes, weights, seed, padding, opset, input_format, precision=precision,
+                            int8_layout=int8_layout, labels=labels, crop_fraction=crop_fraction,
+                            mean=_numbers("--mean", mean), std=_numbers("--std", std))
     save_model(model, out)
     if quiet:
         console.print(str(out))
         return
     stats = analyze(model)
+    if detector is not None:
+        from ..meta import read_meta
+
+        meta = read_meta(model)
+        console.print(
+            f"[green]wrote[/] {out}  [dim]{name} width {format_width(width)} res {resolution} classes {meta.classes}"
+            f" | {stats.macs / 1e6:.1f} M MACs, {stats.params / 1e6:.3f} M params | postprocess {postprocess}"
+            f" | opset {opset} IR {model.ir_version} | weights {weights}"
+            f"{f' | int8 (checkpoint quantization, {int8_layout} layout)' if precision == 'int8' else ''}[/]"
+        )
+        return
     console.print(
         f"[green]wrote[/] {out}  [dim]{name} width {format_width(width)} res {resolution} classes {stats.outputs[0]['shape'][-1]}"
         f" | {stats.macs / 1e6:.1f} M MACs, {stats.params / 1e6:.3f} M params | opset {opset} IR {model.ir_version}"

@@ -21,15 +21,18 @@ def eval_cmd(
     limit: Annotated[Optional[int], typer.Option("--limit", "-l", help="Use only the first N images (sorted order).", show_default=False)] = None,
     batch: Annotated[int, typer.Option("--batch", "-b", help="Images per inference call.")] = 32,
     threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="ONNX Runtime intra-op threads \\[default: all cores].", show_default=False)] = None,
+    annotations: Annotated[Optional[Path], typer.Option("--annotations", help="Detectors: COCO instances JSON of the --data images (COCO mAP via pycocotools) \\[default with the default images: data/coco-10/instances.json].", show_default=False)] = None,
     json_out: JsonFlag = False,
     wide: WideFlag = False,
 ) -> None:
-    """Top-1/top-5 accuracy on labelled images; preprocessing comes from the model's metadata."""
+    """Top-1/top-5 accuracy on labelled images (detectors: COCO mAP against --annotations); preprocessing comes from
+    the model's metadata."""
     from ..evaluate import evaluate
     from ._progress import progress_bar
 
     with progress_bar(not json_out) as on_progress:
-        result = evaluate(model, data, limit=limit, batch=batch, threads=threads, on_progress=on_progress)
+        result = evaluate(model, data, limit=limit, batch=batch, threads=threads, on_progress=on_progress,
+                          annotations=annotations)
     for path, reason in result.failed:
         err_console.print(f"[yellow]unreadable:[/] {path}: {reason}", soft_wrap=True)
     if result.nonfinite:
@@ -37,6 +40,14 @@ def eval_cmd(
                           "its scores mean nothing", soft_wrap=True)
     if json_out:
         print_json(result.as_dict())
+        return
+    if result.task == "detection":
+        m = result.metrics
+        cols = [Col("mAP@[.5:.95]"), Col("mAP@.5"), Col("mAP@.75", drop=1), Col("images"), Col("detections", drop=2),
+                Col("unreadable", drop=3), Col("images/s", drop=4)]
+        row = [f"{m['map']:.4f}", f"{m['map50']:.4f}", f"{m['map75']:.4f}", str(result.n), str(m["detections"]),
+               str(len(result.failed)), f"{result.images_per_s:.1f}"]
+        print_table(cols, [row], wide=wide, title=f"{model} on {result.data}", title_justify="left")
         return
     cols = [Col("top-1"), Col("top-5"), Col("images"), Col("unreadable", drop=1), Col("images/s", drop=2), Col("seconds", drop=3)]
     row = [f"{100 * result.top1:.2f}%", f"{100 * result.top5:.2f}%", str(result.n), str(len(result.failed)),
