@@ -32,6 +32,7 @@ def quantize(
     int8_storage: Annotated[Optional[bool], typer.Option("--int8-storage/--float-storage", help="Store the on-grid weights of float layers as int8 (folded back to float at load) \\[default: int8].", show_default=False)] = None,
     reduce_range: Annotated[Optional[bool], typer.Option("--reduce-range/--full-range", help="7-bit weights, for x86 CPUs without VNNI \\[default: full range].", show_default=False)] = None,
     eval_data: Annotated[Optional[Path], typer.Option("--eval", help="Labelled images for the before/after report \\[default: the shipped val sample].", show_default=False)] = None,
+    annotations: Annotated[Optional[Path], typer.Option("--annotations", help="Detectors: COCO instances JSON of the --eval images (mAP before/after) \\[default with the default images: data/coco-10/instances.json].", show_default=False)] = None,
     no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip the before/after evaluation.")] = False,
     eval_limit: Annotated[Optional[int], typer.Option("--eval-limit", help="Evaluate on the first N images only.", show_default=False)] = None,
     max_drop: Annotated[Optional[float], typer.Option("--max-drop", help="Fail (exit 1, nothing written) if top-1 drops by more than this many points.", show_default=False)] = None,
@@ -73,7 +74,7 @@ def quantize(
         rep = quantize_model(
             handle, output, settings, calib=calib, samples=samples,
             eval_data=None if no_eval else eval_data,
-            eval_limit=eval_limit, max_drop=max_drop, speed=speed, on_progress=on_progress,
+            eval_limit=eval_limit, max_drop=max_drop, speed=speed, on_progress=on_progress, annotations=annotations,
         )
     if rep.calib_failed:
         err_console.print(f"[yellow]warning:[/] {rep.calib_failed} calibration image(s) could not be read and were skipped")
@@ -94,6 +95,8 @@ def _print_quant(rep) -> None:
         f"{len(rep.nodes_kept_float)} node(s) kept float[/]"
     )
     rows = [["size", f"{rep.size_before / _MB:.2f} MB", f"{rep.size_after / _MB:.2f} MB", f"{rep.size_ratio:.2f}x smaller"]]
+    if rep.metric_before is not None:
+        rows.append([{"map": "mAP@[.5:.95]"}.get(rep.metric, rep.metric), f"{rep.metric_before:.4f}", f"{rep.metric_after:.4f}", f"{-rep.metric_drop:+.2f} pts"])
     if rep.top1_before is not None:
         rows.append(["top-1", f"{100 * rep.top1_before:.2f}%", f"{100 * rep.top1_after:.2f}%", f"{-rep.top1_drop:+.2f} pts"])
         rows.append(["top-5", f"{100 * rep.top5_before:.2f}%", f"{100 * rep.top5_after:.2f}%",
@@ -102,7 +105,7 @@ def _print_quant(rep) -> None:
     sp = rep.speed
     if sp is not None:
         rows.append(["p50 latency", f"{sp['fp32_p50_ms']:.3f} ms", f"{sp['int8_p50_ms']:.3f} ms", sp["summary"]])
-    extra = [f"+ {rep.seconds_eval:.1f} s eval"] if rep.top1_before is not None else []
+    extra = [f"+ {rep.seconds_eval:.1f} s eval"] if rep.top1_before is not None or rep.metric_before is not None else []
     extra += [f"+ {rep.seconds_speed:.1f} s timing"] if sp is not None else []
     rows.append(["time", "", f"{rep.seconds_quantize:.1f} s", " ".join(extra)])
     print_table([Col("", "words", justify="right"), Col("float"), Col("int8"), Col("change")], rows,

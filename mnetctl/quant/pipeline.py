@@ -60,6 +60,10 @@ class QuantReport:
     top1_after: float | None = None
     top5_after: float | None = None
     agreement: float | None = None  # share of images with the same top-1 class in float and int8
+    metric: str | None = None  # a task scored otherwise (a detector: "map", COCO mAP@[.5:.95]) ...
+    metric_before: float | None = None  # ... on the float model
+    metric_after: float | None = None  # ... on the int8 model
+    annotations: str | None = None  # the ground truth it was scored against
     seconds_eval: float = 0.0
     speed: dict[str, Any] | None = None  # float vs int8 latency (quant.speed.SpeedReport.as_dict), if measured
     seconds_speed: float = 0.0
@@ -76,6 +80,18 @@ class QuantReport:
         return round(100.0 * (self.top1_before - self.top1_after), 9)  # 0.70 - 0.69 is 1 point, not 1.0000000000000009
 
     @property
+    def metric_drop(self) -> float | None:
+        """The task metric lost by quantization, in points (x 100; negative: int8 is better)."""
+        if self.metric_before is None or self.metric_after is None:
+            return None
+        return round(100.0 * (self.metric_before - self.metric_after), 9)
+
+    @property
+    def drop(self) -> float | None:
+        """Points lost on the headline metric: top-1, or the task's own (mAP)."""
+        return self.top1_drop if self.top1_drop is not None else self.metric_drop
+
+    @property
     def seconds(self) -> float:
         return self.seconds_quantize + self.seconds_eval + self.seconds_speed
 
@@ -83,6 +99,7 @@ class QuantReport:
         data = asdict(self)
         data["size_ratio"] = round(self.size_ratio, 3)
         data["top1_drop"] = None if self.top1_drop is None else round(self.top1_drop, 3)
+        data["metric_drop"] = None if self.metric_drop is None else round(self.metric_drop, 3)
         data["seconds"] = round(self.seconds, 3)
         for key in ("seconds_quantize", "seconds_calibrate", "seconds_eval", "seconds_speed", "simplify_max_abs_diff"):
             data[key] = float(f"{data[key]:.4g}")
@@ -124,6 +141,8 @@ def default_eval_data(model: Model | Path | str) -> Path | None:
     """The labelled images a before/after report uses when given none: the task's shipped sample (ImageNet),
     or None for a model with classes of its own (trained with `mnetctl train`, a custom-class checkpoint)."""
     model = as_model(model)
+    if model.task.needs_annotations:  # its shipped images come with their annotations
+        return model.task.default_eval_dir()
     if model.meta.classes not in (1000, 1001):
         return None
     return model.task.default_eval_dir()
@@ -141,6 +160,7 @@ def quantize_model(
     max_drop: float | None = None,
     speed: SpeedOptions | None = None,
     on_progress: ProgressFn | None = None,
+    annotations: Path | str | None = None,
 ) -> QuantReport:
     """Static int8 quantization of a float ONNX model (a handle or a path) with real calibration images, verified.
 
@@ -148,7 +168,10 @@ def quantize_model(
       per-architecture defaults (None values keep the default), or None for those defaults.
     calib: folder/CSV of images (default: the shipped 100 calibration images); the first `samples`.
     eval_data: labelled images for the before/after report (None: no evaluation), the first `eval_limit`.
-    max_drop: if given, fail (GateFailed, exit 1, nothing written) when top-1 drops by more points.
+    max_drop: if given, fail (GateFailed, exit 1, nothing written) when top-1 (a detector: mAP x 100) drops by more
+      points.
+    annotations: a detector's ground truth of `eval_data` (COCO instances JSON; default for its shipped images:
+      their instances.json).
     speed: if given, time the float model against the int8 file on that device profile (`quant.speed`) and
       fill `speed` of the report (None: no timing).
     Output (default `<stem>.int8.onnx` next to the input) appears atomically or not at all.
@@ -181,8 +204,13 @@ def quantize_model(
     calib_samples = find_samples(calib_src, int(samples), flag="calib", labels=False)
     check = load_check_images(model, calib_samples[:CHECK_SAMPLES], calib_src)
     calib_sha = calibration_hash(calib_samples)
-    eval_samples = (find_samples(eval_data, eval_limit, flag="eval_data", names=model.label_names)
-                    if eval_data is not None else None)
+    eval_samples = (find_samples(eval_data, eval_limit, flag="eval_data", names=model.label_names,
+                                 labels=not model.task.needs_annotations) if eval_data is not None else None)
+    if model.task.needs_annotations and eval_data is not None and annotations is None:
+        if Path(eval_data).resolve() != model.task.default_eval_dir().resolve():
+            raise BadInput(f"annotations: {name} is a {model.task.name} model; the report on {eval_data} needs its "
+                           "ground truth (COCO instances JSON)", "give --annotations instances.json, or --no-eval")
+        annotations = model.task.default_annotations()
 
     # Load the extension modules before any temporary file exists: a Ctrl-C that landed while one was being
     # imported was seen to surface as a TypeError ("expected a message argument") instead of KeyboardInterrupt.
@@ -229,12 +257,15 @@ def quantize_model(
             if eval_samples is not None:
                 # the int8 model keeps the float model's input, outputs and preprocessing: same handle, new graph
                 int8 = dataclasses.replace(model, path=tmp_out, proto=qmodel, meta=qmeta)
-                evaluate_pair(rep, model, int8, eval_samples, on_progress)
+                evaluate_pair(rep, model, int8, eval_samples, on_progress, annotations)
                 rep.eval_data = str(eval_data)
-                if max_drop is not None and rep.top1_drop is not None and rep.top1_drop > float(max_drop):
+                if max_drop is not None and rep.drop is not None and rep.drop > float(max_drop):
+                    what = "top-1" if rep.top1_drop is not None else rep.metric
+                    before, after = ((rep.top1_before, rep.top1_after) if rep.top1_drop is not None
+                                     else (rep.metric_before, rep.metric_after))
                     raise GateFailed(
-                        f"int8 top-1 {100 * rep.top1_after:.2f}% is {rep.top1_drop:.2f} points below float "
-                        f"{100 * rep.top1_before:.2f}% (limit {float(max_drop):g}); {out} not written",
+                        f"int8 {what} {100 * after:.2f} is {rep.drop:.2f} points below float "
+                        f"{100 * before:.2f} (limit {float(max_drop):g}); {out} not written",
                         "try moving-average or percentile calibration, or keep the sensitive layers in float",
                     )
             # 6. float vs int8 latency of the file about to be published, on the target device profile
@@ -310,15 +341,22 @@ def quant_metadata(qs: QuantSettings, excluded: Sequence[str], grids: int, calib
 
 
 def evaluate_pair(rep: QuantReport, float_model: Model, int8_model: Model, samples: Sequence[Sample],
-                  on_progress: ProgressFn | None = None) -> None:
-    """Evaluate both models on the same images; fill the before/after fields and the top-1 agreement of `rep`."""
+                  on_progress: ProgressFn | None = None, annotations: Path | str | None = None) -> None:
+    """Evaluate both models on the same images; fill the before/after fields and the top-1 agreement of `rep`
+    (a task scored against annotations: its headline metric before and after)."""
     from ..evaluate import evaluate
 
     t = time.perf_counter()
     stem = Path(float_model.name).name
-    before = evaluate(float_model, samples, on_progress=_relabel(on_progress, f"eval {stem} (float)"))
-    after = evaluate(int8_model, samples, on_progress=_relabel(on_progress, f"eval {stem} (int8)"))
+    before = evaluate(float_model, samples, on_progress=_relabel(on_progress, f"eval {stem} (float)"), annotations=annotations)
+    after = evaluate(int8_model, samples, on_progress=_relabel(on_progress, f"eval {stem} (int8)"), annotations=annotations)
     rep.eval_n = before.n
+    if float_model.task.needs_annotations:
+        key = float_model.task.headline
+        rep.metric, rep.metric_before, rep.metric_after = key, float(before.metrics[key]), float(after.metrics[key])
+        rep.annotations = str(annotations)
+        rep.seconds_eval = time.perf_counter() - t
+        return
     rep.top1_before, rep.top5_before = before.top1, before.top5
     rep.top1_after, rep.top5_after = after.top1, after.top5
     pairs = dict(zip(before.paths, before.predictions))
