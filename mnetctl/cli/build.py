@@ -23,7 +23,7 @@ def build(
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset (>= 13); the IR version is set to match.")] = 17,
     input_format: Annotated[str, typer.Option("--input-format", help="float-nchw | uint8-nhwc (preprocessing inside the graph).")] = "float-nchw",
     precision: Annotated[str, typer.Option("--precision", help="fp32 | int8: int8 keeps a quantized checkpoint's own integers and activation quantization (QDQ).")] = "fp32",
-    int8_layout: Annotated[str, typer.Option("--int8-layout", help="With --precision int8: cpu (int8 weights with zero point 0, the layers int8 does not speed up kept float: fast on ONNX Runtime's CPU EP) | checkpoint (the file's integers on every layer, as TFLite runs them).")] = "cpu",
+    int8_layout: Annotated[Optional[str], typer.Option("--int8-layout", help="With --precision int8: cpu (int8 weights with zero point 0, the layers int8 does not speed up kept float: fast on ONNX Runtime's CPU EP) | checkpoint (the file's integers on every layer, as TFLite runs them) [default: cpu; detectors: checkpoint, whose detections are LiteRT's].", show_default=False)] = None,
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Label file: one class name a line (or 'index name' lines), one per output or one fewer when output 0 is background; stored in the model for predict and eval.", show_default=False)] = None,
     crop_fraction: Annotated[Optional[float], typer.Option("--crop-fraction", help="Centre crop of the short side the model was trained with (1 = the whole image) [default: 0.875].", show_default=False)] = None,
     mean: Annotated[Optional[str], typer.Option("--mean", help="Input mean in pixel units, one value or R,G,B [default: from an integer checkpoint's input quantization, else 127.5 ([-1, 1] input)].", show_default=False)] = None,
@@ -43,6 +43,7 @@ def build(
     detector = resolve_ssd(arch)
     if detector is not None:
         name = detector
+        int8_layout = int8_layout or "checkpoint"  # the checkpoint's integers: LiteRT's detections
         width = SSD_FAMILIES[name].default_width if width is None else width
         resolution = SSD_FAMILIES[name].default_resolution if resolution is None else resolution
         for flag, value in (("--crop-fraction", crop_fraction), ("--mean", mean), ("--std", std), ("--classes", classes)):
@@ -53,6 +54,7 @@ def build(
         if postprocess != "graph":
             raise BadInput(f"--postprocess is an option of detectors (ssd-v1), not of {arch}")
         name = resolve_arch(arch)
+        int8_layout = int8_layout or "cpu"
         width = 1.0 if width is None else width
         resolution = 224 if resolution is None else resolution
     validate_width(width)
