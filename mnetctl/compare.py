@@ -219,6 +219,9 @@ def compare(
     load_litert()  # first: a missing LiteRT is reported before any other work
     onnx_side = OnnxRunner(model, threads, session)
     meta = onnx_side.io.meta
+    if onnx_side.io.task.name != "classification":
+        raise BadInput(f"compare runs classifiers; {model} is a {onnx_side.io.task.name} model",
+                       "for SSD against LiteRT see scripts/ssd_vs_litert.py; time it with mnetctl bench")
     lite = LiteRTRunner(_litert_files(tflite, meta), threads)
     pre = Preprocessor.from_meta(meta)
     mismatch = _mismatch(onnx_side, pre.resolution, lite)

@@ -152,8 +152,9 @@ def evaluate(
                        "leave out --annotations: its labels come from the image folders")
     if task.needs_annotations and annotations is None:
         if data is not None:
+            where = data if isinstance(data, (str, Path)) else "its images"
             raise BadInput(f"annotations: {handle.name} is a {task.name} model; eval needs the ground truth of "
-                           f"{data} (COCO instances JSON)", "give --annotations instances.json")
+                           f"{where} (COCO instances JSON)", "give --annotations instances.json")
         annotations = task.default_annotations()
     if data is None:
         data = task.default_eval_dir()

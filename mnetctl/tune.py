@@ -363,6 +363,9 @@ def tune(
         raise BadInput(f"finalists must be >= 1, got {finalists}")
     prof = as_profile(profile)
     handle = Model.open(model)  # BadInput for a file that is no image model
+    if handle.task.name != "classification":  # its accuracy filter is top-1 on the shipped ImageNet sample
+        raise BadInput(f"tune screens classifiers; {model} is a {handle.task.name} model",
+                       "time it with mnetctl bench (--device / --profile)")
     eps = available_eps(prof)  # EnvironmentMissing when the profile's providers are not here
     cores = cores or usable_cpus()
     out = Path(output) if output is not None else default_output(model)

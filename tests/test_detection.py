@@ -223,6 +223,9 @@ def test_bad_input_is_one_line_exit_2(models, tmp_path, capsys, pretrained_small
     cases.append((["eval", ssd, "--data", str(COCO), "--annotations", str(tmp_path / "junk.json")], "not a JSON"))
     # a classifier given annotations
     cases.append((["eval", str(pretrained_small), "--annotations", str(COCO / "instances.json")], "detection models"))
+    # commands that score or screen classifiers only
+    cases.append((["compare", ssd, "--tflite", str(SSD)], "compare runs classifiers"))
+    cases.append((["tune", ssd], "tune screens classifiers"))
     for argv, words in cases:
         capsys.readouterr()
         assert main(argv) == 2, argv
