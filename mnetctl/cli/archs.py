@@ -30,11 +30,24 @@ def archs(as_json: JsonFlag = False, wide: WideFlag = False) -> None:
                 for c in PRETRAINED if c.arch == fam.name
             ],
         })
+    from ..heads.ssd import SSD_FAMILIES, decode_ssd
+    from ..weights.registry import DETECTORS
+
+    for det in SSD_FAMILIES.values():  # detectors: an SSD head on a backbone above
+        cfg = decode_ssd(det.name)
+        macs, params = cfg.count_macs_params()
+        rows.append({
+            "arch": det.name, "title": det.title, "paper": det.paper, "task": "detection", "backbone": det.backbone,
+            "widths": [det.default_width], "resolutions": [det.default_resolution], "blocks": len(cfg.backbone.blocks),
+            "anchors": cfg.num_anchors, "macs_at_default": macs, "params_at_default": params,
+            "pretrained": [{"width": c.width, "trained_resolution": c.trained_resolution, "files": [c.file], "license": c.license}
+                           for c in DETECTORS if c.arch == det.name],
+        })
     if as_json:
         print_json({"archs": rows})
         return
     cols = [Col("arch", "words"), Col("paper", "words", drop=4), Col("widths", "words", drop=2),
-            Col("resolutions", "words", drop=3), Col("blocks", drop=5), Col("MACs / params (1.0, 224)", justify="left", drop=1),
+            Col("resolutions", "words", drop=3), Col("blocks", drop=5), Col("MACs / params (default width, res)", justify="left", drop=1),
             Col("pretrained widths (trained res)", "words")]
     cells = []
     for r in rows:
