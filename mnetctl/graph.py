@@ -306,14 +306,19 @@ def emit_ssd(
     x = e.act(x, cfg.backbone.stem_act, "stem.act")
     features: dict[str, tuple[str, int]] = {}
     for blk in cfg.backbone.blocks:
+        if blk.has_expand:  # the expansion layer's output (an SSDLite tap), named by its activation node
+            features[f"blocks.{blk.index}.expand"] = (f"blocks.{blk.index}.expand.act", size)
         x, size = e.block(x, blk, size)
         features[f"blocks.{blk.index}"] = (x, size)
-    for reduce, conv in cfg.extras:
-        x, _ = e.conv(x, reduce.name, size)
-        x = e.act(x, "relu6", f"{reduce.name}.act")
-        x, size = e.conv(x, conv.name, size, conv.kernel, conv.stride)
-        x = e.act(x, "relu6", f"{conv.name}.act")
-        features[conv.name] = (x, size)
+    if cfg.uses_head_conv:
+        x, _ = e.conv(x, "head.conv", size)
+        x = e.act(x, cfg.backbone.last_act, "head.conv.act")
+        features["head.conv"] = (x, size)
+    for layers in cfg.extras:
+        for layer in layers:
+            x, size = e.conv(x, layer.name, size, layer.kernel, layer.stride, groups=layer.groups)
+            x = e.act(x, "relu6", f"{layer.name}.act")
+        features[layers[-1].name] = (x, size)
     boxes, logits = [], []
     for i, fmap in enumerate(cfg.maps):
         src, fsize = features[fmap.source]
@@ -321,7 +326,11 @@ def emit_ssd(
             raise ValueError(f"{fmap.source} is {fsize} pixels, the config says {fmap.size}")
         for part, depth, into in (("box", 4, boxes), ("cls", cfg.classes, logits)):
             name = f"heads.{i}.{part}"
-            y, _ = e.conv(src, name, fsize)
+            y = src
+            if cfg.lite:  # SSDLite: 3x3 depthwise + ReLU6 before the 1x1 predictor
+                y, _ = e.conv(src, f"{name}.dw", fsize, 3, 1, groups=fmap.channels)
+                y = e.act(y, "relu6", f"{name}.dw.act")
+            y, _ = e.conv(y, name, fsize)
             y = e.node("Transpose", [y], f"{name}.nhwc", perm=[0, 2, 3, 1])  # (row, column, anchor) order
             shape = e.const(f"{name}.shape", np.array([1, fsize * fsize * fmap.anchors, depth], np.int64))
             into.append(e.node("Reshape", [y, shape], f"{name}.flat"))

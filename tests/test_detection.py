@@ -236,3 +236,26 @@ def test_bad_input_is_one_line_exit_2(models, tmp_path, capsys, pretrained_small
 def test_a_classifier_checkpoint_is_no_ssd():
     with pytest.raises(BadInput, match="expects"):
         build_ssd_model("ssd-v1", weights=str(PRETRAINED / "coral" / "mobilenet_v1_0.75_192_quant.tflite"))
+
+
+@pytest.mark.parametrize("arch", ["ssdlite-v2", "ssdlite-v3-large", "ssdlite-v3-small"])
+def test_ssdlite_from_the_spec(arch, tmp_path):
+    """SSDLite (random weights): the graph's MACs/params are the spec's, it runs, both post-processing forms agree."""
+    import onnxruntime as ort
+
+    cfg = decode_ssd(arch)
+    assert cfg.lite and cfg.resolution == 320 and cfg.num_anchors == 2034
+    assert cfg.maps[0].source.endswith(".expand") and cfg.maps[1].source == "head.conv"
+    model = build_ssd_model(arch, weights="random")
+    stats = analyze(model)
+    assert (stats.macs, stats.params) == cfg.count_macs_params()
+    assert stats.op_counts["Conv"] == len(cfg.param_layers())
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 320, 320)).astype(np.float32)
+    boxes, classes, scores, count = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    assert boxes.shape == (1, 10, 4) and 0 <= int(count[0]) <= 10
+
+
+def test_ssdlite_v2_parameters_match_open_model_zoo():
+    # Open Model Zoo's ssdlite_mobilenet_v2 (TF Object Detection API, COCO, 300x300) lists 4.475 M parameters
+    _, params = decode_ssd("ssdlite-v2", resolution=300).count_macs_params()
+    assert round(params / 1e6, 3) == 4.475

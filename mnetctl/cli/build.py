@@ -13,7 +13,7 @@ from ._app import app, console
 
 @app.command()
 def build(
-    arch: Annotated[str, typer.Argument(help="v1, v2, v3-large or v3-small; ssd-v1 (SSD detector, COCO).", show_default=False)],
+    arch: Annotated[str, typer.Argument(help="v1, v2, v3-large or v3-small; detectors: ssd-v1 (COCO checkpoint), ssdlite-v2, ssdlite-v3-large, ssdlite-v3-small (from the spec).", show_default=False)],
     width: Annotated[Optional[float], typer.Option("--width", "-w", help="Width multiplier (> 0) [default: 1.0; ssd-v1: 0.75, as its COCO checkpoint].", show_default=False)] = None,
     resolution: Annotated[Optional[int], typer.Option("--resolution", "-r", help="Input side in pixels (>= 32) [default: 224; ssd-v1: 300].", show_default=False)] = None,
     classes: Annotated[Optional[int], typer.Option("--classes", help="Classifier outputs [default: 1000; TF checkpoints: 1001].", show_default=False)] = None,

@@ -7,6 +7,13 @@ the depth followed by a 3x3 stride-2 conv (ReLU6 after both). Depths: max(int(de
 one from depth / 2, as the API's `depth_fn`. Every feature map gets a box predictor: a 1x1 conv to
 4 x anchors box encodings and one to classes x anchors class logits (class 0 is background), sigmoid scores.
 
+SSDLite (Sandler et al. 2018, "MobileNetV2", section 6.2; Howard et al. 2019, "MobileNetV3", section 6.2) replaces
+every regular conv of the extra layers and predictors by a depthwise-separable one (3x3 depthwise + ReLU6, 1x1
+conv); its first tap is the expansion layer of the first block at output stride 16 (V2: `blocks.13`, "layer 15";
+V3-Large: `blocks.12`, the 13th bottleneck; V3-Small: `blocks.8`, the 9th), its second the last 1x1 conv before
+pooling (`head.conv`). These are built from the spec with random weights (no checkpoint ships); the papers'
+reduced-tail V3 variants are not modelled.
+
 Anchors: the API's multiple-grid anchor generator (`create_ssd_anchors`): scales linear from min_scale to
 max_scale over the feature maps; aspect ratios (1, 2, 1/2, 3, 1/3) plus one box of the geometric mean of
 this scale and the next at ratio 1; the lowest map has the reduced set (0.1, 1), (scale, 2), (scale, 1/2).
@@ -93,7 +100,9 @@ class SSDFamily:
     title: str
     paper: str
     backbone: str  # a family of specs.FAMILIES
-    taps: tuple[int, ...]  # backbone block indices whose outputs feed predictors
+    # backbone tensors that feed predictors: "blocks.N" (a block's output), "blocks.N.expand" (its expansion
+    # layer's output), "head.conv" (the last 1x1 conv before pooling); the last one is where the extra layers start
+    taps: tuple[str, ...]
     extra_depths: tuple[int, ...]  # the extra feature maps' depths at width 1
     default_width: float
     default_resolution: int = 300
@@ -102,6 +111,7 @@ class SSDFamily:
     anchors: AnchorSpec = field(default_factory=AnchorSpec)
     coder: BoxCoder = field(default_factory=BoxCoder)
     nms: NMSSpec = field(default_factory=NMSSpec)
+    lite: bool = False  # SSDLite: depthwise-separable extra layers and predictors
     aliases: tuple[str, ...] = ()
 
 
@@ -112,7 +122,19 @@ SSD_FAMILIES: dict[str, SSDFamily] = {
     f.name: f
     for f in (
         SSDFamily("ssd-v1", "SSD MobileNet V1", "Liu et al. 2016; Huang et al. 2017 (TF Object Detection API)",
-                  "v1", (10, 12), (512, 256, 256, 128), default_width=0.75, aliases=("ssd_mobilenet_v1", "ssd-mobilenet-v1")),
+                  "v1", ("blocks.10", "blocks.12"), (512, 256, 256, 128), default_width=0.75,
+                  aliases=("ssd_mobilenet_v1", "ssd-mobilenet-v1")),
+        # SSDLite as in the papers' COCO tables (320 x 320 input); feature_map_layout as the API's
+        # ssd_mobilenet_v2 / ssd_mobilenet_v3 feature extractors ('layer_15/expansion_output', 'layer_19', ...)
+        SSDFamily("ssdlite-v2", "SSDLite MobileNet V2", "Sandler et al. 2018, section 6.2", "v2",
+                  ("blocks.13.expand", "head.conv"), (512, 256, 256, 128), default_width=1.0, default_resolution=320,
+                  lite=True, aliases=("ssdlite_mobilenet_v2",)),
+        SSDFamily("ssdlite-v3-large", "SSDLite MobileNet V3-Large", "Howard et al. 2019, section 6.2", "v3-large",
+                  ("blocks.12.expand", "head.conv"), (512, 256, 256, 128), default_width=1.0, default_resolution=320,
+                  lite=True, aliases=("ssdlite_mobilenet_v3_large",)),
+        SSDFamily("ssdlite-v3-small", "SSDLite MobileNet V3-Small", "Howard et al. 2019, section 6.2", "v3-small",
+                  ("blocks.8.expand", "head.conv"), (512, 256, 256, 128), default_width=1.0, default_resolution=320,
+                  lite=True, aliases=("ssdlite_mobilenet_v3_small",)),
     )
 }
 
@@ -128,7 +150,7 @@ def resolve_ssd(name: str) -> str | None:
 
 @dataclass(frozen=True)
 class FeatureMap:
-    source: str  # the node whose output it is
+    source: str  # a tap ("blocks.10", "blocks.13.expand", "head.conv") or the extra layer ("extras.0.conv") it comes from
     channels: int
     size: int
     anchors: int  # boxes per location
@@ -143,11 +165,13 @@ class SSDConfig:
     resolution: int
     classes: int
     backbone: ArchConfig
-    extras: tuple[tuple[ParamLayer, ParamLayer], ...]  # (1x1 reduce, 3x3 stride-2) per extra map
+    # per extra map: (1x1 reduce, 3x3 stride-2 conv), SSDLite: (1x1 reduce, 3x3 stride-2 depthwise, 1x1 conv)
+    extras: tuple[tuple[ParamLayer, ...], ...]
     maps: tuple[FeatureMap, ...]
     anchor_spec: AnchorSpec
     coder: BoxCoder
     nms: NMSSpec
+    lite: bool = False
 
     @property
     def num_anchors(self) -> int:
@@ -156,14 +180,22 @@ class SSDConfig:
     def anchors(self) -> np.ndarray:
         return self.anchor_spec.generate([m.size for m in self.maps])
 
+    @property
+    def uses_head_conv(self) -> bool:
+        return any(m.source == "head.conv" for m in self.maps)
+
     def backbone_layers(self) -> list[ParamLayer]:
-        return [layer for layer in self.backbone.param_layers() if not layer.name.startswith("head.")]
+        """The backbone's weight layers up to the last tap (no pooling head; the last 1x1 conv when tapped)."""
+        keep = ("head.conv",) if self.uses_head_conv else ()
+        return [layer for layer in self.backbone.param_layers() if not layer.name.startswith("head.") or layer.name in keep]
 
     def predictor_layers(self) -> list[ParamLayer]:
         out = []
         for i, m in enumerate(self.maps):
-            out.append(ParamLayer(f"heads.{i}.box", "conv", m.channels, 4 * m.anchors))
-            out.append(ParamLayer(f"heads.{i}.cls", "conv", m.channels, self.classes * m.anchors))
+            for part, depth in (("box", 4), ("cls", self.classes)):
+                if self.lite:
+                    out.append(ParamLayer(f"heads.{i}.{part}.dw", "dw", m.channels, m.channels, 3, 1))
+                out.append(ParamLayer(f"heads.{i}.{part}", "conv", m.channels, depth * m.anchors))
         return out
 
     def param_layers(self) -> list[ParamLayer]:
@@ -172,30 +204,39 @@ class SSDConfig:
         return self.backbone_layers() + extras + self.predictor_layers()
 
     def activations(self) -> dict[str, str | None]:
-        """The kind of nonlinearity after each weight layer (the checkpoint import checks it)."""
-        acts: dict[str, str | None] = {layer.name: "relu" for layer in self.backbone_layers()}
-        for pair in self.extras:
-            for layer in pair:
+        """The kind of nonlinearity after each weight layer (the checkpoint import checks it; None: not checked)."""
+        family = {"relu": "relu", "relu6": "relu", "hswish": "hswish", None: "none"}
+        b = self.backbone
+        acts: dict[str, str | None] = {"stem.conv": family[b.stem_act], "head.conv": family[b.last_act]}
+        for blk in b.blocks:
+            p = f"blocks.{blk.index}"
+            acts.update({f"{p}.expand": family[blk.act], f"{p}.dw": family[blk.act] if blk.dw_act else "none",
+                         f"{p}.se.reduce": "relu", f"{p}.se.expand": None,
+                         f"{p}.project": family[blk.act] if blk.project_act else "none"})
+        for layers in self.extras:
+            for layer in layers:
                 acts[layer.name] = "relu"
         for layer in self.predictor_layers():
-            acts[layer.name] = "none"
+            acts[layer.name] = "relu" if layer.kind == "dw" else "none"
         return acts
 
     def output_sizes(self) -> dict[str, int]:
         """Output side length of every weight layer."""
         sizes = self.backbone.spatial_sizes()
         out = {"stem.conv": sizes[0]}
-        for b, size in zip(self.backbone.blocks, sizes[1:]):
+        for b, size_in, size in zip(self.backbone.blocks, sizes, sizes[1:]):
             p = f"blocks.{b.index}"
-            for part in ("expand", "dw", "se.reduce", "se.expand", "project"):
-                out[f"{p}.{part}"] = 1 if part.startswith("se.") else size
+            out.update({f"{p}.expand": size_in, f"{p}.dw": size, f"{p}.se.reduce": 1, f"{p}.se.expand": 1,
+                        f"{p}.project": size})
         size = sizes[-1]
-        for reduce, conv in self.extras:
-            out[reduce.name] = size
-            size = math.ceil(size / conv.stride)
-            out[conv.name] = size
+        out["head.conv"] = size
+        for layers in self.extras:
+            for layer in layers:
+                size = math.ceil(size / layer.stride)
+                out[layer.name] = size
         for i, m in enumerate(self.maps):
-            out[f"heads.{i}.box"] = out[f"heads.{i}.cls"] = m.size
+            for name in (f"heads.{i}.box", f"heads.{i}.cls", f"heads.{i}.box.dw", f"heads.{i}.cls.dw"):
+                out[name] = m.size
         return out
 
     def count_macs_params(self) -> tuple[int, int]:
@@ -225,10 +266,11 @@ def decode_ssd(arch: str, width: float | None = None, resolution: int | None = N
     specs = fam.anchors.box_specs(len(fam.taps) + len(fam.extra_depths))
     maps: list[FeatureMap] = []
     for tap in fam.taps:
-        blk = backbone.blocks[tap]
-        maps.append(FeatureMap(f"blocks.{tap}", blk.out_ch, sizes[tap + 1], len(specs[len(maps)])))
-    if fam.taps[-1] != len(backbone.blocks) - 1:
-        raise BadInput(f"{name}: the extra layers must follow the last backbone block")
+        channels, size = _tap(backbone, sizes, tap)
+        maps.append(FeatureMap(tap, channels, size, len(specs[len(maps)])))
+    last = "head.conv" if backbone.last_ch else f"blocks.{len(backbone.blocks) - 1}"
+    if fam.taps[-1] != last:
+        raise BadInput(f"{name}: the extra layers must follow the backbone's last layer ({last})")
 
     def depth(d: float) -> int:
         return max(int(d * width), fam.min_depth)
@@ -238,12 +280,31 @@ def decode_ssd(arch: str, width: float | None = None, resolution: int | None = N
     for i, d in enumerate(fam.extra_depths):
         mid, out = depth(d / 2), depth(d)
         reduce = ParamLayer(f"extras.{i}.reduce", "conv", cin, mid, 1, 1)
-        conv = ParamLayer(f"extras.{i}.conv", "conv", mid, out, 3, 2)
-        extras.append((reduce, conv))
+        if fam.lite:
+            layers = (reduce, ParamLayer(f"extras.{i}.dw", "dw", mid, mid, 3, 2), ParamLayer(f"extras.{i}.conv", "conv", mid, out))
+        else:
+            layers = (reduce, ParamLayer(f"extras.{i}.conv", "conv", mid, out, 3, 2))
+        extras.append(layers)
         size = math.ceil(size / 2)
         maps.append(FeatureMap(f"extras.{i}.conv", out, size, len(specs[len(maps)])))
         cin = out
-    return SSDConfig(name, width, resolution, classes, backbone, tuple(extras), tuple(maps), fam.anchors, fam.coder, fam.nms)
+    return SSDConfig(name, width, resolution, classes, backbone, tuple(extras), tuple(maps), fam.anchors, fam.coder,
+                     fam.nms, fam.lite)
+
+
+def _tap(backbone: ArchConfig, sizes: list[int], tap: str) -> tuple[int, int]:
+    """(channels, side) of a backbone tap."""
+    parts = tap.split(".")
+    if tap == "head.conv" and backbone.last_ch:
+        return backbone.last_ch, sizes[-1]
+    if parts[0] == "blocks" and len(parts) in (2, 3) and parts[1].isdigit() and int(parts[1]) < len(backbone.blocks):
+        i = int(parts[1])
+        blk = backbone.blocks[i]
+        if len(parts) == 2:
+            return blk.out_ch, sizes[i + 1]
+        if parts[2] == "expand" and blk.has_expand:
+            return blk.exp_ch, sizes[i]  # before the block's depthwise stride
+    raise BadInput(f"{backbone.arch} has no tap {tap!r} (blocks.N, blocks.N.expand or head.conv)")
 
 
 # --------------------------------------------------------------------------------------------
