@@ -8,6 +8,7 @@ the sum of the timed runs) is reported as `loop_overhead_pct`. Budgets are judge
 
 from __future__ import annotations
 
+import json
 import resource
 import sys
 import time
@@ -213,6 +214,13 @@ def _model_facts(path: Path, proto=None, meta=None) -> tuple[dict[str, Any], int
         "opset": opset,
         "ir_version": int(proto.ir_version),
     }
+    if meta.task != "classification":
+        facts["task"] = meta.task
+    if "detection" in meta.extra:  # where a detector's NMS runs: in the graph (see ops_by_provider) or on the host
+        try:
+            facts["postprocess"] = str(json.loads(meta.extra["detection"]).get("postprocess"))
+        except (ValueError, AttributeError):
+            pass
     return facts, size, top1
 
 

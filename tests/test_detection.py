@@ -259,3 +259,10 @@ def test_ssdlite_v2_parameters_match_open_model_zoo():
     # Open Model Zoo's ssdlite_mobilenet_v2 (TF Object Detection API, COCO, 300x300) lists 4.475 M parameters
     _, params = decode_ssd("ssdlite-v2", resolution=300).count_macs_params()
     assert round(params / 1e6, 3) == 4.475
+
+
+def test_bench_json_names_the_postprocessing(models):
+    from mnetctl.bench import _model_facts
+
+    facts, _, _ = _model_facts(models["fp32-host"])
+    assert facts["task"] == "detection" and facts["postprocess"] == "host"
