@@ -35,6 +35,7 @@ class Tensor:
     scale: np.ndarray | None = None  # quantization (per tensor: one value)
     zero_point: np.ndarray | None = None
     axis: int = 0  # quantized dimension when there is one scale per slice
+    signature: tuple[int, ...] | None = None  # shape with -1 where a size is dynamic (None: static)
 
 
 @dataclass
@@ -112,6 +113,7 @@ def serialize(model: FlatModel) -> bytes:
     for t, buf in zip(model.tensors, tensor_buffer):
         name = b.CreateString(t.name)
         shape = _int_vector(b, t.shape)
+        signature = _int_vector(b, t.signature) if t.signature is not None else None
         quant = None
         if t.scale is not None:
             scale = b.CreateNumpyVector(np.asarray(t.scale, np.float32).reshape(-1))
@@ -123,6 +125,8 @@ def serialize(model: FlatModel) -> bytes:
             quant = _fb_QuantizationParameters.End(b)
         _fb_Tensor.Start(b)
         _fb_Tensor.AddShape(b, shape)
+        if signature is not None:
+            _fb_Tensor.AddShapeSignature(b, signature)
         _fb_Tensor.AddType(b, _TYPES[t.dtype])
         _fb_Tensor.AddBuffer(b, buf)
         _fb_Tensor.AddName(b, name)

@@ -338,7 +338,7 @@ def _check_precision(precision: str, quantized: bool, where: str) -> str:
 
 
 def build_flat(model, precision: str = "auto", calib: Path | str | None = None,
-               on_progress: ProgressFn | None = None) -> tuple[FlatModel, str]:
+               on_progress: ProgressFn | None = None, dynamic_batch: bool = False) -> tuple[FlatModel, str]:
     """The TFLite model (in memory) of a Model handle, and the precision it was exported at."""
     precision = _check_precision(precision, model.quantized, model.name)
     graph = read_graph(model.proto, model.name)
@@ -349,6 +349,15 @@ def build_flat(model, precision: str = "auto", calib: Path | str | None = None,
         graph.quant.update(measure(model, missing, calib, on_progress=on_progress))
     output = model.proto.graph.output[0].name
     flat = _Lowering(graph, precision, output).run()
+    if dynamic_batch:  # batch -1 in every activation's shape signature (what the Edge TPU refuses)
+        for t in flat.tensors:
+            if t.data is None and t.shape and t.shape[0] == 1:
+                t.signature = (-1, *t.shape[1:])
+            elif t.data is not None and t.name.endswith(".shape"):
+                t.data = np.array([-1, *t.data[1:]], np.int32)
+        for op in flat.operators:
+            if op.op == "RESHAPE":
+                op.fields["NewShape"] = [-1, *op.fields["NewShape"][1:]]
     props = {p.key: p.value for p in model.proto.metadata_props}
     props.update({"mnetctl.layout": "NHWC", "mnetctl.input_format": "float-nhwc", "mnetctl.precision": precision,
                   "mnetctl.export.source": Path(model.name).name})
@@ -358,11 +367,12 @@ def build_flat(model, precision: str = "auto", calib: Path | str | None = None,
 
 
 def export_tflite(model, out, precision: str = "auto", on_progress: ProgressFn | None = None,
-                  calib: Path | str | None = None) -> Path:
+                  calib: Path | str | None = None, dynamic_batch: bool = False) -> Path:
     """Write `model` (a Model handle or an ONNX path) as a TFLite file at `out` (atomically); returns the path.
 
     precision: auto | int8 (full integer) | mixed | fp32 (module doc). calib: images for the ranges a full-integer
-    export measures (default: those `quantize` calibrates on). An op the writer cannot express is a BadInput
+    export measures (default: those `quantize` calibrates on). dynamic_batch: batch -1 in the shape signatures
+    (static batch 1 otherwise). An op the writer cannot express is a BadInput
     naming the node.
     """
     from ..fsutil import check_writable, write_bytes
@@ -371,7 +381,7 @@ def export_tflite(model, out, precision: str = "auto", on_progress: ProgressFn |
     m = as_model(model)
     out = check_writable(Path(out), [m.path])
     report(on_progress, 0, 3, "export")
-    flat, _ = build_flat(m, precision, calib, on_progress)
+    flat, _ = build_flat(m, precision, calib, on_progress, dynamic_batch)
     report(on_progress, 2, 3, "export")
     data = serialize(flat)
     write_bytes(out, data)
