@@ -1,8 +1,8 @@
 """A TFLite model in memory (tensors, operators, metadata) and its FlatBuffer bytes.
 
 Serialised with the builder functions of the `tflite` package (TensorFlow Lite's `schema.fbs` compiled for
-Python: `tflite.Model`, `tflite.Tensor`, ... modules with their Start/Add.../End functions) on a `flatbuffers.Builder`; the field ids and
-enums are the schema's, not ours. Constant data is stored 16-byte aligned, as TensorFlow's converter does.
+Python: the modules `tflite.Model`, `tflite.Tensor`, ... with their `ModelStart`, `TensorAddShape`, ...
+functions) on a `flatbuffers.Builder`; the field ids and enums are the schema's, not ours. Constant data is stored 16-byte aligned, as TensorFlow's converter does.
 """
 
 from __future__ import annotations
@@ -78,10 +78,10 @@ def _bytes_vector(b: flatbuffers.Builder, data: bytes) -> int:
 def _options(b: flatbuffers.Builder, name: str, fields: dict) -> int:
     mod = importlib.import_module(f"tflite.{name}")
     vectors = {k: _int_vector(b, v) for k, v in fields.items() if isinstance(v, (list, tuple))}
-    mod.Start(b)
+    getattr(mod, f"{name}Start")(b)
     for key, value in fields.items():
-        getattr(mod, f"Add{key}")(b, vectors.get(key, value))
-    return mod.End(b)
+        getattr(mod, f"{name}Add{key}")(b, vectors.get(key, value))
+    return getattr(mod, f"{name}End")(b)
 
 
 def serialize(model: FlatModel) -> bytes:
@@ -104,10 +104,10 @@ def serialize(model: FlatModel) -> bytes:
     buffer_offsets = []
     for data in payloads:
         vec = _bytes_vector(b, data) if data else None
-        _fb_Buffer.Start(b)
+        _fb_Buffer.BufferStart(b)
         if vec is not None:
-            _fb_Buffer.AddData(b, vec)
-        buffer_offsets.append(_fb_Buffer.End(b))
+            _fb_Buffer.BufferAddData(b, vec)
+        buffer_offsets.append(_fb_Buffer.BufferEnd(b))
 
     tensor_offsets = []
     for t, buf in zip(model.tensors, tensor_buffer):
@@ -118,21 +118,21 @@ def serialize(model: FlatModel) -> bytes:
         if t.scale is not None:
             scale = b.CreateNumpyVector(np.asarray(t.scale, np.float32).reshape(-1))
             zero = b.CreateNumpyVector(np.asarray(t.zero_point, np.int64).reshape(-1))
-            _fb_QuantizationParameters.Start(b)
-            _fb_QuantizationParameters.AddScale(b, scale)
-            _fb_QuantizationParameters.AddZeroPoint(b, zero)
-            _fb_QuantizationParameters.AddQuantizedDimension(b, int(t.axis))
-            quant = _fb_QuantizationParameters.End(b)
-        _fb_Tensor.Start(b)
-        _fb_Tensor.AddShape(b, shape)
+            _fb_QuantizationParameters.QuantizationParametersStart(b)
+            _fb_QuantizationParameters.QuantizationParametersAddScale(b, scale)
+            _fb_QuantizationParameters.QuantizationParametersAddZeroPoint(b, zero)
+            _fb_QuantizationParameters.QuantizationParametersAddQuantizedDimension(b, int(t.axis))
+            quant = _fb_QuantizationParameters.QuantizationParametersEnd(b)
+        _fb_Tensor.TensorStart(b)
+        _fb_Tensor.TensorAddShape(b, shape)
         if signature is not None:
-            _fb_Tensor.AddShapeSignature(b, signature)
-        _fb_Tensor.AddType(b, _TYPES[t.dtype])
-        _fb_Tensor.AddBuffer(b, buf)
-        _fb_Tensor.AddName(b, name)
+            _fb_Tensor.TensorAddShapeSignature(b, signature)
+        _fb_Tensor.TensorAddType(b, _TYPES[t.dtype])
+        _fb_Tensor.TensorAddBuffer(b, buf)
+        _fb_Tensor.TensorAddName(b, name)
         if quant is not None:
-            _fb_Tensor.AddQuantization(b, quant)
-        tensor_offsets.append(_fb_Tensor.End(b))
+            _fb_Tensor.TensorAddQuantization(b, quant)
+        tensor_offsets.append(_fb_Tensor.TensorEnd(b))
 
     codes: list[str] = []
     op_offsets = []
@@ -141,23 +141,23 @@ def serialize(model: FlatModel) -> bytes:
             codes.append(op.op)
         ins, outs = _int_vector(b, op.inputs), _int_vector(b, op.outputs)
         opts = _options(b, op.options, op.fields) if op.options else None
-        _fb_Operator.Start(b)
-        _fb_Operator.AddOpcodeIndex(b, codes.index(op.op))
-        _fb_Operator.AddInputs(b, ins)
-        _fb_Operator.AddOutputs(b, outs)
+        _fb_Operator.OperatorStart(b)
+        _fb_Operator.OperatorAddOpcodeIndex(b, codes.index(op.op))
+        _fb_Operator.OperatorAddInputs(b, ins)
+        _fb_Operator.OperatorAddOutputs(b, outs)
         if opts is not None:
-            _fb_Operator.AddBuiltinOptionsType(b, getattr(tflite.BuiltinOptions, op.options))
-            _fb_Operator.AddBuiltinOptions(b, opts)
-        op_offsets.append(_fb_Operator.End(b))
+            _fb_Operator.OperatorAddBuiltinOptionsType(b, getattr(tflite.BuiltinOptions, op.options))
+            _fb_Operator.OperatorAddBuiltinOptions(b, opts)
+        op_offsets.append(_fb_Operator.OperatorEnd(b))
 
     code_offsets = []
     for name in codes:
         number = getattr(tflite.BuiltinOperator, name)
-        _fb_OperatorCode.Start(b)
-        _fb_OperatorCode.AddDeprecatedBuiltinCode(b, min(number, 127))  # readers before 2.4 look here
-        _fb_OperatorCode.AddBuiltinCode(b, number)
-        _fb_OperatorCode.AddVersion(b, 1)
-        code_offsets.append(_fb_OperatorCode.End(b))
+        _fb_OperatorCode.OperatorCodeStart(b)
+        _fb_OperatorCode.OperatorCodeAddDeprecatedBuiltinCode(b, min(number, 127))  # readers before 2.4 look here
+        _fb_OperatorCode.OperatorCodeAddBuiltinCode(b, number)
+        _fb_OperatorCode.OperatorCodeAddVersion(b, 1)
+        code_offsets.append(_fb_OperatorCode.OperatorCodeEnd(b))
 
     def table_vector(offsets: list[int]) -> int:
         b.StartVector(4, len(offsets), 4)
@@ -169,36 +169,36 @@ def serialize(model: FlatModel) -> bytes:
     tensors_vec = table_vector(tensor_offsets)
     ops_vec = table_vector(op_offsets)
     ins_vec, outs_vec = _int_vector(b, model.inputs), _int_vector(b, model.outputs)
-    _fb_SubGraph.Start(b)
-    _fb_SubGraph.AddTensors(b, tensors_vec)
-    _fb_SubGraph.AddInputs(b, ins_vec)
-    _fb_SubGraph.AddOutputs(b, outs_vec)
-    _fb_SubGraph.AddOperators(b, ops_vec)
-    _fb_SubGraph.AddName(b, sg_name)
-    subgraph = _fb_SubGraph.End(b)
+    _fb_SubGraph.SubGraphStart(b)
+    _fb_SubGraph.SubGraphAddTensors(b, tensors_vec)
+    _fb_SubGraph.SubGraphAddInputs(b, ins_vec)
+    _fb_SubGraph.SubGraphAddOutputs(b, outs_vec)
+    _fb_SubGraph.SubGraphAddOperators(b, ops_vec)
+    _fb_SubGraph.SubGraphAddName(b, sg_name)
+    subgraph = _fb_SubGraph.SubGraphEnd(b)
 
     meta_offsets = []
     for name, buf in meta_buffers.items():
         s = b.CreateString(name)
-        _fb_Metadata.Start(b)
-        _fb_Metadata.AddName(b, s)
-        _fb_Metadata.AddBuffer(b, buf)
-        meta_offsets.append(_fb_Metadata.End(b))
+        _fb_Metadata.MetadataStart(b)
+        _fb_Metadata.MetadataAddName(b, s)
+        _fb_Metadata.MetadataAddBuffer(b, buf)
+        meta_offsets.append(_fb_Metadata.MetadataEnd(b))
 
     desc = b.CreateString(model.description)
     codes_vec = table_vector(code_offsets)
     subgraphs_vec = table_vector([subgraph])
     buffers_vec = table_vector(buffer_offsets)
     meta_vec = table_vector(meta_offsets) if meta_offsets else None
-    _fb_Model.Start(b)
-    _fb_Model.AddVersion(b, SCHEMA_VERSION)
-    _fb_Model.AddOperatorCodes(b, codes_vec)
-    _fb_Model.AddSubgraphs(b, subgraphs_vec)
-    _fb_Model.AddDescription(b, desc)
-    _fb_Model.AddBuffers(b, buffers_vec)
+    _fb_Model.ModelStart(b)
+    _fb_Model.ModelAddVersion(b, SCHEMA_VERSION)
+    _fb_Model.ModelAddOperatorCodes(b, codes_vec)
+    _fb_Model.ModelAddSubgraphs(b, subgraphs_vec)
+    _fb_Model.ModelAddDescription(b, desc)
+    _fb_Model.ModelAddBuffers(b, buffers_vec)
     if meta_vec is not None:
-        _fb_Model.AddMetadata(b, meta_vec)
-    root = _fb_Model.End(b)
+        _fb_Model.ModelAddMetadata(b, meta_vec)
+    root = _fb_Model.ModelEnd(b)
     b.Finish(root, file_identifier=b"TFL3")
     return bytes(b.Output())
 

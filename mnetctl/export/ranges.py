@@ -3,7 +3,8 @@
 A full-integer export needs int8 parameters on every activation. For the tensors the QDQ model quantizes
 they are its own; for the others this module runs the QDQ model itself in ONNX Runtime over calibration
 images (the same default set as `quantize`: the task's shipped calibration sample, or a trained model's own
-images) and takes each tensor's min/max (0 always inside the range), giving asymmetric int8 parameters.
+images) and takes each tensor's min/max (0 always inside the range), giving asymmetric int8 parameters;
+with `average`, the mean over batches of CALIB_BATCH images of each batch's min/max (ORT's moving average).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def input_params(mean: Iterable[float], std: Iterable[float]) -> QParams:
 
 
 def measure(model, tensors: list[str], calib: Path | str | None = None, limit: int = CALIB_IMAGES,
-            on_progress: ProgressFn | None = None) -> dict[str, QParams]:
+            on_progress: ProgressFn | None = None, average: bool = False) -> dict[str, QParams]:
     """int8 parameters of the named float tensors of `model` (a Model handle), from its outputs on real images."""
     from onnx import TensorProto, helper
 
@@ -61,6 +62,8 @@ def measure(model, tensors: list[str], calib: Path | str | None = None, limit: i
     samples = find_samples(source, limit=limit, flag="calib", labels=False)
     lo = {t: np.inf for t in tensors}
     hi = {t: -np.inf for t in tensors}
+    los: dict[str, list[float]] = {t: [] for t in tensors}
+    his: dict[str, list[float]] = {t: [] for t in tensors}
     seen = 0
     for batch in iter_batches(samples, model.preprocessor, CALIB_BATCH):
         for chunk, _ in fit_batches(batch.array, model.input):
@@ -68,8 +71,12 @@ def measure(model, tensors: list[str], calib: Path | str | None = None, limit: i
             for name, value in zip(tensors, outs):
                 lo[name] = min(lo[name], float(np.min(value)))
                 hi[name] = max(hi[name], float(np.max(value)))
+                los[name].append(float(np.min(value)))
+                his[name].append(float(np.max(value)))
         seen += len(batch) + len(batch.failures)
         report(on_progress, seen, len(samples), "ranges")
     if not np.isfinite(list(lo.values())).all():
         raise BadInput(f"none of the calibration images in {source} could be read", "give readable images with --calib")
+    if average:
+        return {t: int8_params(float(np.mean(los[t])), float(np.mean(his[t]))) for t in tensors}
     return {t: int8_params(lo[t], hi[t]) for t in tensors}

@@ -7,7 +7,8 @@ precision
          scale: the same real values). The layers `quantize` kept float (stem, narrow layers, V3's blocks)
          are quantized here: their weights from the int8 storage `quantize` gave them (per-channel int8, so
          exact), their activations from min/max over calibration images run through the QDQ model
-         (`ranges.py`), the image input from its preprocessing range.
+         (`ranges.py`; averaged over batches of 10 where the model's own `quant.settings` say
+         moving_average, as `quantize` does for V3), the image input from its preprocessing range.
   mixed  int8 exactly where the QDQ model is int8 and float32 where it kept layers float, with QUANTIZE /
          DEQUANTIZE at the borders: the same computation as ONNX Runtime runs on the QDQ file.
   fp32   float32 throughout (from a float model; a QDQ model's weights are taken dequantized).
@@ -337,6 +338,14 @@ def _check_precision(precision: str, quantized: bool, where: str) -> str:
     return precision
 
 
+def _moving_average(model) -> bool:
+    """Whether the model's own quantization averaged MinMax ranges over batches (its `quant.settings`)."""
+    try:
+        return bool(json.loads(model.meta.extra.get("quant.settings", "{}")).get("moving_average", False))
+    except (ValueError, AttributeError):
+        return False
+
+
 def build_flat(model, precision: str = "auto", calib: Path | str | None = None,
                on_progress: ProgressFn | None = None, dynamic_batch: bool = False) -> tuple[FlatModel, str]:
     """The TFLite model (in memory) of a Model handle, and the precision it was exported at."""
@@ -346,7 +355,7 @@ def build_flat(model, precision: str = "auto", calib: Path | str | None = None,
         if graph.input not in graph.quant:
             graph.quant[graph.input] = input_params(model.meta.mean, model.meta.std)
         missing = [op.output for op in graph.ops if op.output not in graph.quant]
-        graph.quant.update(measure(model, missing, calib, on_progress=on_progress))
+        graph.quant.update(measure(model, missing, calib, on_progress=on_progress, average=_moving_average(model)))
     output = model.proto.graph.output[0].name
     flat = _Lowering(graph, precision, output).run()
     if dynamic_batch:  # batch -1 in every activation's shape signature (what the Edge TPU refuses)
