@@ -5,7 +5,9 @@ int8 (full integer), mixed and fp32 TFLite; then top-1 of each on the same prepr
 agreement of int8/mixed TFLite with the int8 ONNX model, fp32 TFLite with the fp32 ONNX model.
 Also exports and runs a random-weight V3-Large and a width-0.35 V2 (`--extra`).
 
-  python scripts/tflite_export_agreement.py --work /tmp/tfl-agree [--only v2-1.0-224] [--limit 200] [--json out.json]
+  python scripts/tflite_export_agreement.py --work /tmp/tfl-agree [--only v2-1-224] [--limit 200] [--json out.json]
+  python scripts/tflite_export_agreement.py --work /tmp/tfl-agree --speed   # after a V2 run: LiteRT p50 of the
+      V2 exports and the shipped TF2 PTQ checkpoint, interleaved (30 rounds of 10 runs each, 2 threads)
 """
 
 from __future__ import annotations
@@ -93,6 +95,29 @@ def one(work: Path, arch: str, width: float, res: int, weights: str, limit: int 
     return row
 
 
+def speed(work: Path, rounds: int = 30, runs: int = 10) -> list[tuple[str, float]]:
+    """LiteRT p50 (ms) of the V2 exports and the shipped TF2 PTQ V2, timed in alternating rounds."""
+    import time
+
+    from mnetctl.weights.registry import pretrained_dir
+
+    files = [work / f"v2-1-224.{p}.tflite" for p in ("int8", "mixed", "fp32")]
+    files.append(pretrained_dir() / "coral" / "tf2_mobilenet_v2_1.0_224_ptq.tflite")
+    runners = [LiteRTRunner(f, threads=2) for f in files]
+    feeds = [np.zeros(r.chain[0].get_input_details()[0]["shape"], r.input_dtype) for r in runners]
+    for r, x in zip(runners, feeds):
+        for _ in range(20):
+            r(x)
+    times: list[list[float]] = [[] for _ in runners]
+    for _ in range(rounds):
+        for i, (r, x) in enumerate(zip(runners, feeds)):
+            for _ in range(runs):
+                t = time.perf_counter()
+                r(x)
+                times[i].append(time.perf_counter() - t)
+    return [(f.name, float(np.median(t)) * 1e3) for f, t in zip(files, times)]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, required=True)
@@ -100,8 +125,15 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--extra", action="store_true", help="also the random-weight V3-Large and V2 0.35")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--speed", action="store_true", help="only time the V2 exports against the shipped TF2 PTQ V2")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.speed:
+        rows = speed(args.work)
+        base = rows[-1][1]
+        for name, p50 in rows:
+            print(f"{name:>40}  p50 {p50:7.3f} ms  {p50 / base:5.2f}x the TF2 PTQ checkpoint")
+        return 0
     plan = [(a, w, r, "pretrained") for a, w, r in PRETRAINED] + (list(EXTRA) if args.extra else [])
     if args.only:
         plan = [p for p in plan if f"{p[0]}-{p[1]:g}-{p[2]}" in args.only]

@@ -156,8 +156,10 @@ def test_cli_export_check_and_bench_on_the_edge_tpu(small_int8, tmp_path, capsys
     assert main(["export", str(small_int8), "-o", str(out), "--check", "edgetpu", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["precision"] == "int8" and data["edgetpu"]["fallback"] == [] and data["edgetpu"]["rejected"] == []
-    code = main(["bench", str(out), "--device", "coral-edge-tpu"])
+    report = tmp_path / "edgetpu.json"
+    code = main(["bench", str(out), "--device", "coral-edge-tpu", "--json", str(report)])
     text = capsys.readouterr()
+    assert json.loads(report.read_text())["edgetpu"]["mapped"] == data["edgetpu"]["ops"]
     if tools().missing():
         assert code == 3 and "cannot bench on coral-edge-tpu here" in text.err
         assert "falling back to the CPU: 0" in text.out

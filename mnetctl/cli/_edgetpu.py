@@ -8,11 +8,18 @@ from ..errors import EnvironmentMissing, GateFailed
 from ._app import console, print_json
 
 
-def show_check(path: Path, json_out: bool = False, extra: dict | None = None):
-    """Print the rule check of a TFLite file and what this host has; returns (report, tools)."""
+def show_check(path: Path, json_out: bool = False, extra: dict | None = None, json_path: Path | None = None):
+    """Print the rule check of a TFLite file and what this host has (and write it as JSON to `json_path`);
+    returns (report, tools)."""
     from ..edgetpu import RULES_SOURCE, check_tflite, tools
 
     rep, have = check_tflite(path), tools()
+    if json_path is not None:
+        import json
+
+        from ..fsutil import write_text
+
+        write_text(json_path, json.dumps({**(extra or {}), "edgetpu": rep.as_dict(), "host": have.as_dict()}, indent=1))
     if json_out:
         print_json({**(extra or {}), "edgetpu": rep.as_dict(), "host": have.as_dict()})
         return rep, have
@@ -47,14 +54,14 @@ def gate(rep) -> None:
                          f"{first.op} ({first.reason})")
 
 
-def bench_edgetpu(model: Path, json_out: bool = False) -> None:
+def bench_edgetpu(model: Path, json_path: str | None = None) -> None:
     """`bench MODEL --device coral-edge-tpu`: the checks, then exit 3, since timing needs what this host lacks."""
     from ..errors import BadInput
 
     if Path(model).suffix.lower() != ".tflite":
         raise BadInput(f"{model}: the Edge TPU runs TFLite files",
                        f"export first: mnetctl export {model} --format tflite --precision int8 -o model.tflite")
-    rep, have = show_check(Path(model), json_out)
+    rep, have = show_check(Path(model), json_path == "-", json_path=Path(json_path) if json_path not in (None, "-") else None)
     gate(rep)
     missing = have.missing()
     if missing:

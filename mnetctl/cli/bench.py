@@ -110,7 +110,7 @@ def bench_cmd(
     if is_edgetpu_profile(device or (profile and str(profile))):  # checks only: timing needs the device
         from ._edgetpu import bench_edgetpu
 
-        return bench_edgetpu(model, json_out=json_path == "-")
+        return bench_edgetpu(model, json_path)
     check_model_path(model)
     prof = load_profile(profile if profile is not None else device) if (device or profile) else None
     with flag_names(_FLAGS):
