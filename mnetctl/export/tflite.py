@@ -10,7 +10,9 @@ precision
          (`ranges.py`; averaged over batches of 10 where the model's own `quant.settings` say
          moving_average, as `quantize` does for V3), the image input from its preprocessing range.
   mixed  int8 exactly where the QDQ model is int8 and float32 where it kept layers float, with QUANTIZE /
-         DEQUANTIZE at the borders: the same computation as ONNX Runtime runs on the QDQ file.
+         DEQUANTIZE at the borders: the same computation as ONNX Runtime runs on the QDQ file. The float
+         layers' weights stay int8 in the file (the int8 storage `quantize` gave them) behind a DEQUANTIZE
+         of the constant, which LiteRT evaluates once: the file keeps int8 size.
   fp32   float32 throughout (from a float model; a QDQ model's weights are taken dequantized).
   auto   int8 for a QDQ model, fp32 otherwise.
 
@@ -95,6 +97,17 @@ class _Lowering:
         if scale is not None:
             t.scale, t.zero_point, t.axis = np.asarray(scale, np.float32), np.asarray(zero), axis
         return self.fm.add(t)
+
+    def float_weight(self, op: Op, weight: Const, w: np.ndarray, layout, qdim: int, out_ch: int, gate: bool) -> int:
+        """A float conv weight: stored int8 + DEQUANTIZE where the model stores it as int8 (mixed), else float32."""
+        if self.precision == "mixed" and weight.ints is not None and weight.ints.dtype == np.int8:
+            q, ws = _weight_int8(Const(w, weight.ints, None if weight.scale is None else weight.scale / (6.0 if gate else 1.0),
+                                       weight.zero_point, weight.axis), 0, out_ch)
+            src = self.const(f"{op.name}.weight.int8", np.transpose(q, layout), "int8", ws, np.zeros(out_ch, np.int64), qdim)
+            dst = self.fm.add(Tensor(f"{op.name}.weight", tuple(np.transpose(q, layout).shape), "float32"))
+            self.emit("DEQUANTIZE", [src], [dst], node=op.name)
+            return dst
+        return self.const(f"{op.name}.weight", np.transpose(w.astype(np.float32), layout), "float32")
 
     def get(self, name: str, dtype: str, node: str) -> int:
         """The tensor in the wanted type, through QUANTIZE / DEQUANTIZE if it exists only in the other."""
@@ -222,7 +235,7 @@ class _Lowering:
                             np.zeros(out_ch, np.int64), 0)
             yt = self.define(out_name, "int8", out_shape, quant)
         else:
-            wt = self.const(f"{op.name}.weight", np.transpose(w.astype(np.float32), layout), "float32")
+            wt = self.float_weight(op, weight, w, layout, qdim, out_ch, gate)
             bt = self.const(f"{op.name}.bias", b.astype(np.float32), "float32")
             yt = self.fm.add(Tensor(f"{op.name}.relu", out_shape, "float32")) if gate else \
                 self.define(out_name, "float32", out_shape)
@@ -320,7 +333,8 @@ class _Lowering:
             bt = self.const(f"{op.name}.bias", bq.astype(np.int32), "int32", (s_in * ws).astype(np.float32),
                             np.zeros(out_ch, np.int64), 0)
         else:
-            wt = self.const(f"{op.name}.weight", w.astype(np.float32), "float32")
+            wt = self.float_weight(op, weight, w, (0, 1), 0, out_ch, False) if axis == 0 else \
+                self.const(f"{op.name}.weight", w.astype(np.float32), "float32")
             bt = self.const(f"{op.name}.bias", b, "float32")
         y = self.define(op.output, dtype, (1, out_ch))
         self.emit("FULLY_CONNECTED", [tx, wt, bt], [y], "FullyConnectedOptions", node=op.name,
