@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "sweep",
     "tune",
     "train",
+    "export",
 ]
 
 for _name in COMMAND_MODULES:

@@ -105,6 +105,12 @@ def bench_cmd(
     model = models[0]
     if device and profile:
         raise BadInput("give --device NAME or --profile PATH, not both")
+    from ..edgetpu import is_edgetpu_profile
+
+    if is_edgetpu_profile(device or (profile and str(profile))):  # checks only: timing needs the device
+        from ._edgetpu import bench_edgetpu
+
+        return bench_edgetpu(model, json_path)
     check_model_path(model)
     prof = load_profile(profile if profile is not None else device) if (device or profile) else None
     with flag_names(_FLAGS):
