@@ -31,7 +31,7 @@ def resolve_padding(padding: str, weights: str) -> str:
 def build_model(
     arch: str,
     width: float = 1.0,
-    resolution: int = 224,
+    resolution: int | None = None,
     classes: int | None = None,
     weights: str = "random",
     seed: int = 0,
@@ -44,8 +44,13 @@ def build_model(
     crop_fraction: float | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    output_stride: int | None = None,
+    postprocess: str = "graph",
 ) -> onnx.ModelProto:
-    """Build a MobileNet as an onnx.ModelProto.
+    """Build a MobileNet (or DeepLabV3 on one, `heads.deeplab`) as an onnx.ModelProto.
+
+    resolution: None = the architecture's default (224; DeepLabV3: 513, or a checkpoint's own input size).
+    output_stride, postprocess: DeepLabV3 only (`build_deeplab`).
 
     weights: "random" (seeded He init), "pretrained" (the shipped checkpoint for arch/width), or a
     path to a TFLite checkpoint of the same architecture.
@@ -64,18 +69,18 @@ def build_model(
     (None: centre crop 0.875; mean/std from an integer input's quantization, else [-1, 1]). mean/std: one value
     for all channels or three (RGB), in pixel units 0..255.
     """
-    validate_opset(opset)
-    if input_format not in ("float-nchw", "uint8-nhwc"):
-        raise BadInput(f"input_format must be 'float-nchw' or 'uint8-nhwc', got {input_format!r}")
-    if precision not in ("fp32", "int8"):
-        raise BadInput(f"precision must be fp32 or int8, got {precision!r}")
-    if int8_layout not in INT8_LAYOUTS:
-        raise BadInput(f"int8_layout must be {' or '.join(INT8_LAYOUTS)}, got {int8_layout!r}")
-    if precision == "int8" and weights == "random":
-        raise BadInput(
-            "--precision int8 imports a quantized checkpoint's own quantization; random weights have none",
-            "use --weights pretrained or a .tflite checkpoint, or build fp32 and run `mnetctl quantize`",
-        )
+    from .heads import deeplab
+
+    if deeplab.resolve(arch):
+        return build_deeplab(width, resolution, classes, weights, seed, padding, opset, input_format, precision,
+                             int8_layout, labels, mean, std, output_stride, postprocess)
+    if output_stride is not None:
+        raise BadInput(f"output_stride applies to segmentation backbones ({deeplab.ARCH}), not to {arch}")
+    if resolution is None:
+        from .specs import FAMILIES, resolve_arch
+
+        resolution = FAMILIES[resolve_arch(arch)].default_resolution
+    _check_common(opset, input_format, precision, int8_layout, weights)
     checkpoint = None
     if weights == "random":
         cfg = decode(arch, width, resolution, 1000 if classes is None else classes)
@@ -111,6 +116,28 @@ def build_model(
         meta = _with_labels(meta, labels)
     if checkpoint is None or precision == "fp32":
         return emit(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
+    return _checkpoint_int8(emit, cfg, checkpoint, meta, pad, opset, input_format, int8_layout)
+
+
+def _check_common(opset: int, input_format: str, precision: str, int8_layout: str, weights: str) -> None:
+    validate_opset(opset)
+    if input_format not in ("float-nchw", "uint8-nhwc"):
+        raise BadInput(f"input_format must be 'float-nchw' or 'uint8-nhwc', got {input_format!r}")
+    if precision not in ("fp32", "int8"):
+        raise BadInput(f"precision must be fp32 or int8, got {precision!r}")
+    if int8_layout not in INT8_LAYOUTS:
+        raise BadInput(f"int8_layout must be {' or '.join(INT8_LAYOUTS)}, got {int8_layout!r}")
+    if precision == "int8" and weights == "random":
+        raise BadInput(
+            "--precision int8 imports a quantized checkpoint's own quantization; random weights have none",
+            "use --weights pretrained or a .tflite checkpoint, or build fp32 and run `mnetctl quantize`",
+        )
+
+
+def _checkpoint_int8(emit_fn, cfg, checkpoint, meta: ModelMeta, pad: str, opset: int, input_format: str,
+                     int8_layout: str) -> onnx.ModelProto:
+    """The float graph of `cfg` carrying the checkpoint's own quantization as QDQ (see build_model)."""
+    params = checkpoint.params
     if pad != "same":
         raise BadInput("precision int8 needs the checkpoint's own padding: use --padding auto or same")
     from .quant.nodes import float_node_names, int8_edges
@@ -119,7 +146,7 @@ def build_model(
     from .weights.tflite_qdq import (activation_quantization, drop_fused_activation_inputs, quantized_weights,
                                      symmetric_int8)
 
-    float_model = emit(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
+    float_model = emit_fn(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
     qweights = quantized_weights(checkpoint)
     activations = activation_quantization(checkpoint, float_model)
     floating: list[str] = []
@@ -148,6 +175,71 @@ def build_model(
         store_float_weights_int8(model, floating)
         drop_zero_points(model)
     return model
+
+
+def build_deeplab(
+    width: float = 1.0,
+    resolution: int | None = None,
+    classes: int | None = None,
+    weights: str = "random",
+    seed: int = 0,
+    padding: str = "auto",
+    opset: int = DEFAULT_OPSET,
+    input_format: str = "float-nchw",
+    precision: str = "fp32",
+    int8_layout: str = "cpu",
+    labels: "Sequence[str] | Path | str | None" = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    output_stride: int | None = None,
+    postprocess: str = "graph",
+) -> onnx.ModelProto:
+    """DeepLabV3 + MobileNetV2 (`heads.deeplab`) as an onnx.ModelProto, `mnetctl.task` = segmentation.
+
+    weights "random": seeded He init at `resolution` (default 513), `output_stride` (default 16), `classes`
+    (default 21); a checkpoint fixes the output stride and classes, and its input size is the default resolution.
+    postprocess "graph": bilinear upsampling + ArgMax in the graph (int64 class map [N, R, R]); "host": the
+    upsampled logits [N, K, R, R] (the task takes the argmax).
+    """
+    from .graph import emit_deeplab
+    from .heads.deeplab import DEFAULT_OUTPUT_STRIDE, DEFAULT_RESOLUTION, PASCAL_CLASSES, decode_deeplab
+
+    _check_common(opset, input_format, precision, int8_layout, weights)
+    checkpoint = None
+    if weights == "random":
+        cfg = decode_deeplab(width, resolution or DEFAULT_RESOLUTION, output_stride or DEFAULT_OUTPUT_STRIDE,
+                             PASCAL_CLASSES if classes is None else classes, postprocess)
+        from .weights.random_init import random_weights
+
+        params = random_weights(cfg, seed)
+        meta = ModelMeta(task="segmentation", weights="random", seed=seed, resize="full", crop_fraction=1.0,
+                         label_offset=0)
+    else:
+        from .weights.deeplab_import import load_deeplab
+
+        checkpoint = load_deeplab(weights, width, resolution, output_stride, classes, postprocess)
+        cfg, params, meta = checkpoint.cfg, checkpoint.params, checkpoint.meta
+        if labels is None and checkpoint.labels is not None:
+            labels = checkpoint.labels
+    pad = resolve_padding(padding, weights)
+    meta = replace(
+        meta,
+        arch=cfg.arch,
+        width=cfg.width,
+        resolution=cfg.resolution,
+        classes=cfg.classes,
+        padding=pad,
+        opset=opset,
+        input_format=input_format,
+        layout="NHWC" if input_format == "uint8-nhwc" else "NCHW",
+        version=__version__,
+    ).with_extra(output_stride=cfg.output_stride, postprocess=cfg.postprocess)
+    meta = _with_preprocessing(meta, None, mean, std)
+    if labels is not None:
+        meta = _with_labels(meta, labels)
+    if checkpoint is None or precision == "fp32":
+        return emit_deeplab(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
+    return _checkpoint_int8(emit_deeplab, cfg, checkpoint, meta, pad, opset, input_format, int8_layout)
 
 
 MIN_CROP_FRACTION = 0.05  # as data.Preprocessor accepts

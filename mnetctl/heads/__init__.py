@@ -1,0 +1,1 @@
+"""Task heads on MobileNet backbones (detection, segmentation), as data."""
