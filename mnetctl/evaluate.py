@@ -128,10 +128,12 @@ def evaluate(
     threads: int | None = None,
     on_progress: ProgressFn | None = None,
     session=None,
+    truth: Path | str | None = None,
 ) -> EvalResult:
     """The task metric of `model` (a handle or a path) on labelled images (default: the task's shipped set).
 
     session: an onnxruntime session of the model configured by the caller (default: a plain CPU session).
+    truth: where ground truth other than class labels lies (segmentation: the masks folder; see the task).
 
     data: a folder/CSV/image path (see `mnetctl.data.find_samples`) or a list of Samples (walked once, by
     the caller, e.g. a sweep that evaluates many variants on the same images).
@@ -143,7 +145,7 @@ def evaluate(
     if data is None:
         data = task.default_eval_dir()
     if isinstance(data, (str, Path)):
-        samples = find_samples(data, limit, flag="data", names=handle.label_names)
+        samples = find_samples(data, limit, flag="data", names=handle.label_names, labels=task.needs_labels())
         data_name = str(data)
     else:
         samples = list(data)[:limit] if limit else list(data)
@@ -159,12 +161,13 @@ def evaluate(
                 "eval needs labels: DIR/<wnid>/*.JPEG, DIR/<wnid>_*.JPEG or a CSV of file,label",
             )
         task.check_labels(handle, [s.label for s in samples])
+    samples, checked = task.prepare(handle, samples, truth)
     session = session if session is not None else handle.session(threads)
     pre = handle.preprocessor
-    eff_batch = handle.fixed_batch or min(int(batch), len(samples))
+    eff_batch = handle.fixed_batch or min(int(batch), len(samples), task.max_batch or int(batch))
     check_batch_memory(eff_batch, pre)
     run = _Runner(session, handle)
-    metric = task.metric(handle)
+    metric = task.metric(handle) if checked is None else task.metric(handle, checked)
     failed: list[tuple[str, str]] = []
     label = f"eval {Path(handle.name).name}"
     done = 0
@@ -216,14 +219,16 @@ def predict(
     run = _Runner(handle.session(threads), handle)
     pre = handle.preprocessor
     results: list[Prediction] = []
+    make = getattr(handle.task, "prediction", None)  # a task's own result type (e.g. a class map per pixel)
     for path in paths:
         try:
-            x = pre(load_image(path))[None]
+            rgb = load_image(path)
+            x = pre(rgb)[None]
         except BadInput as exc:  # BadImage
             prefix = f"{path}: "
             msg = exc.message[len(prefix):] if exc.message.startswith(prefix) else exc.message
             results.append(Prediction(str(path), [], msg))
             continue
         (decoded,) = handle.task.decode(handle, run(x), top)
-        results.append(Prediction(str(path), decoded))
+        results.append(make(str(path), decoded, rgb, handle) if make else Prediction(str(path), decoded))
     return results

@@ -13,9 +13,9 @@ from ._app import app, console
 
 @app.command()
 def build(
-    arch: Annotated[str, typer.Argument(help="v1, v2, v3-large or v3-small.", show_default=False)],
+    arch: Annotated[str, typer.Argument(help="v1, v2, v3-large, v3-small, or deeplabv3-v2 (segmentation).", show_default=False)],
     width: Annotated[float, typer.Option("--width", "-w", help="Width multiplier (> 0).")] = 1.0,
-    resolution: Annotated[int, typer.Option("--resolution", "-r", help="Input side in pixels (>= 32).")] = 224,
+    resolution: Annotated[Optional[int], typer.Option("--resolution", "-r", help="Input side in pixels (>= 32) [default: 224; deeplabv3-v2: 513 or the checkpoint's].", show_default=False)] = None,
     classes: Annotated[Optional[int], typer.Option("--classes", help="Classifier outputs [default: 1000; TF checkpoints: 1001].", show_default=False)] = None,
     weights: Annotated[str, typer.Option("--weights", help="random | pretrained | PATH to a .tflite checkpoint.")] = "random",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random (He) init.")] = 0,
@@ -28,6 +28,8 @@ def build(
     crop_fraction: Annotated[Optional[float], typer.Option("--crop-fraction", help="Centre crop of the short side the model was trained with (1 = the whole image) [default: 0.875].", show_default=False)] = None,
     mean: Annotated[Optional[str], typer.Option("--mean", help="Input mean in pixel units, one value or R,G,B [default: from an integer checkpoint's input quantization, else 127.5 ([-1, 1] input)].", show_default=False)] = None,
     std: Annotated[Optional[str], typer.Option("--std", help="Input std in pixel units, one value or R,G,B (255 with --mean 0: [0, 1] input) [default: as --mean].", show_default=False)] = None,
+    output_stride: Annotated[Optional[int], typer.Option("--output-stride", help="deeplabv3-v2: backbone output stride 8 | 16 [default: 16, or the checkpoint's].", show_default=False)] = None,
+    postprocess: Annotated[str, typer.Option("--postprocess", help="deeplabv3-v2: graph (resize + ArgMax in the graph: a class map) | host (upsampled logits out).")] = "graph",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file [default: models/<arch>-<width>-<res>.onnx, .int8.onnx for int8].", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the output path.")] = False,
 ) -> None:
@@ -37,31 +39,49 @@ def build(
     from ..fsutil import check_writable
     from ..specs import default_filename, format_width, resolve_arch, validate_resolution, validate_width
 
-    name = resolve_arch(arch)
+    from ..heads import deeplab
+
+    name = deeplab.ARCH if deeplab.resolve(arch) else resolve_arch(arch)
     validate_width(width)
-    validate_resolution(resolution)
+    if resolution is None and name != deeplab.ARCH:
+        from ..specs import FAMILIES
+
+        resolution = FAMILIES[name].default_resolution
+    if resolution is not None:
+        validate_resolution(resolution)
     if weights not in ("random", "pretrained"):
         wpath = Path(weights)
         if not wpath.is_file():
             raise BadInput(f"--weights {weights}: no such checkpoint file", "use random, pretrained or a path to a .tflite file")
-    out = output or Path("models") / default_filename(name, width, resolution)
-    if output is None and precision == "int8":  # beside the float build, named like `mnetctl quantize` output
-        out = out.with_name(out.stem + ".int8.onnx")
     from ..weights.registry import pretrained_dir
 
-    # the checkpoint read (pretrained ones in the shipped folder) is never overwritten
-    check_writable(out, inputs=(pretrained_dir() if weights == "pretrained" else None if weights == "random" else Path(weights),
-                                *(() if labels is None else (labels,))))
+    def target(res: int) -> Path:
+        out = output or Path("models") / default_filename(name, width, res)
+        if output is None and precision == "int8":  # beside the float build, named like `mnetctl quantize` output
+            out = out.with_name(out.stem + ".int8.onnx")
+        # the checkpoint read (pretrained ones in the shipped folder) is never overwritten
+        check_writable(out, inputs=(pretrained_dir() if weights == "pretrained" else None if weights == "random" else Path(weights),
+                                    *(() if labels is None else (labels,))))
+        return out
+
+    out = target(resolution) if resolution is not None or output is not None or name != deeplab.ARCH else None
     model = build_model(name, width, resolution, classes, weights, seed, padding, opset, input_format, precision=precision,
                         int8_layout=int8_layout, labels=labels, crop_fraction=crop_fraction,
-                        mean=_numbers("--mean", mean), std=_numbers("--std", std))
+                        mean=_numbers("--mean", mean), std=_numbers("--std", std), output_stride=output_stride,
+                        postprocess=postprocess)
+    from ..meta import read_meta
+
+    resolution = read_meta(model).resolution
+    out = out or target(resolution)  # a checkpoint's own input size names the file
     save_model(model, out)
     if quiet:
         console.print(str(out))
         return
     stats = analyze(model)
+    shape = stats.outputs[0]['shape']
+    classes_out = read_meta(model).classes if name == deeplab.ARCH else shape[-1]
     console.print(
-        f"[green]wrote[/] {out}  [dim]{name} width {format_width(width)} res {resolution} classes {stats.outputs[0]['shape'][-1]}"
+        f"[green]wrote[/] {out}  [dim]{name} width {format_width(width)} res {resolution} classes {classes_out}"
         f" | {stats.macs / 1e6:.1f} M MACs, {stats.params / 1e6:.3f} M params | opset {opset} IR {model.ir_version}"
         f" | weights {weights}{f' | labels {labels}' if labels is not None else ''}{f' | int8 (checkpoint quantization, {int8_layout} layout)' if precision == 'int8' else ''}[/]"
     )

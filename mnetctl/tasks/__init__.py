@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..errors import BadInput
 from .base import Metric, Task
 from .classification import ClassificationTask
+from .segmentation import SegmentationTask
 
 TASKS: dict[str, Task] = {}
 
@@ -26,5 +27,6 @@ def get_task(name: str) -> Task:
 
 
 register(ClassificationTask())
+register(SegmentationTask())
 
 __all__ = ["TASKS", "Metric", "Task", "get_task", "register"]

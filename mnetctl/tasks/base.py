@@ -30,6 +30,13 @@ class Task(ABC):
     name: str = ""
     #: the metric a sweep ranks variants by, a key of `Metric.result()`
     headline: str = ""
+    #: the most images per inference call eval uses (None: as asked), for tasks with large outputs
+    max_batch: int | None = None
+
+    def prepare(self, model: "Model", samples: list, truth: Any = None) -> tuple[list, Any]:
+        """The samples eval scores and the checked ground truth the metric reads besides them (`truth`: where it
+        lies, e.g. a folder of masks). Default: the samples as they are, no extra ground truth."""
+        return samples, None
 
     @abstractmethod
     def inspect_outputs(self, proto, meta, inp: "InputSpec", path: str) -> Any:
