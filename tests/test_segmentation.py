@@ -155,7 +155,6 @@ def test_pixels_agree_with_litert(seg_models, tag):
     assert (ours == theirs).mean() >= 0.98
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("width,layout,floor", [(1.0, "cpu", 0.98), (1.0, "checkpoint", 0.99),
                                                  (0.5, "cpu", 0.97), (0.5, "checkpoint", 0.99)])
 def test_int8_imports_agree_with_litert(tmp_path, width, layout, floor):
@@ -239,3 +238,57 @@ def test_segmentation_model_on_classification_data(seg_models, capsys):
 def test_mask_flag_on_a_classifier(pretrained_small, tmp_path, capsys):
     _one_line_exit_2(["predict", str(pretrained_small), str(BIRD), "--mask", str(tmp_path / "m.png")], capsys,
                      "apply to segmentation models")
+
+
+# ------------------------------------------------------------------------------------------------
+# downstream: quantize, bench, sweep
+
+
+def test_quantize_calibrates_on_any_folder_and_reports_miou(seg_models, tmp_path):
+    from mnetctl.quant.pipeline import quantize_model
+
+    from .conftest import CALIB
+
+    rep = quantize_model(seg_models["float-257"], tmp_path / "q.onnx", calib=CALIB, samples=10,
+                         eval_data=SEG / "images")
+    assert rep.headline == "miou" and rep.eval_n == 1 and rep.calib_samples == 10
+    assert rep.headline_drop is not None and rep.headline_drop <= 2.0  # at most 2 points of mIoU lost
+    assert rep.top1_before is None  # no top-1 for a segmentation model
+
+
+def test_quantize_gate_on_miou(seg_models, tmp_path):
+    from mnetctl.errors import GateFailed
+    from mnetctl.quant.pipeline import quantize_model
+
+    with pytest.raises(GateFailed, match="miou"):
+        quantize_model(seg_models["float-257"], tmp_path / "q.onnx", samples=1, eval_data=SEG / "images",
+                       max_drop=-50.0)  # int8 would have to gain 50 points
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_bench_json_on_the_host_profile(seg_models, tmp_path):
+    out = tmp_path / "bench.json"
+    rc = main(["bench", str(seg_models["float-257"]), "-D", "host", "--iterations", "3", "--warmup", "1",
+               "--json", str(out)])
+    assert rc in (0, 1)  # 1: a budget of the host profile failed; the report is written either way
+    doc = json.loads(out.read_text())
+    assert doc["latency_ms"]["p50"] > 0 and doc["iterations"] == 3
+
+
+def test_sweep_over_backbone_widths_has_a_miou_frontier(tmp_path):
+    rc = main(["sweep", "--arch", "deeplabv3-v2", "--widths", "1.0,0.5", "--resolutions", "257",
+               "--precisions", "fp32", "--iterations", "3", "--max-seconds", "0", "--out", str(tmp_path / "out"),
+               "--cache", str(tmp_path / "cache")])
+    assert rc == 0
+    doc = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert {v["width"] for v in doc["variants"]} == {1.0, 0.5}
+    assert all(v["headline"] == "miou" and 0 < v["score"] < 1 for v in doc["variants"])
+    assert any(v["pareto"] for v in doc["variants"])
+    assert (tmp_path / "out" / "pareto.png").is_file()
+
+
+def test_sweep_refuses_mixed_tasks():
+    from mnetctl.sweep import plan_variants
+
+    with pytest.raises(BadInput, match="one task"):
+        plan_variants(["v2", "deeplabv3-v2"], precisions=["fp32"])

@@ -99,10 +99,13 @@ def _print_quant(rep) -> None:
         rows.append(["top-5", f"{100 * rep.top5_before:.2f}%", f"{100 * rep.top5_after:.2f}%",
                      f"{100 * (rep.top5_after - rep.top5_before):+.2f} pts"])
         rows.append(["top-1 agreement", "", f"{100 * rep.agreement:.1f}%", f"on {rep.eval_n} images"])
+    elif rep.headline_before is not None:
+        rows.append([rep.headline, f"{100 * rep.headline_before:.2f}%", f"{100 * rep.headline_after:.2f}%",
+                     f"{-rep.headline_drop:+.2f} pts on {rep.eval_n} images"])
     sp = rep.speed
     if sp is not None:
         rows.append(["p50 latency", f"{sp['fp32_p50_ms']:.3f} ms", f"{sp['int8_p50_ms']:.3f} ms", sp["summary"]])
-    extra = [f"+ {rep.seconds_eval:.1f} s eval"] if rep.top1_before is not None else []
+    extra = [f"+ {rep.seconds_eval:.1f} s eval"] if rep.headline_before is not None else []
     extra += [f"+ {rep.seconds_speed:.1f} s timing"] if sp is not None else []
     rows.append(["time", "", f"{rep.seconds_quantize:.1f} s", " ".join(extra)])
     print_table([Col("", "words", justify="right"), Col("float"), Col("int8"), Col("change")], rows,

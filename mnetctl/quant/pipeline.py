@@ -60,6 +60,9 @@ class QuantReport:
     top1_after: float | None = None
     top5_after: float | None = None
     agreement: float | None = None  # share of images with the same top-1 class in float and int8
+    headline: str | None = None  # the task's metric (Task.headline: top1, miou, ...), before/after
+    headline_before: float | None = None
+    headline_after: float | None = None
     seconds_eval: float = 0.0
     speed: dict[str, Any] | None = None  # float vs int8 latency (quant.speed.SpeedReport.as_dict), if measured
     seconds_speed: float = 0.0
@@ -76,6 +79,13 @@ class QuantReport:
         return round(100.0 * (self.top1_before - self.top1_after), 9)  # 0.70 - 0.69 is 1 point, not 1.0000000000000009
 
     @property
+    def headline_drop(self) -> float | None:
+        """The task's metric lost by quantization, in percentage points (negative: int8 is better)."""
+        if self.headline_before is None or self.headline_after is None:
+            return None
+        return round(100.0 * (self.headline_before - self.headline_after), 9)
+
+    @property
     def seconds(self) -> float:
         return self.seconds_quantize + self.seconds_eval + self.seconds_speed
 
@@ -83,6 +93,7 @@ class QuantReport:
         data = asdict(self)
         data["size_ratio"] = round(self.size_ratio, 3)
         data["top1_drop"] = None if self.top1_drop is None else round(self.top1_drop, 3)
+        data["headline_drop"] = None if self.headline_drop is None else round(self.headline_drop, 3)
         data["seconds"] = round(self.seconds, 3)
         for key in ("seconds_quantize", "seconds_calibrate", "seconds_eval", "seconds_speed", "simplify_max_abs_diff"):
             data[key] = float(f"{data[key]:.4g}")
@@ -124,7 +135,7 @@ def default_eval_data(model: Model | Path | str) -> Path | None:
     """The labelled images a before/after report uses when given none: the task's shipped sample (ImageNet),
     or None for a model with classes of its own (trained with `mnetctl train`, a custom-class checkpoint)."""
     model = as_model(model)
-    if model.meta.classes not in (1000, 1001):
+    if model.task.name == "classification" and model.meta.classes not in (1000, 1001):
         return None
     return model.task.default_eval_dir()
 
@@ -181,8 +192,8 @@ def quantize_model(
     calib_samples = find_samples(calib_src, int(samples), flag="calib", labels=False)
     check = load_check_images(model, calib_samples[:CHECK_SAMPLES], calib_src)
     calib_sha = calibration_hash(calib_samples)
-    eval_samples = (find_samples(eval_data, eval_limit, flag="eval_data", names=model.label_names)
-                    if eval_data is not None else None)
+    eval_samples = (find_samples(eval_data, eval_limit, flag="eval_data", names=model.label_names,
+                                 labels=model.task.needs_labels()) if eval_data is not None else None)
 
     # Load the extension modules before any temporary file exists: a Ctrl-C that landed while one was being
     # imported was seen to surface as a TypeError ("expected a message argument") instead of KeyboardInterrupt.
@@ -231,6 +242,13 @@ def quantize_model(
                 int8 = dataclasses.replace(model, path=tmp_out, proto=qmodel, meta=qmeta)
                 evaluate_pair(rep, model, int8, eval_samples, on_progress)
                 rep.eval_data = str(eval_data)
+                if max_drop is not None and rep.headline != "top1" and rep.headline_drop is not None \
+                        and rep.headline_drop > float(max_drop):
+                    raise GateFailed(
+                        f"int8 {rep.headline} {100 * rep.headline_after:.2f}% is {rep.headline_drop:.2f} points below "
+                        f"float {100 * rep.headline_before:.2f}% (limit {float(max_drop):g}); {out} not written",
+                        "try moving-average or percentile calibration, or keep the sensitive layers in float",
+                    )
                 if max_drop is not None and rep.top1_drop is not None and rep.top1_drop > float(max_drop):
                     raise GateFailed(
                         f"int8 top-1 {100 * rep.top1_after:.2f}% is {rep.top1_drop:.2f} points below float "
@@ -319,6 +337,11 @@ def evaluate_pair(rep: QuantReport, float_model: Model, int8_model: Model, sampl
     before = evaluate(float_model, samples, on_progress=_relabel(on_progress, f"eval {stem} (float)"))
     after = evaluate(int8_model, samples, on_progress=_relabel(on_progress, f"eval {stem} (int8)"))
     rep.eval_n = before.n
+    rep.headline = float_model.task.headline
+    rep.headline_before, rep.headline_after = before.metrics.get(rep.headline), after.metrics.get(rep.headline)
+    if float_model.task.name != "classification":
+        rep.seconds_eval = time.perf_counter() - t
+        return
     rep.top1_before, rep.top5_before = before.top1, before.top5
     rep.top1_after, rep.top5_after = after.top1, after.top5
     pairs = dict(zip(before.paths, before.predictions))
