@@ -292,3 +292,9 @@ def test_sweep_refuses_mixed_tasks():
 
     with pytest.raises(BadInput, match="one task"):
         plan_variants(["v2", "deeplabv3-v2"], precisions=["fp32"])
+
+
+def test_compare_refuses_a_segmentation_model_in_one_line(seg_models, capsys):
+    pytest.importorskip("ai_edge_litert")
+    _one_line_exit_2(["compare", str(seg_models["float-257"]), "--tflite", "pretrained"], capsys,
+                     "compare measures classifiers")
