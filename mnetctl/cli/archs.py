@@ -30,11 +30,22 @@ def archs(as_json: JsonFlag = False, wide: WideFlag = False) -> None:
                 for c in PRETRAINED if c.arch == fam.name
             ],
         })
+    from ..heads import deeplab
+    from ..weights.registry import SEGMENTATION
+
+    macs, params = deeplab.decode_deeplab().count_macs_params()
+    rows.append({
+        "arch": deeplab.ARCH, "title": deeplab.TITLE, "paper": deeplab.PAPER, "widths": list(deeplab.WIDTHS),
+        "resolutions": list(deeplab.RESOLUTIONS), "blocks": len(deeplab.decode_deeplab().blocks),
+        "macs_at_default": macs, "params_at_default": params, "task": "segmentation",
+        "pretrained": [{"width": c.width, "trained_resolution": c.trained_resolution, "output_stride": c.output_stride,
+                        "files": list(c.files), "license": c.license} for c in SEGMENTATION],
+    })
     if as_json:
         print_json({"archs": rows})
         return
     cols = [Col("arch", "words"), Col("paper", "words", drop=4), Col("widths", "words", drop=2),
-            Col("resolutions", "words", drop=3), Col("blocks", drop=5), Col("MACs / params (1.0, 224)", justify="left", drop=1),
+            Col("resolutions", "words", drop=3), Col("blocks", drop=5), Col("MACs / params (1.0, 224; DeepLab 513)", justify="left", drop=1),
             Col("pretrained widths (trained res)", "words")]
     cells = []
     for r in rows:
