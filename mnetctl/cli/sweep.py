@@ -99,7 +99,7 @@ def sweep(
 
 def _print_table(result, device: str, metric: str, wide: bool) -> None:
     """One row per variant, fastest first; the latency column of --metric is always shown."""
-    headline = result.variants[0].headline if result.variants else "top1"
+    headline = getattr(result.variants[0], "headline", "top1") if result.variants else "top1"
     cols = [Col("variant", "words"), Col("MACs M", drop=3), Col("MB", drop=2),
             Col("top-1" if headline == "top1" else headline), Col("top-5" if headline == "top1" else "-", drop=4),
             Col("p50 ms", drop=0 if metric == "p50" else 1), Col("p50 95% CI", drop=3),
@@ -110,7 +110,7 @@ def _print_table(result, device: str, metric: str, wide: bool) -> None:
         hits = [k for k, v in r.cached.items() if v]
         cached = "all" if len(hits) == len(r.cached) else (",".join(hits) or "-")
         ci, load, ties = getattr(r, "p50_ci95_ms", None), getattr(r, "other_load", None), getattr(r, "ties_with", [])
-        rows.append([r.name, f"{r.macs / 1e6:.1f}", f"{r.size_mb:.2f}", f"{100 * r.score:.1f}%",
+        rows.append([r.name, f"{r.macs / 1e6:.1f}", f"{r.size_mb:.2f}", f"{100 * getattr(r, 'score', r.top1):.1f}%",
                      f"{100 * r.top5:.1f}%" if headline == "top1" else "",
                      f"{r.p50_ms:.3f}", "" if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}", f"{r.p90_ms:.3f}",
                      "" if load is None else f"{load:.2f}", "" if r.speedup is None else f"{r.speedup:.2f}x",
