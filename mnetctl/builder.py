@@ -72,6 +72,8 @@ def build_model(
     from .heads import deeplab
 
     if deeplab.resolve(arch):
+        if crop_fraction is not None:
+            raise BadInput("crop_fraction: DeepLabV3 resizes the whole image to its input size; it takes no crop")
         return build_deeplab(width, resolution, classes, weights, seed, padding, opset, input_format, precision,
                              int8_layout, labels, mean, std, output_stride, postprocess)
     if output_stride is not None:

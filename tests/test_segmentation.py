@@ -298,3 +298,16 @@ def test_compare_refuses_a_segmentation_model_in_one_line(seg_models, capsys):
     pytest.importorskip("ai_edge_litert")
     _one_line_exit_2(["compare", str(seg_models["float-257"]), "--tflite", "pretrained"], capsys,
                      "compare measures classifiers")
+
+
+def test_masks_given_to_a_classifier_eval(pretrained_small, capsys):
+    _one_line_exit_2(["eval", str(pretrained_small), "--masks", str(SEG / "masks"), "--limit", "2"], capsys,
+                     "--masks")
+
+
+def test_crop_fraction_is_refused_for_deeplab(capsys):
+    _one_line_exit_2(["build", "deeplabv3-v2", "--crop-fraction", "0.9", "-o", "/dev/null"], capsys, "takes no crop")
+
+
+def test_bad_output_stride_names_the_flag(capsys):
+    _one_line_exit_2(["build", "deeplabv3-v2", "--output-stride", "4", "-o", "/dev/null"], capsys, "--output-stride")

@@ -147,6 +147,8 @@ PARAM_FLAGS = {
     "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "optimizer": "--optimizer",
     "label_smoothing": "--label-smoothing", "dropout": "--dropout", "weight_decay": "--weight-decay",
     "hidden": "--hidden", "patience": "--patience", "views": "--views", "val_split": "--val-split",
+    "masks": "--masks", "output_stride": "--output-stride", "postprocess": "--postprocess", "mask": "--mask",
+    "draw": "--draw",
 }
 
 

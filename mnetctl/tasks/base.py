@@ -35,7 +35,12 @@ class Task(ABC):
 
     def prepare(self, model: "Model", samples: list, truth: Any = None) -> tuple[list, Any]:
         """The samples eval scores and the checked ground truth the metric reads besides them (`truth`: where it
-        lies, e.g. a folder of masks). Default: the samples as they are, no extra ground truth."""
+        lies, e.g. a folder of masks). Default: the samples as they are, no extra ground truth (refused if given)."""
+        if truth is not None:
+            from ..errors import BadInput
+
+            raise BadInput(f"masks {truth}: {self.name} eval scores class labels and reads no masks",
+                           "--masks is for segmentation models")
         return samples, None
 
     @abstractmethod
