@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from ..errors import BadInput
 from ..specs import (V2_ROWS, V2_STEM, ArchConfig, Block, ParamLayer, make_divisible, validate_resolution,
