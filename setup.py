@@ -15,7 +15,7 @@ from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
 # Mirrors the folders of mnetctl/resources.py KINDS (only the shipped part of models/ and data/).
-SHIPPED = ("models/pretrained", "profiles", "data/imagenet-sample", "data/coco-10")
+SHIPPED = ("models/pretrained", "profiles", "data/imagenet-sample", "data/coco-10", "data/segmentation")
 _SKIP = shutil.ignore_patterns(".*", "__pycache__", "*.pyc")
 
 

@@ -44,8 +44,13 @@ def build_model(
     crop_fraction: float | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    output_stride: int | None = None,
+    postprocess: str = "graph",
 ) -> onnx.ModelProto:
-    """Build a MobileNet as an onnx.ModelProto.
+    """Build a MobileNet (or DeepLabV3 on one, `heads.deeplab`) as an onnx.ModelProto.
+
+    resolution: None = the architecture's default (224; DeepLabV3: 513, or a checkpoint's own input size).
+    output_stride, postprocess: DeepLabV3 only (`build_deeplab`).
 
     weights: "random" (seeded He init), "pretrained" (the shipped checkpoint for arch/width), or a
     path to a TFLite checkpoint of the same architecture.
@@ -53,7 +58,7 @@ def build_model(
     precision: "fp32" (float weights, dequantized from a checkpoint) or "int8": a QDQ model carrying the
     checkpoint's own quantization (its integer weights, scales and zero points, and its activation
     quantization); needs an integer checkpoint.
-    int8_layout: "cpu" (default; detectors: "checkpoint", see `build_ssd_model`): laid out for ONNX Runtime's CPU kernels, as `mnetctl quantize` does: int8
+    int8_layout: "cpu" (default): laid out for ONNX Runtime's CPU kernels, as `mnetctl quantize` does: int8
     weights with zero point 0 and per-channel scales (multiples of the checkpoint's, its values where they
     fit), and the layers `quantize` keeps float by default computed in float on the checkpoint's
     values (stored as int8); "checkpoint": the checkpoint's integers, scales and zero points on every
@@ -64,26 +69,33 @@ def build_model(
     (None: centre crop 0.875; mean/std from an integer input's quantization, else [-1, 1]). mean/std: one value
     for all channels or three (RGB), in pixel units 0..255.
     """
+    from .heads import deeplab
     from .heads.ssd import resolve_ssd
 
     if resolve_ssd(arch) is not None:  # a detector: SSD on a MobileNet backbone
+        for name, value in (("crop_fraction", crop_fraction), ("mean", mean), ("std", std),
+                            ("output_stride", output_stride)):
+            if value is not None:
+                raise BadInput(f"{name}: not an option of detectors ({arch} takes the whole image, resized)")
         return build_ssd_model(arch, width, resolution, classes, weights, seed, padding, opset, input_format, precision,
-                               labels=labels, **({} if int8_layout is None else {"int8_layout": int8_layout}))
+                               labels=labels, postprocess=postprocess,
+                               **({} if int8_layout is None else {"int8_layout": int8_layout}))
+    if deeplab.resolve(arch):
+        if crop_fraction is not None:
+            raise BadInput("crop_fraction: DeepLabV3 resizes the whole image to its input size; it takes no crop")
+        return build_deeplab(1.0 if width is None else width, resolution, classes, weights, seed, padding, opset,
+                             input_format, precision, int8_layout or "cpu", labels, mean, std, output_stride, postprocess)
+    if output_stride is not None:
+        raise BadInput(f"output_stride applies to segmentation backbones ({deeplab.ARCH}), not to {arch}")
+    if postprocess != "graph":
+        raise BadInput(f"postprocess applies to detectors and segmenters, not to {arch}")
     width = 1.0 if width is None else width
-    resolution = 224 if resolution is None else resolution
-    int8_layout = "cpu" if int8_layout is None else int8_layout
-    validate_opset(opset)
-    if input_format not in ("float-nchw", "uint8-nhwc"):
-        raise BadInput(f"input_format must be 'float-nchw' or 'uint8-nhwc', got {input_format!r}")
-    if precision not in ("fp32", "int8"):
-        raise BadInput(f"precision must be fp32 or int8, got {precision!r}")
-    if int8_layout not in INT8_LAYOUTS:
-        raise BadInput(f"int8_layout must be {' or '.join(INT8_LAYOUTS)}, got {int8_layout!r}")
-    if precision == "int8" and weights == "random":
-        raise BadInput(
-            "--precision int8 imports a quantized checkpoint's own quantization; random weights have none",
-            "use --weights pretrained or a .tflite checkpoint, or build fp32 and run `mnetctl quantize`",
-        )
+    int8_layout = int8_layout or "cpu"
+    if resolution is None:
+        from .specs import FAMILIES, resolve_arch
+
+        resolution = FAMILIES[resolve_arch(arch)].default_resolution
+    _check_common(opset, input_format, precision, int8_layout, weights)
     checkpoint = None
     if weights == "random":
         cfg = decode(arch, width, resolution, 1000 if classes is None else classes)
@@ -119,42 +131,12 @@ def build_model(
         meta = _with_labels(meta, labels)
     if checkpoint is None or precision == "fp32":
         return emit(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
-    if pad != "same":
-        raise BadInput("precision int8 needs the checkpoint's own padding: use --padding auto or same")
-    float_model = emit(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
-    return _checkpoint_int8(cfg, checkpoint, float_model, meta, int8_layout)
+    _check_checkpoint_padding(pad)
+    return _checkpoint_int8(cfg, checkpoint, emit(cfg, params, meta, padding=pad, opset=opset, input_format=input_format),
+                            meta, int8_layout)
 
 
-POSTPROCESS = ("graph", "host")
-
-
-def build_ssd_model(
-    arch: str,
-    width: float | None = None,
-    resolution: int | None = None,
-    classes: int | None = None,
-    weights: str = "random",
-    seed: int = 0,
-    padding: str = "auto",
-    opset: int = DEFAULT_OPSET,
-    input_format: str = "float-nchw",
-    precision: str = "fp32",
-    int8_layout: str = "checkpoint",
-    labels: "Sequence[str] | Path | str | None" = None,
-    postprocess: str = "graph",
-) -> onnx.ModelProto:
-    """Build an SSD detector (`mnetctl.heads.ssd`) as an onnx.ModelProto.
-
-    width/resolution None: the family's defaults (ssd-v1: 0.75 and 300, as the COCO checkpoint). weights, padding,
-    precision and int8_layout as `build_model`, but int8_layout defaults to "checkpoint": the checkpoint's own integers
-    on every layer give LiteRT's detections (the "cpu" layout's re-gridded weights move class scores by up to ~0.02 and
-    flip near-tied classes); a pretrained checkpoint brings its own COCO label names.
-    postprocess: "graph" (box decoding + NonMaxSuppression in the graph, TFLite's four outputs) or "host" (the graph
-    ends at box encodings and class scores; `mnetctl.tasks.detection` decodes them with the same anchors).
-    """
-    from .graph import emit_ssd
-    from .heads.ssd import decode_ssd, detection_extra
-
+def _check_common(opset: int, input_format: str, precision: str, int8_layout: str, weights: str) -> None:
     validate_opset(opset)
     if input_format not in ("float-nchw", "uint8-nhwc"):
         raise BadInput(f"input_format must be 'float-nchw' or 'uint8-nhwc', got {input_format!r}")
@@ -162,44 +144,20 @@ def build_ssd_model(
         raise BadInput(f"precision must be fp32 or int8, got {precision!r}")
     if int8_layout not in INT8_LAYOUTS:
         raise BadInput(f"int8_layout must be {' or '.join(INT8_LAYOUTS)}, got {int8_layout!r}")
-    if postprocess not in POSTPROCESS:
-        raise BadInput(f"postprocess must be graph or host, got {postprocess!r}")
     if precision == "int8" and weights == "random":
-        raise BadInput("--precision int8 imports a quantized checkpoint's own quantization; random weights have none",
-                       "use --weights pretrained or a .tflite checkpoint, or build fp32 and run `mnetctl quantize`")
-    cfg = decode_ssd(arch, width, resolution, classes)
-    checkpoint = None
-    if weights == "random":
-        from .weights.random_init import random_weights
+        raise BadInput(
+            "--precision int8 imports a quantized checkpoint's own quantization; random weights have none",
+            "use --weights pretrained or a .tflite checkpoint, or build fp32 and run `mnetctl quantize`",
+        )
 
-        params = random_weights(cfg, seed)
-        anchors = cfg.anchors()
-        meta = ModelMeta(task="detection", weights="random", seed=seed, label_offset=1, resize="full", crop_fraction=1.0)
-    else:
-        from .weights.ssd_import import load_ssd_checkpoint
 
-        checkpoint = load_ssd_checkpoint(cfg, weights)
-        params, meta, anchors = checkpoint.params, checkpoint.meta, checkpoint.anchors
-        if labels is None:
-            labels = checkpoint.labels
-    pad = resolve_padding(padding, weights)
-    meta = replace(meta, arch=cfg.arch, width=cfg.width, resolution=cfg.resolution, classes=cfg.classes, padding=pad,
-                   opset=opset, input_format=input_format, layout="NHWC" if input_format == "uint8-nhwc" else "NCHW",
-                   version=__version__)
-    meta = meta.with_extra(**detection_extra(cfg, anchors, postprocess))
-    if labels is not None:
-        meta = _with_labels(meta, labels)
-    float_model = emit_ssd(cfg, params, meta, anchors, padding=pad, opset=opset, input_format=input_format,
-                           postprocess=postprocess)
-    if checkpoint is None or precision == "fp32":
-        return float_model
+def _check_checkpoint_padding(pad: str) -> None:
     if pad != "same":
         raise BadInput("precision int8 needs the checkpoint's own padding: use --padding auto or same")
-    return _checkpoint_int8(cfg, checkpoint, float_model, meta, int8_layout)
 
 
 def _checkpoint_int8(cfg, checkpoint, float_model: onnx.ModelProto, meta: ModelMeta, int8_layout: str) -> onnx.ModelProto:
-    """The float model carrying the checkpoint's own quantization as QDQ (`build --precision int8`)."""
+    """The float model of `cfg` carrying the checkpoint's own quantization as QDQ (`build --precision int8`)."""
     from .quant.nodes import float_node_names, int8_edges
     from .quant.settings import ALWAYS_FLOAT, default_settings
     from .quant.storage import drop_zero_points, store_float_weights_int8
@@ -234,6 +192,136 @@ def _checkpoint_int8(cfg, checkpoint, float_model: onnx.ModelProto, meta: ModelM
         store_float_weights_int8(model, floating)
         drop_zero_points(model)
     return model
+
+
+POSTPROCESS = ("graph", "host")
+
+
+def build_ssd_model(
+    arch: str,
+    width: float | None = None,
+    resolution: int | None = None,
+    classes: int | None = None,
+    weights: str = "random",
+    seed: int = 0,
+    padding: str = "auto",
+    opset: int = DEFAULT_OPSET,
+    input_format: str = "float-nchw",
+    precision: str = "fp32",
+    int8_layout: str = "checkpoint",
+    labels: "Sequence[str] | Path | str | None" = None,
+    postprocess: str = "graph",
+) -> onnx.ModelProto:
+    """Build an SSD detector (`mnetctl.heads.ssd`) as an onnx.ModelProto.
+
+    width/resolution None: the family's defaults (ssd-v1: 0.75 and 300, as the COCO checkpoint). weights, padding,
+    precision and int8_layout as `build_model`, but int8_layout defaults to "checkpoint": the checkpoint's own integers
+    on every layer give LiteRT's detections (the "cpu" layout's re-gridded weights move class scores by up to ~0.02 and
+    flip near-tied classes); a pretrained checkpoint brings its own COCO label names.
+    postprocess: "graph" (box decoding + NonMaxSuppression in the graph, TFLite's four outputs) or "host" (the graph
+    ends at box encodings and class scores; `mnetctl.tasks.detection` decodes them with the same anchors).
+    """
+    from .graph import emit_ssd
+    from .heads.ssd import decode_ssd, detection_extra
+
+    _check_common(opset, input_format, precision, int8_layout, weights)
+    if postprocess not in POSTPROCESS:
+        raise BadInput(f"postprocess must be graph or host, got {postprocess!r}")
+    cfg = decode_ssd(arch, width, resolution, classes)
+    checkpoint = None
+    if weights == "random":
+        from .weights.random_init import random_weights
+
+        params = random_weights(cfg, seed)
+        anchors = cfg.anchors()
+        meta = ModelMeta(task="detection", weights="random", seed=seed, label_offset=1, resize="full", crop_fraction=1.0)
+    else:
+        from .weights.ssd_import import load_ssd_checkpoint
+
+        checkpoint = load_ssd_checkpoint(cfg, weights)
+        params, meta, anchors = checkpoint.params, checkpoint.meta, checkpoint.anchors
+        if labels is None:
+            labels = checkpoint.labels
+    pad = resolve_padding(padding, weights)
+    meta = replace(meta, arch=cfg.arch, width=cfg.width, resolution=cfg.resolution, classes=cfg.classes, padding=pad,
+                   opset=opset, input_format=input_format, layout="NHWC" if input_format == "uint8-nhwc" else "NCHW",
+                   version=__version__)
+    meta = meta.with_extra(**detection_extra(cfg, anchors, postprocess))
+    if labels is not None:
+        meta = _with_labels(meta, labels)
+    float_model = emit_ssd(cfg, params, meta, anchors, padding=pad, opset=opset, input_format=input_format,
+                           postprocess=postprocess)
+    if checkpoint is None or precision == "fp32":
+        return float_model
+    _check_checkpoint_padding(pad)
+    return _checkpoint_int8(cfg, checkpoint, float_model, meta, int8_layout)
+
+
+def build_deeplab(
+    width: float = 1.0,
+    resolution: int | None = None,
+    classes: int | None = None,
+    weights: str = "random",
+    seed: int = 0,
+    padding: str = "auto",
+    opset: int = DEFAULT_OPSET,
+    input_format: str = "float-nchw",
+    precision: str = "fp32",
+    int8_layout: str = "cpu",
+    labels: "Sequence[str] | Path | str | None" = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    output_stride: int | None = None,
+    postprocess: str = "graph",
+) -> onnx.ModelProto:
+    """DeepLabV3 + MobileNetV2 (`heads.deeplab`) as an onnx.ModelProto, `mnetctl.task` = segmentation.
+
+    weights "random": seeded He init at `resolution` (default 513), `output_stride` (default 16), `classes`
+    (default 21); a checkpoint fixes the output stride and classes, and its input size is the default resolution.
+    postprocess "graph": bilinear upsampling + ArgMax in the graph (int64 class map [N, R, R]); "host": the
+    upsampled logits [N, K, R, R] (the task takes the argmax).
+    """
+    from .graph import emit_deeplab
+    from .heads.deeplab import DEFAULT_OUTPUT_STRIDE, DEFAULT_RESOLUTION, PASCAL_CLASSES, decode_deeplab
+
+    _check_common(opset, input_format, precision, int8_layout, weights)
+    checkpoint = None
+    if weights == "random":
+        cfg = decode_deeplab(width, resolution or DEFAULT_RESOLUTION, output_stride or DEFAULT_OUTPUT_STRIDE,
+                             PASCAL_CLASSES if classes is None else classes, postprocess)
+        from .weights.random_init import random_weights
+
+        params = random_weights(cfg, seed)
+        meta = ModelMeta(task="segmentation", weights="random", seed=seed, resize="full", crop_fraction=1.0,
+                         label_offset=0)
+    else:
+        from .weights.deeplab_import import load_deeplab
+
+        checkpoint = load_deeplab(weights, width, resolution, output_stride, classes, postprocess)
+        cfg, params, meta = checkpoint.cfg, checkpoint.params, checkpoint.meta
+        if labels is None and checkpoint.labels is not None:
+            labels = checkpoint.labels
+    pad = resolve_padding(padding, weights)
+    meta = replace(
+        meta,
+        arch=cfg.arch,
+        width=cfg.width,
+        resolution=cfg.resolution,
+        classes=cfg.classes,
+        padding=pad,
+        opset=opset,
+        input_format=input_format,
+        layout="NHWC" if input_format == "uint8-nhwc" else "NCHW",
+        version=__version__,
+    ).with_extra(output_stride=cfg.output_stride, postprocess=cfg.postprocess)
+    meta = _with_preprocessing(meta, None, mean, std)
+    if labels is not None:
+        meta = _with_labels(meta, labels)
+    if checkpoint is None or precision == "fp32":
+        return emit_deeplab(cfg, params, meta, padding=pad, opset=opset, input_format=input_format)
+    _check_checkpoint_padding(pad)
+    return _checkpoint_int8(cfg, checkpoint, emit_deeplab(cfg, params, meta, padding=pad, opset=opset,
+                                                         input_format=input_format), meta, int8_layout)
 
 
 MIN_CROP_FRACTION = 0.05  # as data.Preprocessor accepts

@@ -218,10 +218,11 @@ def compare(
     threads, iterations, warmup = check_threads(threads), check_runs(iterations, "iterations", 1), check_runs(warmup, "warmup", 0)
     load_litert()  # first: a missing LiteRT is reported before any other work
     onnx_side = OnnxRunner(model, threads, session)
-    meta = onnx_side.io.meta
     if onnx_side.io.task.name != "classification":
-        raise BadInput(f"compare runs classifiers; {model} is a {onnx_side.io.task.name} model",
-                       "for SSD against LiteRT see scripts/ssd_vs_litert.py; time it with mnetctl bench")
+        raise BadInput(f"compare runs classifiers (top-1 agreement with LiteRT); {model} is a "
+                       f"{onnx_side.io.task.name} model",
+                       "time it with `mnetctl bench`; `mnetctl eval` scores it on its ground truth")
+    meta = onnx_side.io.meta
     lite = LiteRTRunner(_litert_files(tflite, meta), threads)
     pre = Preprocessor.from_meta(meta)
     mismatch = _mismatch(onnx_side, pre.resolution, lite)

@@ -613,3 +613,98 @@ def failure_reason(message: str, path: Path | str) -> str:
     """A BadImage message without its leading `PATH: ` (reports print the path once, next to the reason)."""
     prefix = f"{path}: "
     return message[len(prefix):] if message.startswith(prefix) else message
+
+
+# --------------------------------------------------------------------------------------------
+# Segmentation masks (class-index images) and pictures
+
+
+def voc_palette(n: int = 256) -> np.ndarray:
+    """The Pascal VOC colour map: class i -> RGB, its index bits spread over the colour bits, high bits first."""
+    out = np.zeros((n, 3), np.uint8)
+    for i in range(n):
+        c, r, g, b = i, 0, 0, 0
+        for shift in range(7, -1, -1):
+            r |= (c & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        out[i] = (r, g, b)
+    return out
+
+
+def load_mask(path: Path | str) -> np.ndarray:
+    """A ground-truth mask as HxW uint8 class indices (255: ignore).
+
+    Grey images (and colour images whose three channels agree) hold the indices themselves; colour images
+    are read as the Pascal VOC colour map (as VOC's palette PNGs decode), any other colour is an error.
+    """
+    cv2 = _cv2()
+    path = Path(path)
+    data = read_image_bytes(path)
+    if not data:
+        raise BadImage(f"{path}: empty file")
+    try:
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except (cv2.error, MemoryError) as exc:
+        raise BadImage(f"{path}: cannot decode ({short(exc)})") from None
+    if arr is None or arr.size == 0:
+        raise BadImage(f"{path}: not a decodable mask image")
+    if arr.dtype != np.uint8:
+        raise BadImage(f"{path}: mask pixels are {arr.dtype}; a mask holds 8-bit class indices")
+    if arr.ndim == 2:
+        return arr
+    rgb = cv2.cvtColor(arr[:, :, :3], cv2.COLOR_BGR2RGB)
+    if np.array_equal(rgb[:, :, 0], rgb[:, :, 1]) and np.array_equal(rgb[:, :, 0], rgb[:, :, 2]):
+        return np.ascontiguousarray(rgb[:, :, 0])
+    codes = (rgb[:, :, 0].astype(np.int32) << 16) | (rgb[:, :, 1].astype(np.int32) << 8) | rgb[:, :, 2]
+    pal = voc_palette()
+    keys = (pal[:, 0].astype(np.int32) << 16) | (pal[:, 1].astype(np.int32) << 8) | pal[:, 2]
+    order = np.argsort(keys)
+    pos = np.searchsorted(keys[order], codes)
+    pos = np.clip(pos, 0, len(keys) - 1)
+    found = keys[order][pos] == codes
+    if not found.all():
+        y, x = np.argwhere(~found)[0]
+        raise BadImage(f"{path}: pixel ({x}, {y}) has colour {tuple(int(v) for v in rgb[y, x])}, which is no class "
+                       "of the Pascal VOC colour map; give class indices as a grey image")
+    return order[pos].astype(np.uint8)
+
+
+def image_size(path: Path | str) -> tuple[int, int]:
+    """(width, height) of an image file, from its header where possible."""
+    data = read_image_bytes(path)
+    size = dimensions(data)
+    if size is not None:
+        return size
+    rgb = load_image(path)
+    return rgb.shape[1], rgb.shape[0]
+
+
+def resize_nearest(labels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A class map resized to width x height by nearest neighbour (class indices are never blended)."""
+    if labels.shape[:2] == (height, width):
+        return labels
+    return _cv2().resize(labels, (int(width), int(height)), interpolation=_cv2().INTER_NEAREST)
+
+
+def encode_image(pixels: np.ndarray, suffix: str) -> bytes:
+    """HxW grey or HxWx3 RGB uint8 pixels encoded as `suffix` (.png, .jpg, .bmp); BadInput for another suffix."""
+    cv2 = _cv2()
+    suffix = suffix.lower()
+    if suffix not in (".png", ".jpg", ".jpeg", ".bmp"):
+        raise BadInput(f"cannot write a {suffix or 'suffix-less'} image; use .png, .jpg or .bmp")
+    arr = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(suffix, arr)
+    if not ok:
+        raise BadInput(f"cannot encode the image as {suffix}")
+    return buf.tobytes()
+
+
+def overlay(rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.5, skip: int | None = 0) -> np.ndarray:
+    """The class map drawn over the image in the VOC colours (class `skip`, e.g. background, left as it is)."""
+    colours = voc_palette()[labels]
+    out = rgb.astype(np.float32)
+    mask = np.ones(labels.shape, bool) if skip is None else labels != skip
+    out[mask] = (1 - alpha) * out[mask] + alpha * colours[mask]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)

@@ -132,6 +132,7 @@ def evaluate(
     on_progress: ProgressFn | None = None,
     session=None,
     annotations: Path | str | None = None,
+    truth: Path | str | None = None,
 ) -> EvalResult:
     """The task metric of `model` (a handle or a path) on labelled images (default: the task's shipped set).
 
@@ -139,6 +140,7 @@ def evaluate(
     with the default images: their shipped instances.json). Refused for tasks with per-image labels.
 
     session: an onnxruntime session of the model configured by the caller (default: a plain CPU session).
+    truth: where ground truth other than class labels lies (segmentation: the masks folder; see the task).
 
     data: a folder/CSV/image path (see `mnetctl.data.find_samples`) or a list of Samples (walked once, by
     the caller, e.g. a sweep that evaluates many variants on the same images).
@@ -159,8 +161,7 @@ def evaluate(
     if data is None:
         data = task.default_eval_dir()
     if isinstance(data, (str, Path)):
-        samples = find_samples(data, limit, flag="data", names=handle.label_names,
-                               labels=not task.needs_annotations)
+        samples = find_samples(data, limit, flag="data", names=handle.label_names, labels=task.needs_labels())
         data_name = str(data)
     else:
         samples = list(data)[:limit] if limit else list(data)
@@ -176,9 +177,10 @@ def evaluate(
                 "eval needs labels: DIR/<wnid>/*.JPEG, DIR/<wnid>_*.JPEG or a CSV of file,label",
             )
         task.check_labels(handle, [s.label for s in samples])
+    samples, checked = task.prepare(handle, samples, truth)
     session = session if session is not None else handle.session(threads)
     pre = handle.preprocessor
-    eff_batch = handle.fixed_batch or min(int(batch), len(samples))
+    eff_batch = handle.fixed_batch or min(int(batch), len(samples), task.max_batch or int(batch))
     check_batch_memory(eff_batch, pre)
     run = _Runner(session, handle)
     if task.needs_annotations:
@@ -186,7 +188,7 @@ def evaluate(
 
         metric = task.metric(handle, load_ground_truth(annotations, samples))
     else:
-        metric = task.metric(handle)
+        metric = task.metric(handle) if checked is None else task.metric(handle, checked)
     failed: list[tuple[str, str]] = []
     label = f"eval {Path(handle.name).name}"
     done = 0
@@ -253,5 +255,5 @@ def predict(
             continue
         task = handle.task
         (decoded,) = task.decode(handle, run(x), 0 if task.needs_annotations else top)
-        results.append(task.prediction(str(path), decoded, image.shape[:2], min_score=float(min_score)))
+        results.append(task.prediction(str(path), decoded, image, handle, min_score=float(min_score)))
     return results

@@ -55,16 +55,18 @@ def ir_version_for(opset: int) -> int:
     return helper.find_min_ir_version_for([helper.make_opsetid("", opset)])
 
 
-def pads_for(size: int, kernel: int, stride: int, padding: Padding) -> tuple[list[int], int]:
-    """ONNX pads [top, left, bottom, right] and the output size for a square input of side `size`."""
+def pads_for(size: int, kernel: int, stride: int, padding: Padding, dilation: int = 1) -> tuple[list[int], int]:
+    """ONNX pads [top, left, bottom, right] and the output size for a square input of side `size`
+    (a dilated kernel spans (kernel - 1) * dilation + 1 pixels)."""
+    span = (kernel - 1) * dilation + 1
     out = math.ceil(size / stride)
     if padding == "same":
-        total = max((out - 1) * stride + kernel - size, 0)
+        total = max((out - 1) * stride + span - size, 0)
         begin = total // 2
         end = total - begin
     else:
-        begin = end = kernel // 2
-        out = (size + begin + end - kernel) // stride + 1
+        begin = end = span // 2
+        out = (size + begin + end - span) // stride + 1
     return [begin, begin, end, end], out
 
 
@@ -117,23 +119,25 @@ class _Emitter:
     def hsigmoid(self, x: str, name: str) -> str:
         return self.node("HardSigmoid", [x], name, alpha=HSIGMOID_ALPHA, beta=HSIGMOID_BETA)
 
-    def conv(self, x: str, layer: str, size: int, kernel: int = 1, stride: int = 1, groups: int = 1) -> tuple[str, int]:
+    def conv(self, x: str, layer: str, size: int, kernel: int = 1, stride: int = 1, groups: int = 1,
+             dilation: int = 1) -> tuple[str, int]:
         w, b = self.param(layer)
-        pads, out = pads_for(size, kernel, stride, self.padding)
+        pads, out = pads_for(size, kernel, stride, self.padding, dilation)
+        attrs = {"dilations": [dilation, dilation]} if dilation != 1 else {}
         y = self.node(
             "Conv", [x, w, b], layer,
-            kernel_shape=[kernel, kernel], strides=[stride, stride], pads=pads, group=groups,
+            kernel_shape=[kernel, kernel], strides=[stride, stride], pads=pads, group=groups, **attrs,
         )
         return y, out
 
     # -- blocks -------------------------------------------------------------------------------
-    def block(self, x: str, blk: Block, size: int) -> tuple[str, int]:
+    def block(self, x: str, blk: Block, size: int, dilation: int = 1) -> tuple[str, int]:
         p = f"blocks.{blk.index}"
         inp = x
         if blk.has_expand:
             x, _ = self.conv(x, f"{p}.expand", size)
             x = self.act(x, blk.act, f"{p}.expand.act")
-        x, size = self.conv(x, f"{p}.dw", size, blk.kernel, blk.stride, groups=blk.exp_ch)
+        x, size = self.conv(x, f"{p}.dw", size, blk.kernel, blk.stride, groups=blk.exp_ch, dilation=dilation)
         if blk.dw_act:
             x = self.act(x, blk.act, f"{p}.dw.act")
         if blk.se_ch:
@@ -221,6 +225,27 @@ class _Emitter:
         self.nodes.append(helper.make_node("Cast", [kept], [DETECTION_OUTPUTS[3]], name=f"{p}.count", to=TensorProto.FLOAT))
 
 
+def _checked_emitter(weights: Weights, padding: Padding, opset: int) -> "_Emitter":
+    opset = validate_opset(opset)
+    if padding not in ("symmetric", "same"):
+        raise BadInput(f"padding must be 'symmetric' or 'same', got {padding!r}")
+    return _Emitter(weights, padding, opset)
+
+
+def _model(e: "_Emitter", name: str, graph_input, graph_output, meta: ModelMeta, doc: str) -> onnx.ModelProto:
+    graph = helper.make_graph(e.nodes, name, [graph_input], [graph_output], list(e.inits.values()))
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", e.opset)],
+        producer_name="mnetctl",
+        producer_version=meta.version,
+        ir_version=ir_version_for(e.opset),
+    )
+    model.doc_string = doc
+    write_meta(model, meta)
+    return model
+
+
 def emit(
     cfg: ArchConfig,
     weights: Weights,
@@ -230,10 +255,7 @@ def emit(
     input_format: InputFormat = "float-nchw",
 ) -> onnx.ModelProto:
     """Emit the deploy-form ONNX model of `cfg` with the given weights and metadata."""
-    opset = validate_opset(opset)
-    if padding not in ("symmetric", "same"):
-        raise BadInput(f"padding must be 'symmetric' or 'same', got {padding!r}")
-    e = _Emitter(weights, padding, opset)
+    e = _checked_emitter(weights, padding, opset)
     res = cfg.resolution
     graph_input, x = e.image_input(res, input_format, meta, "batch")
 
@@ -253,21 +275,68 @@ def emit(
     e.nodes.append(helper.make_node("Gemm", [x, w, b], [OUTPUT_NAME], name="head.fc", transB=1))
 
     graph_output = helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", cfg.classes])
-    graph = helper.make_graph(
-        e.nodes, f"mobilenet_{cfg.arch.replace('-', '_')}", [graph_input], [graph_output], list(e.inits.values())
-    )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", opset)],
-        producer_name="mnetctl",
-        producer_version=meta.version,
-        ir_version=ir_version_for(opset),
-    )
-    model.doc_string = (
-        f"{cfg.arch} width {cfg.width:g} resolution {cfg.resolution} classes {cfg.classes}, weights {meta.weights}"
-    )
-    write_meta(model, meta)
-    return model
+    doc = f"{cfg.arch} width {cfg.width:g} resolution {cfg.resolution} classes {cfg.classes}, weights {meta.weights}"
+    return _model(e, f"mobilenet_{cfg.arch.replace('-', '_')}", graph_input, graph_output, meta, doc)
+
+
+# --------------------------------------------------------------------------------------------
+# DeepLabV3 (mnetctl.heads.deeplab): dilated V2 backbone, ASPP (image pooling + 1x1), logits, upsampling
+
+MASK_NAME = "classes"  # int64 [batch, R, R]: the class index of every pixel (postprocess "graph")
+
+
+def _resize(e: "_Emitter", x: str, size: int, name: str, out: str | None = None) -> str:
+    """Bilinear resize of NCHW `x` to size x size, corners aligned (TF's resize_bilinear(align_corners=True))."""
+    shape = e.node("Shape", [x], f"{name}.shape")
+    start = e.const("const.i0", np.array([0], np.int64))
+    stop = e.const("const.i2", np.array([2], np.int64))
+    nc = e.node("Slice", [shape, start, stop], f"{name}.batch_channels")
+    hw = e.const(f"{name}.hw", np.array([size, size], np.int64))
+    sizes = e.node("Concat", [nc, hw], f"{name}.sizes", axis=0)
+    out = out or name
+    e.nodes.append(helper.make_node("Resize", [x, "", "", sizes], [out], name=name, mode="linear",
+                                    coordinate_transformation_mode="align_corners"))
+    return out
+
+
+def emit_deeplab(
+    cfg,
+    weights: Weights,
+    meta: ModelMeta,
+    padding: Padding = "same",
+    opset: int = DEFAULT_OPSET,
+    input_format: InputFormat = "float-nchw",
+) -> onnx.ModelProto:
+    """Emit DeepLabV3 (a `heads.deeplab.DeepLabConfig`): backbone, ASPP, projection, logits, upsampling, and
+    ArgMax (postprocess "graph": int64 class map `classes`) or the upsampled logits (`logits` [N, K, R, R])."""
+    e = _checked_emitter(weights, padding, opset)
+    res = cfg.resolution
+    graph_input, x = e.image_input(res, input_format, meta, "batch")
+    x, size = e.conv(x, "stem.conv", res, 3, 2)
+    x = e.act(x, cfg.stem_act, "stem.act")
+    for blk, dilation in zip(cfg.blocks, cfg.dilations):
+        x, size = e.block(x, blk, size, dilation)
+    feat = x
+    p = e.node("GlobalAveragePool", [feat], "aspp.pool")
+    p, _ = e.conv(p, "aspp.pool.conv", 1)
+    p = e.act(p, "relu", "aspp.pool.act")
+    p = _resize(e, p, size, "aspp.pool.upsample")
+    a, _ = e.conv(feat, "aspp.conv", size)
+    a = e.act(a, "relu", "aspp.conv.act")
+    x = e.node("Concat", [p, a], "aspp.concat", axis=1)
+    x, _ = e.conv(x, "aspp.project", size)
+    x = e.act(x, "relu", "aspp.project.act")
+    x, _ = e.conv(x, "head.logits", size)
+    if cfg.postprocess == "graph":
+        x = _resize(e, x, res, "head.upsample")
+        e.nodes.append(helper.make_node("ArgMax", [x], [MASK_NAME], name="head.argmax", axis=1, keepdims=0))
+        graph_output = helper.make_tensor_value_info(MASK_NAME, TensorProto.INT64, ["batch", res, res])
+    else:
+        _resize(e, x, res, "head.upsample", out=OUTPUT_NAME)
+        graph_output = helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", cfg.classes, res, res])
+    doc = (f"{cfg.arch} width {cfg.width:g} resolution {res} output stride {cfg.output_stride} classes {cfg.classes}, "
+           f"weights {meta.weights}")
+    return _model(e, cfg.arch.replace("-", "_"), graph_input, graph_output, meta, doc)
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,15 +360,13 @@ def emit_ssd(
     box decoding with `anchors` [N, 4] (y, x, h, w) and NonMaxSuppression, ending at TFLite's four outputs
     (boxes [1, max, 4] ymin/xmin/ymax/xmax normalised, classes [1, max] without background, scores [1, max],
     count [1]); with "host", the graph ends at `box_encodings` and `class_scores` (mnetctl decodes on the host)."""
-    opset = validate_opset(opset)
-    if padding not in ("symmetric", "same"):
-        raise BadInput(f"padding must be 'symmetric' or 'same', got {padding!r}")
     if postprocess not in ("graph", "host"):
         raise BadInput(f"postprocess must be 'graph' or 'host', got {postprocess!r}")
     anchors = np.asarray(anchors, np.float32)
     if anchors.shape != (cfg.num_anchors, 4):
         raise ValueError(f"anchors {list(anchors.shape)} do not fit {cfg.num_anchors} anchors")
-    e = _Emitter(weights, padding, opset)
+    e = _checked_emitter(weights, padding, opset)
+    opset = e.opset
     res = cfg.resolution
     graph_input, x = e.image_input(res, input_format, meta, 1)
     x, size = e.conv(x, "stem.conv", res, 3, 2)

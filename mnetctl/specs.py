@@ -193,6 +193,7 @@ class ParamLayer:
     cout: int
     kernel: int = 1
     stride: int = 1
+    dilation: int = 1
 
     @property
     def groups(self) -> int:

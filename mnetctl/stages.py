@@ -56,8 +56,12 @@ def run_eval(model: str, samples: list[list[Any]], threads: int | None) -> dict[
     from .data import Sample
     from .evaluate import evaluate
 
+    from .tasks import get_task
+
     res = evaluate(model, [Sample(Path(p), label) for p, label in samples], threads=threads)
-    return {"top1": res.top1, "top5": res.top5, "n": res.n, "task": res.task, "metrics": res.metrics}
+    headline = get_task(res.task).headline  # what the sweep ranks by: top1, miou, ...
+    return {"top1": res.top1, "top5": res.top5, "n": res.n, "task": res.task, "metrics": res.metrics,
+            "headline": headline, "score": float(res.metrics.get(headline, 0.0))}
 
 
 def eval_key(model: str, samples_digest: str) -> str:

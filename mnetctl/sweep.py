@@ -78,6 +78,12 @@ class VariantResult:
     other_load: float | None = None  # other processes' CPU load while it was timed, in cores (0.2 = a fifth of one)
     loaded_rounds: int = 0  # its rounds kept although other load exceeded max_load (the time cap ran out)
     ties_with: list[str] = field(default_factory=list)  # variants whose p50 interval overlaps this one's
+    headline: str = "top1"  # the task's metric the sweep ranks by (Task.headline: top1, miou, ...)
+    score: float | None = None  # its value (None: top1)
+
+    def __post_init__(self) -> None:
+        if self.score is None:
+            self.score = self.top1
 
     @property
     def name(self) -> str:
@@ -121,7 +127,7 @@ def plan_variants(
         if p not in PRECISIONS:
             raise BadInput(f"precisions: unknown precision {p!r}", f"choose from {', '.join(PRECISIONS)}")
     precs = once("precisions", precs)
-    arch_list = once("archs", [resolve_arch(a) for a in archs]) if archs else (
+    arch_list = once("archs", [_resolve_arch(a) for a in archs]) if archs else (
         sorted({c.arch for c in registry.PRETRAINED}) if weights == "pretrained" else list(FAMILIES)
     )
     width_list = once("widths", [validate_width(w) for w in widths]) if widths else None
@@ -129,23 +135,48 @@ def plan_variants(
     variants: list[Variant] = []
     for arch in arch_list:
         if weights == "pretrained":
-            ckpts = [c for c in registry.PRETRAINED if c.arch == arch]
-            arch_widths = width_list or [c.width for c in ckpts]
+            arch_widths = width_list or registry.widths_with_weights(arch)
         else:
-            ckpts = []
-            arch_widths = width_list or [FAMILIES[arch].default_width]
+            arch_widths = width_list or [FAMILIES[arch].default_width if arch in FAMILIES else 1.0]
         for width in arch_widths:
             ckpt = registry.find(arch, width) if weights == "pretrained" else None
             if weights == "pretrained" and ckpt is None:
                 skipped.append(f"{arch} width {format_width(width)}: no pretrained checkpoint")
                 continue
-            arch_res = res_list or ([ckpt.trained_resolution] if ckpt else [FAMILIES[arch].default_resolution])
+            arch_res = res_list or ([ckpt.trained_resolution] if ckpt else [_default_resolution(arch)])
             for res in arch_res:
                 for prec in precs:
                     variants.append(Variant(arch, width, res, prec))
+    tasks = {_task_of(v.arch) for v in variants}
+    if len(tasks) > 1:
+        raise BadInput(f"archs: a sweep ranks one task's models, got {' and '.join(sorted(tasks))} ones",
+                       "sweep classifiers and segmentation models separately")
     if not variants:
         raise BadInput("the sweep grid is empty", "; ".join(skipped) or "check --arch/--widths/--resolutions")
     return variants, skipped
+
+
+def _resolve_arch(name: str) -> str:
+    from .heads import deeplab
+
+    return deeplab.ARCH if deeplab.resolve(name) else resolve_arch(name)
+
+
+def _default_resolution(arch: str) -> int:
+    from .heads import deeplab
+
+    return deeplab.DEFAULT_RESOLUTION if arch == deeplab.ARCH else FAMILIES[arch].default_resolution
+
+
+def _task_of(arch: str) -> str:
+    from .heads import deeplab
+
+    return "segmentation" if arch == deeplab.ARCH else "classification"
+
+
+def task_of_variants(variants: list[Variant]) -> str:
+    """The task of a (checked, one-task) variant grid."""
+    return _task_of(variants[0].arch) if variants else "classification"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -178,12 +209,13 @@ def selection_budget(profile, budget_ms: float | None = None, metric: Metric | s
 
 
 def select_best(results: list[VariantResult], budget_ms: float, metric: Metric | str = Metric.P50) -> VariantResult | None:
-    """Highest top-1 among the variants whose `metric` latency is within `budget_ms` (ties: the faster one)."""
+    """Highest score (top-1, or the task's headline metric) among the variants whose `metric` latency is within
+    `budget_ms` (ties: the faster one)."""
     metric = parse_metric(metric)
     fitting = [r for r in results if r.latency(metric) <= budget_ms]
     if not fitting:
         return None
-    return max(fitting, key=lambda r: (r.top1, -r.latency(metric)))
+    return max(fitting, key=lambda r: (r.score, -r.latency(metric)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -201,6 +233,7 @@ class SweepSettings:
     iterations: int = 100
     metric: str = "p50"
     calib: Path | None = None  # calibration images [default: the task's shipped set]
+    task: str = "classification"  # the variants' task (sweep.task_of_variants): default images, labels
     fresh: bool = False
     sequential: bool = False  # bench variants one after another instead of interleaved
     max_load: float = 0.2  # interleaved: rounds with more other load (cores) are taken again ...
@@ -237,10 +270,19 @@ def prepare(settings: SweepSettings) -> SweepPlan:
         raise BadInput(f"max_seconds must be >= 0, got {settings.max_seconds}")
     if settings.threads is not None and settings.threads < 1:
         raise BadInput(f"threads must be >= 1, got {settings.threads}")
+    from .tasks import get_task
+
+    task = get_task(settings.task)
     profile = settings.device if isinstance(settings.device, Profile) else load_profile(settings.device)
-    data = Path(settings.data) if settings.data else default_val_dir()
-    samples = find_samples(data, limit=settings.limit, flag="data")
-    calib = Path(settings.calib) if settings.calib else default_calib_dir()
+    data = Path(settings.data) if settings.data else (default_val_dir() if task.name == "classification"
+                                                      else task.default_eval_dir())
+    samples = find_samples(data, limit=settings.limit, flag="data", labels=task.needs_labels())
+    if not task.needs_labels():
+        from .tasks.segmentation import drop_mask_files
+
+        samples = drop_mask_files(samples)
+    calib = Path(settings.calib) if settings.calib else (default_calib_dir() if task.name == "classification"
+                                                         else task.calibration_dir())
     calib_samples = find_samples(calib, flag="calib", labels=False)
     return SweepPlan(settings, profile, data, samples, samples_digest(samples), calib, samples_digest(calib_samples),
                      opset_for_profile(profile))
@@ -379,9 +421,10 @@ def run_sweep(
             latency_ms=lat, providers=t["providers"], model=facts["model"], cached=cached,
             p50_ci95_ms=t.get("p50_ci95_ms"), other_load=t.get("other_load"),
             loaded_rounds=int(timing.get("loaded_rounds", 0)),
+            headline=scores.get("headline", "top1"), score=scores.get("score", scores["top1"]),
         ))
     mark_ties(results)
-    flags = pareto_flags([(r.top1, r.latency(settings.metric)) for r in results])
+    flags = pareto_flags([(r.score, r.latency(settings.metric)) for r in results])
     for r, flag in zip(results, flags):
         r.pareto = flag
     add_speedups(results)
@@ -511,18 +554,19 @@ def _draw_pareto(results: list[VariantResult], path: Path, metric: str) -> None:
     for prec, marker in (("fp32", "o"), ("int8", "s")):
         pts = [r for r in results if r.precision == prec]
         if pts:
-            ax.scatter([r.latency(metric) for r in pts], [100 * r.top1 for r in pts], marker=marker,
+            ax.scatter([r.latency(metric) for r in pts], [100 * r.score for r in pts], marker=marker,
                        s=[70 if r.pareto else 35 for r in pts],
                        c=["tab:red" if r.pareto else "tab:gray" for r in pts], label=prec, zorder=3)
     front = sorted((r for r in results if r.pareto), key=lambda r: r.latency(metric))
     if front:
-        ax.step([r.latency(metric) for r in front], [100 * r.top1 for r in front], where="post",
+        ax.step([r.latency(metric) for r in front], [100 * r.score for r in front], where="post",
                 color="tab:red", lw=1.2, alpha=0.7, label="Pareto frontier", zorder=2)
     for r in results:  # "~": its p50 interval overlaps another variant's (a tie on latency)
-        ax.annotate(r.name + (" ~" if r.ties_with else ""), (r.latency(metric), 100 * r.top1), fontsize=7,
+        ax.annotate(r.name + (" ~" if r.ties_with else ""), (r.latency(metric), 100 * r.score), fontsize=7,
                     xytext=(4, 3), textcoords="offset points")
     ax.set_xlabel(f"latency {metric} (ms, batch 1)")
-    ax.set_ylabel("top-1 (%)")
+    headline = results[0].headline if results else "top1"
+    ax.set_ylabel(f"{'top-1' if headline == 'top1' else headline} (%)")
     ax.set_title("MobileNet variants: accuracy vs latency" + ("  (~ tie: p50 intervals overlap)"
                                                               if any(r.ties_with for r in results) else ""))
     ax.margins(x=0.12, y=0.08)
@@ -536,6 +580,8 @@ def _draw_pareto(results: list[VariantResult], path: Path, metric: str) -> None:
 
 
 def markdown_report(result: SweepResult, metric: str, plot_name: str) -> str:
+    headline = result.variants[0].headline if result.variants else "top1"
+    first, second = ("top-1", "top-5") if headline == "top1" else (headline, "-")
     lines = [
         "# mnetctl sweep",
         "",
@@ -546,7 +592,7 @@ def markdown_report(result: SweepResult, metric: str, plot_name: str) -> str:
         "",
         f"![accuracy vs latency]({plot_name})",
         "",
-        "| variant | precision | MACs (M) | params (M) | size (MB) | top-1 | top-5 | p50 (ms) | p50 95% CI (ms) | p90 (ms) "
+        f"| variant | precision | MACs (M) | params (M) | size (MB) | {first} | {second} | p50 (ms) | p50 95% CI (ms) | p90 (ms) "
         "| other load | x fp32 | Pareto | ties with |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---|",
     ]
@@ -555,7 +601,7 @@ def markdown_report(result: SweepResult, metric: str, plot_name: str) -> str:
         load = "" if r.other_load is None else f"{r.other_load:.2f}"
         lines.append(
             f"| {r.arch} {format_width(r.width)} {r.resolution} | {r.precision} | {r.macs / 1e6:.1f} | {r.params / 1e6:.3f} | "
-            f"{r.size_mb:.2f} | {100 * r.top1:.1f}% | {100 * r.top5:.1f}% | {r.p50_ms:.3f}{' ~' if r.ties_with else ''} | "
+            f"{r.size_mb:.2f} | {100 * r.score:.1f}% | {f'{100 * r.top5:.1f}%' if headline == 'top1' else ''} | {r.p50_ms:.3f}{' ~' if r.ties_with else ''} | "
             f"{ci} | {r.p90_ms:.3f} | {load} | {'' if r.speedup is None else f'{r.speedup:.2f}x'} | "
             f"{'yes' if r.pareto else ''} | {', '.join(r.ties_with)} |"
         )

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from mnetctl.weights.registry import DETECTORS, EXTRA_FILES, PRETRAINED
+from mnetctl.weights.registry import DETECTORS, EXTRA_FILES, PRETRAINED, SEGMENTATION
 
 pytestmark = pytest.mark.venv
 
 REPO = Path(__file__).resolve().parents[1]
 # What a build reads; the rest of the checkout (tests, docs, built models, caches) stays behind.
 BUILD_INPUTS = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "mnetctl", "models/pretrained", "profiles",
-                "data/imagenet-sample", "data/coco-10")
+                "data/imagenet-sample", "data/coco-10", "data/segmentation")
 SHIPPED = {"pretrained": "models/pretrained", "profiles": "profiles", "data": "data"}
 
 
@@ -81,12 +81,13 @@ def _mnetctl(inst: dict, *args: str, **env: str) -> subprocess.CompletedProcess:
 def _shipped_files() -> list[str]:
     """Repository-relative paths that must ship: checkpoints with their licences, profiles, sample data."""
     ckpts = {f for c in PRETRAINED for f in c.files} | set(EXTRA_FILES) | {f for c in DETECTORS for f in (c.file, c.labels)}
+    ckpts |= {f for c in SEGMENTATION for f in c.files} | {c.labels for c in SEGMENTATION if c.labels}
     licences = {str(p.relative_to(REPO / "models/pretrained")) for p in (REPO / "models/pretrained").glob("*/LICENSE*")}
     assert {Path(f).parts[0] for f in ckpts} <= {Path(f).parts[0] for f in licences}, "a checkpoint folder lacks a LICENSE"
     paths = [f"models/pretrained/{f}" for f in sorted(ckpts | licences | {"coral/imagenet_labels.txt"})]
     paths += [str(p.relative_to(REPO)) for p in sorted((REPO / "profiles").glob("*.toml"))]
-    paths += [str(p.relative_to(REPO)) for p in sorted((REPO / "data/imagenet-sample").rglob("*")) if p.is_file()]
-    paths += [str(p.relative_to(REPO)) for p in sorted((REPO / "data/coco-10").rglob("*")) if p.is_file()]
+    for folder in ("data/imagenet-sample", "data/coco-10", "data/segmentation"):
+        paths += [str(p.relative_to(REPO)) for p in sorted((REPO / folder).rglob("*")) if p.is_file()]
     return paths
 
 

@@ -148,6 +148,7 @@ PARAM_FLAGS = {
     "label_smoothing": "--label-smoothing", "dropout": "--dropout", "weight_decay": "--weight-decay",
     "hidden": "--hidden", "patience": "--patience", "views": "--views", "val_split": "--val-split",
     "annotations": "--annotations", "min_score": "--min-score", "postprocess": "--postprocess",
+    "masks": "--masks", "output_stride": "--output-stride", "mask": "--mask", "draw": "--draw",
 }
 
 

@@ -43,6 +43,17 @@ def archs(as_json: JsonFlag = False, wide: WideFlag = False) -> None:
             "pretrained": [{"width": c.width, "trained_resolution": c.trained_resolution, "files": [c.file], "license": c.license}
                            for c in DETECTORS if c.arch == det.name],
         })
+    from ..heads import deeplab
+    from ..weights.registry import SEGMENTATION
+
+    macs, params = deeplab.decode_deeplab().count_macs_params()
+    rows.append({
+        "arch": deeplab.ARCH, "title": deeplab.TITLE, "paper": deeplab.PAPER, "widths": list(deeplab.WIDTHS),
+        "resolutions": list(deeplab.RESOLUTIONS), "blocks": len(deeplab.decode_deeplab().blocks),
+        "macs_at_default": macs, "params_at_default": params, "task": "segmentation",
+        "pretrained": [{"width": c.width, "trained_resolution": c.trained_resolution, "output_stride": c.output_stride,
+                        "files": list(c.files), "license": c.license} for c in SEGMENTATION],
+    })
     if as_json:
         print_json({"archs": rows})
         return

@@ -18,17 +18,18 @@ def predict(
     top: Annotated[int, typer.Option("--top", "-k", help="How many classes to list per image.")] = 5,
     threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="ONNX Runtime intra-op threads.", show_default=False)] = None,
     min_score: Annotated[float, typer.Option("--min-score", help="Detectors: list and draw the boxes scoring at least this.")] = 0.5,
-    draw: Annotated[Optional[Path], typer.Option("--draw", help="Detectors: write the image with its boxes, labels and scores drawn (PNG); with several images, a folder for <name>.png each.", show_default=False)] = None,
+    mask: Annotated[Optional[Path], typer.Option("--mask", help="Segmentation: write the class-index mask (.png); a folder for several images.", show_default=False)] = None,
+    draw: Annotated[Optional[Path], typer.Option("--draw", help="Detectors: the image with its boxes, labels and scores drawn; segmentation: the mask drawn over the image (PNG); a folder for several images.", show_default=False)] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Classify images: top-k labels with softmax probabilities; detectors: boxes [x0, y0, x1, y1] in pixels with
-    label and score (exit 2 if an image cannot be read)."""
+    """Classify images (top-k labels with softmax probabilities), detect objects (boxes [x0, y0, x1, y1] in pixels with
+    label and score) or segment them (classes per pixel; --mask, --draw). Exit 2 if an image cannot be read."""
     from ..evaluate import predict as run_predict
 
     results = run_predict(model, images, top=top, threads=threads, min_score=min_score)
     failed = [r for r in results if r.error]
-    if draw is not None:
-        _draw(results, draw)
+    if mask is not None or draw is not None:
+        _write_pictures(results, mask, draw)
     if json_out:
         print_json([r.as_dict() for r in results])
     else:
@@ -39,6 +40,8 @@ def predict(
             for d in getattr(r, "detections", ()):
                 box = ", ".join(f"{v:.0f}" for v in d.pixels(*r.size))
                 console.print(f"  {100 * d.score:6.2f}%  {d.index:4d}  {d.label:<16} [{box}]")
+            for index, label, pixels, fraction in getattr(r, "summary", lambda: [])():
+                console.print(f"  {100 * fraction:6.2f}%  {index:4d}  {label}  [dim]({pixels} pixels)[/]")
             for index, label, prob in r.top:
                 console.print(f"  {100 * prob:6.2f}%  {index:4d}  {label}")
     for r in results:
@@ -50,16 +53,33 @@ def predict(
         raise BadInput(f"{len(failed)} of {len(results)} images could not be read")
 
 
-def _draw(results, draw: Path) -> None:
-    from ..draw_boxes import draw_prediction
+def _write_pictures(results, mask: Optional[Path], draw: Optional[Path]) -> None:
+    """--mask / --draw: a file for one image, a folder (NAME.png inside) for several."""
+    ok = [r for r in results if not r.error]
+    detector = bool(ok) and hasattr(ok[0], "detections")
+    if ok and not detector and not hasattr(ok[0], "write"):
+        raise BadInput("--mask and --draw apply to detection and segmentation models; this model is a classifier")
+    if detector and mask is not None:
+        raise BadInput("--mask applies to segmentation models; this model is a detector (use --draw)")
+    several = len(results) > 1
 
-    done = [r for r in results if not r.error]
-    if len(results) == 1:
-        if done:
-            draw_prediction(done[0].path, done[0], draw)
-        return
-    if draw.exists() and not draw.is_dir():
-        raise BadInput(f"--draw {draw}: with {len(results)} images --draw names a folder")
-    draw.mkdir(parents=True, exist_ok=True)
-    for r in done:
-        draw_prediction(r.path, r, draw / (Path(r.path).stem + ".png"))
+    def target(folder: Optional[Path], r) -> Optional[Path]:
+        if folder is None:
+            return None
+        if not several:
+            return folder
+        if folder.exists() and not folder.is_dir():
+            raise BadInput(f"{folder}: with {len(results)} images --mask/--draw name a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / (Path(r.path).stem + ".png")
+
+    for r in ok:
+        if detector:
+            from ..draw_boxes import draw_prediction
+
+            out = target(draw, r)
+            draw_prediction(r.path, r, out)
+            err_console.print(f"[green]wrote[/] {out}", soft_wrap=True)
+            continue
+        for path in r.write(mask=target(mask, r), draw=target(draw, r)):
+            err_console.print(f"[green]wrote[/] {path}", soft_wrap=True)

@@ -96,7 +96,8 @@ def _print_quant(rep) -> None:
     )
     rows = [["size", f"{rep.size_before / _MB:.2f} MB", f"{rep.size_after / _MB:.2f} MB", f"{rep.size_ratio:.2f}x smaller"]]
     if rep.metric_before is not None:
-        rows.append([{"map": "mAP@[.5:.95]"}.get(rep.metric, rep.metric), f"{rep.metric_before:.4f}", f"{rep.metric_after:.4f}", f"{-rep.metric_drop:+.2f} pts"])
+        rows.append([{"map": "mAP@[.5:.95]"}.get(rep.metric, rep.metric), f"{rep.metric_before:.4f}", f"{rep.metric_after:.4f}",
+                     f"{-rep.metric_drop:+.2f} pts on {rep.eval_n} images"])
     if rep.top1_before is not None:
         rows.append(["top-1", f"{100 * rep.top1_before:.2f}%", f"{100 * rep.top1_after:.2f}%", f"{-rep.top1_drop:+.2f} pts"])
         rows.append(["top-5", f"{100 * rep.top5_before:.2f}%", f"{100 * rep.top5_after:.2f}%",

@@ -51,7 +51,8 @@ def sweep(
     from ._progress import progress_bar
 
     from ..fsutil import check_writable
-    from ..sweep import SweepSettings, plan_variants, prepare, run_sweep, select_best, selection_budget, write_outputs
+    from ..sweep import (SweepSettings, plan_variants, prepare, run_sweep, select_best, selection_budget,
+                         task_of_variants, write_outputs)
 
     if budget_ms is not None and not select:
         raise BadInput("--budget-ms needs --select (it is the latency budget the selection applies)")
@@ -65,7 +66,7 @@ def sweep(
     check_writable(out / "sweep.json", inputs=(data, Path(device) if Path(device).is_file() else None), flag="--out")
     settings = SweepSettings(weights=weights, data=data, limit=limit, device=device, threads=threads,
                              iterations=iterations, metric=metric, fresh=fresh, sequential=sequential,
-                             max_load=max_load, max_seconds=max_seconds)
+                             max_load=max_load, max_seconds=max_seconds, task=task_of_variants(variants))
     with flag_names({"max_load": "--max-load", "max_seconds": "--max-seconds"}):
         plan = prepare(settings)  # every bad value fails here, before any progress output
     metric = plan.settings.metric
@@ -92,13 +93,15 @@ def sweep(
         if result.selected is None:
             raise GateFailed(f"no variant fits the budget of {limit:g} ms ({on}); fastest is "
                              f"{min(r.latency(on) for r in result.variants):.3f} ms")
-        console.print(f"[green]selected[/] {result.selected.name} (top-1 {100 * result.selected.top1:.1f}%, "
+        console.print(f"[green]selected[/] {result.selected.name} ({result.selected.headline} {100 * result.selected.score:.1f}%, "
                       f"{on} {result.selected.latency(on):.3f} ms) -> {selected_path}")
 
 
 def _print_table(result, device: str, metric: str, wide: bool) -> None:
     """One row per variant, fastest first; the latency column of --metric is always shown."""
-    cols = [Col("variant", "words"), Col("MACs M", drop=3), Col("MB", drop=2), Col("top-1"), Col("top-5", drop=4),
+    headline = getattr(result.variants[0], "headline", "top1") if result.variants else "top1"
+    cols = [Col("variant", "words"), Col("MACs M", drop=3), Col("MB", drop=2),
+            Col("top-1" if headline == "top1" else headline), Col("top-5" if headline == "top1" else "-", drop=4),
             Col("p50 ms", drop=0 if metric == "p50" else 1), Col("p50 95% CI", drop=3),
             Col("p90 ms", drop=0 if metric == "p90" else 1), Col("load", drop=4), Col("x fp32", drop=2),
             Col("front"), Col("tie", drop=1), Col("cached", "words", drop=5)]
@@ -107,7 +110,8 @@ def _print_table(result, device: str, metric: str, wide: bool) -> None:
         hits = [k for k, v in r.cached.items() if v]
         cached = "all" if len(hits) == len(r.cached) else (",".join(hits) or "-")
         ci, load, ties = getattr(r, "p50_ci95_ms", None), getattr(r, "other_load", None), getattr(r, "ties_with", [])
-        rows.append([r.name, f"{r.macs / 1e6:.1f}", f"{r.size_mb:.2f}", f"{100 * r.top1:.1f}%", f"{100 * r.top5:.1f}%",
+        rows.append([r.name, f"{r.macs / 1e6:.1f}", f"{r.size_mb:.2f}", f"{100 * getattr(r, 'score', r.top1):.1f}%",
+                     f"{100 * r.top5:.1f}%" if headline == "top1" else "",
                      f"{r.p50_ms:.3f}", "" if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}", f"{r.p90_ms:.3f}",
                      "" if load is None else f"{load:.2f}", "" if r.speedup is None else f"{r.speedup:.2f}x",
                      "[red]*[/]" if r.pareto else "", f"~{len(ties)}" if ties else "", cached])

@@ -143,7 +143,7 @@ def default_eval_data(model: Model | Path | str) -> Path | None:
     model = as_model(model)
     if model.task.needs_annotations:  # its shipped images come with their annotations
         return model.task.default_eval_dir()
-    if model.meta.classes not in (1000, 1001):
+    if model.task.name == "classification" and model.meta.classes not in (1000, 1001):
         return None
     return model.task.default_eval_dir()
 
@@ -205,7 +205,7 @@ def quantize_model(
     check = load_check_images(model, calib_samples[:CHECK_SAMPLES], calib_src)
     calib_sha = calibration_hash(calib_samples)
     eval_samples = (find_samples(eval_data, eval_limit, flag="eval_data", names=model.label_names,
-                                 labels=not model.task.needs_annotations) if eval_data is not None else None)
+                                 labels=model.task.needs_labels()) if eval_data is not None else None)
     if model.task.needs_annotations and eval_data is not None and annotations is None:
         if Path(eval_data).resolve() != model.task.default_eval_dir().resolve():
             raise BadInput(f"annotations: {name} is a {model.task.name} model; the report on {eval_data} needs its "
@@ -351,10 +351,10 @@ def evaluate_pair(rep: QuantReport, float_model: Model, int8_model: Model, sampl
     before = evaluate(float_model, samples, on_progress=_relabel(on_progress, f"eval {stem} (float)"), annotations=annotations)
     after = evaluate(int8_model, samples, on_progress=_relabel(on_progress, f"eval {stem} (int8)"), annotations=annotations)
     rep.eval_n = before.n
-    if float_model.task.needs_annotations:
+    if float_model.task.name != "classification":
         key = float_model.task.headline
         rep.metric, rep.metric_before, rep.metric_after = key, float(before.metrics[key]), float(after.metrics[key])
-        rep.annotations = str(annotations)
+        rep.annotations = None if annotations is None else str(annotations)
         rep.seconds_eval = time.perf_counter() - t
         return
     rep.top1_before, rep.top5_before = before.top1, before.top5

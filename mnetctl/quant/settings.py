@@ -152,6 +152,9 @@ ARCH_DEFAULTS: dict[str, QuantSettings] = {
     "v3-large": QuantSettings(method="minmax", weight_grid="channel", moving_average=True, keep_float=("stem.*", "blocks.*")),
     # SSD MobileNetV1: as V1 (its backbone)
     "ssd-v1": QuantSettings(method="minmax", weight_grid="channel", keep_float=("stem.*",), float_max_channels=_NARROW_FLOAT),
+    # DeepLabV3 on V2 (heads.deeplab): the V2 rule for its backbone; the head's 1x1 convs are 256 wide
+    "deeplabv3-v2": QuantSettings(method="minmax", weight_grid="channel", keep_float=("stem.*",),
+                                  float_max_channels=_NARROW_FLOAT),
 }
 # Changes for narrow models: (arch, widths up to, changed fields), applied in order.
 WIDTH_DEFAULTS: tuple[tuple[str, float, dict[str, Any]], ...] = (

@@ -10,6 +10,7 @@ from ..errors import BadInput
 from .base import Metric, Task
 from .classification import ClassificationTask
 from .detection import DetectionTask
+from .segmentation import SegmentationTask
 
 TASKS: dict[str, Task] = {}
 
@@ -28,5 +29,6 @@ def get_task(name: str) -> Task:
 
 register(ClassificationTask())
 register(DetectionTask())
+register(SegmentationTask())
 
 __all__ = ["TASKS", "Metric", "Task", "get_task", "register"]

@@ -32,6 +32,18 @@ class Task(ABC):
     headline: str = ""
     #: eval scores against a ground-truth file (`annotations`, e.g. COCO instances) instead of per-image labels
     needs_annotations: bool = False
+    #: the most images per inference call eval uses (None: as asked), for tasks with large outputs
+    max_batch: int | None = None
+
+    def prepare(self, model: "Model", samples: list, truth: Any = None) -> tuple[list, Any]:
+        """The samples eval scores and the checked ground truth the metric reads besides them (`truth`: where it
+        lies, e.g. a folder of masks). Default: the samples as they are, no extra ground truth (refused if given)."""
+        if truth is not None:
+            from ..errors import BadInput
+
+            raise BadInput(f"masks {truth}: {self.name} eval scores class labels and reads no masks",
+                           "--masks is for segmentation models")
+        return samples, None
 
     @abstractmethod
     def inspect_outputs(self, proto, meta, inp: "InputSpec", path: str) -> Any:
@@ -61,6 +73,7 @@ class Task(ABC):
     def default_eval_dir(self) -> Path:
         """The shipped labelled images eval uses when given none."""
 
-    def prediction(self, path: str, decoded: Any, image_size: tuple[int, int], min_score: float = 0.0) -> Any:
-        """What predict reports for one image (its `decode` row; the original image's height and width)."""
+    def prediction(self, path: str, decoded: Any, image: np.ndarray, model: "Model | None" = None,
+                   min_score: float = 0.0) -> Any:
+        """What predict reports for one image (its `decode` row; the original RGB image, HxWx3)."""
         raise NotImplementedError(f"the {self.name} task has no predict output")

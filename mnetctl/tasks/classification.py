@@ -144,7 +144,7 @@ class ClassificationTask(Task):
         k = min(int(top), head.num_labels)
         return [[(int(i), model.label(int(i)), float(row[i])) for i in idx] for row, idx in zip(probs, topk(probs, k))]
 
-    def prediction(self, path: str, decoded, image_size: tuple[int, int], min_score: float = 0.0) -> Prediction:
+    def prediction(self, path: str, decoded, image, model=None, min_score: float = 0.0) -> Prediction:
         return Prediction(path, decoded)
 
     def calibration_dir(self) -> Path:

@@ -314,8 +314,8 @@ class DetectionTask(Task):
         names = model.label_names
         return names[index] if names is not None and 0 <= index < len(names) else f"class {index}"
 
-    def prediction(self, path: str, decoded: list[Detection], image_size: tuple[int, int], min_score: float = 0.0):
-        return DetectionPrediction(path, [d for d in decoded if d.score >= min_score], tuple(image_size[:2]))
+    def prediction(self, path: str, decoded: list[Detection], image, model=None, min_score: float = 0.0):
+        return DetectionPrediction(path, [d for d in decoded if d.score >= min_score], tuple(image.shape[:2]))
 
     def calibration_dir(self) -> Path:
         return coco_sample_dir()

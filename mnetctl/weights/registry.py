@@ -20,6 +20,8 @@ class Checkpoint:
     trained_resolution: int
     source: str
     license: str
+    output_stride: int | None = None  # segmentation backbones: the stride of the features the head reads
+    labels: str | None = None  # label file (relative to models/pretrained/) for models other than ImageNet's
 
     @property
     def name(self) -> str:
@@ -65,6 +67,18 @@ def find_detector(arch: str, width: float) -> DetectorCheckpoint | None:
     return None
 
 
+# Segmentation checkpoints (heads.deeplab), apart from the ImageNet classifiers above.
+SEGMENTATION: tuple[Checkpoint, ...] = (
+    # DeepLabV3 + MobileNetV2 on Pascal VOC (21 classes). Coral's own label file carries a note after the 21
+    # names, so the TFLite Support label map (the same classes in the same order) names them.
+    Checkpoint("deeplabv3-v2", 1.0, ("coral/deeplabv3_mnv2_pascal_quant.tflite",), 513, "Coral test_data", "Apache-2.0",
+               output_stride=16, labels="tflite-support/deeplab_labelmap.txt"),
+    Checkpoint("deeplabv3-v2", 0.5, ("coral/deeplabv3_mnv2_dm05_pascal_quant.tflite",), 513, "Coral test_data",
+               "Apache-2.0", output_stride=16, labels="tflite-support/deeplab_labelmap.txt"),
+    Checkpoint("deeplabv3-v2", 0.5, ("tflite-support/deeplabv3.tflite",), 257, "TFLite Support test data", "Apache-2.0",
+               output_stride=8, labels="tflite-support/deeplab_labelmap.txt"),  # float
+)
+
 # Further checkpoints of a supported architecture that ship with the project (usable as --weights PATH).
 EXTRA_FILES: tuple[str, ...] = ("coral/tf2_mobilenet_v2_1.0_224_ptq.tflite",)
 
@@ -74,12 +88,19 @@ def pretrained_dir() -> Path:
     return resource_dir("pretrained")
 
 
-def find(arch: str, width: float) -> Checkpoint | None:
-    for ckpt in PRETRAINED:
-        if ckpt.arch == arch and abs(ckpt.width - float(width)) < 1e-9:
+def all_checkpoints() -> tuple[Checkpoint, ...]:
+    """Every shipped checkpoint, classifiers first."""
+    return PRETRAINED + SEGMENTATION
+
+
+def find(arch: str, width: float, output_stride: int | None = None) -> Checkpoint | None:
+    """The first shipped checkpoint for (arch, width) and, where given, that output stride."""
+    for ckpt in all_checkpoints():
+        if ckpt.arch == arch and abs(ckpt.width - float(width)) < 1e-9 \
+                and (output_stride is None or ckpt.output_stride == output_stride):
             return ckpt
     return None
 
 
 def widths_with_weights(arch: str) -> list[float]:
-    return [c.width for c in PRETRAINED if c.arch == arch]
+    return list(dict.fromkeys(c.width for c in all_checkpoints() if c.arch == arch))

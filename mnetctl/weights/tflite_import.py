@@ -34,6 +34,8 @@ SHA_CHARS = 16
 
 def expected_activations(cfg: ArchConfig) -> dict[str, str | None]:
     """Kind of nonlinearity after each weight layer of our graph (None: not checked, e.g. the SE gate)."""
+    if hasattr(cfg, "layer_activations"):  # a head on a backbone (heads/) says it itself
+        return cfg.layer_activations()
     family = {"relu": "relu", "relu6": "relu", "hswish": "hswish", None: "none"}
     acts: dict[str, str | None] = {"stem.conv": family[cfg.stem_act]}
     for b in cfg.blocks:
@@ -99,10 +101,11 @@ def _fmt(shape) -> str:
 def map_layers(cfg: ArchConfig, layers: list[TFLiteLayer], source: str) -> Weights:
     """Assign checkpoint layers to `cfg.param_layers()` by order, checking every step.
 
-    `cfg` is a classifier's ArchConfig, or any config with `param_layers()` and `activations()` (a detector)."""
+    `cfg` is a classifier's (or segmenter's) config, or any config with `param_layers()` and its own
+    `activations()` (a detector)."""
     targets = cfg.param_layers()
     label = _arch_label(cfg.arch, cfg.width)
-    classifier = isinstance(cfg, ArchConfig)
+    classifier = not hasattr(cfg, "activations")
     acts = expected_activations(cfg) if classifier else cfg.activations()
 
     def hint() -> str | None:
@@ -141,6 +144,13 @@ def map_layers(cfg: ArchConfig, layers: list[TFLiteLayer], source: str) -> Weigh
                 f"checkpoint {layer.describe()} has stride {layer.stride} but {label} expects "
                 f"{target.name} with stride {target.stride}",
                 hint(),
+            )
+        if layer.dilation != target.dilation:
+            raise BadInput(
+                f"checkpoint {layer.describe()} has dilation {layer.dilation} but {label} expects "
+                f"{target.name} with dilation {target.dilation}",
+                "a dilated checkpoint is a segmentation backbone: give its --output-stride"
+                if target.dilation == 1 or layer.dilation > 1 else hint(),
             )
         if layer.padding != "same" and not (layer.padding == "valid" and target.kernel == 1 and target.stride == 1):
             raise BadInput(
@@ -182,15 +192,21 @@ def _preprocessing(ckpt: TFLiteCheckpoint) -> tuple[tuple[float, float, float], 
 
 
 def _resolve(cfg: ArchConfig, weights: str) -> tuple[list[Path], str]:
+    return resolve_files(cfg.arch, cfg.width, weights)
+
+
+def resolve_files(arch: str, width: float, weights: str, output_stride: int | None = None) -> tuple[list[Path], str]:
+    """The checkpoint file(s) `weights` ("pretrained" or a path) stands for, and how metadata names them."""
     if weights == "pretrained":
-        ckpt = registry.find(cfg.arch, cfg.width)
+        ckpt = registry.find(arch, width, output_stride)
         if ckpt is None:
             have = "; ".join(
-                f"{arch} width {', '.join(format_width(w) for w in registry.widths_with_weights(arch))}"
-                for arch in dict.fromkeys(c.arch for c in registry.PRETRAINED)
+                f"{a} width {', '.join(format_width(w) for w in registry.widths_with_weights(a))}"
+                for a in dict.fromkeys(c.arch for c in registry.all_checkpoints())
             )
+            stride = f" at output stride {output_stride}" if output_stride else ""
             raise BadInput(
-                f"no pretrained checkpoint ships for {_arch_label(cfg.arch, cfg.width)}",
+                f"no pretrained checkpoint ships for {_arch_label(arch, width)}{stride}",
                 f"pretrained weights exist for: {have}; use random weights or the path of a .tflite checkpoint",
             )
         root = registry.pretrained_dir()
@@ -222,10 +238,14 @@ class ImportedCheckpoint:
     params: Weights
     meta: ModelMeta
     source: str  # file name(s), for messages
+    order: tuple[tuple[int, TFLiteLayer], ...] | None = None  # where file order is not graph order (heads/)
+    labels: Path | None = None  # the label file that ships with the checkpoint, where it is not ImageNet's
 
     @property
     def layers(self) -> list[tuple[int, TFLiteLayer]]:
         """(file index, layer) in the order of `cfg.param_layers()`."""
+        if self.order is not None:
+            return list(self.order)
         return [(i, layer) for i, f in enumerate(self.files) for layer in f.layers]
 
 

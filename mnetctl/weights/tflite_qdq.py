@@ -27,6 +27,8 @@ _UNARY = {  # our activation op -> TFLite ops that compute it as a separate oper
 _GATE_OPS = frozenset({"ADD", "SUB", "MUL", "DIV", "RELU", "RELU6", "MINIMUM", "MAXIMUM", "HARD_SIGMOID"})
 _COPY_OPS = frozenset({"QUANTIZE", "RESHAPE", "SQUEEZE"})  # the same values, possibly requantized
 _POOL_OPS = frozenset({"AVERAGE_POOL_2D", "MEAN"})
+_SHAPE_OPS = frozenset({"Shape", "Slice"})  # size computations (e.g. of a Resize): integers, never quantized
+_UNQUANTIZED = frozenset({"ArgMax"})  # integer outputs (the class map)
 _QMIN = {"uint8": 0, "int8": -128}
 
 Ref = tuple[int, int]  # (file index, tensor index)
@@ -138,11 +140,18 @@ class _Tracer:
             if n.op_type == "Mul" and n.input[1] in producer and producer[n.input[1]].op_type == "HardSigmoid"
             and producer[n.input[1]].input[0] == n.input[0]
         }
+        shape_tensors: set[str] = set()
         for node in self.nodes:
             if node.name.startswith(("preprocess.", "postprocess.")):
                 continue  # float by design: input normalisation, a detector's box decoding and NMS
             if node.op_type == "HardSigmoid" and node.output[0] in gates:
                 continue  # part of a hard-swish: quantized after the Mul
+            if node.op_type in _SHAPE_OPS or (node.op_type == "Concat" and all(
+                    x in shape_tensors or x not in self.match and x not in producer for x in node.input)):
+                shape_tensors.add(node.output[0])
+                continue
+            if node.op_type in _UNQUANTIZED:
+                continue
             self.match[node.output[0]] = self._follow(node, gates)
         out: dict[str, ActivationQuant] = {}
         for name, (fi, t) in self.match.items():
@@ -188,6 +197,8 @@ class _Tracer:
             if len(found) != 1:
                 self._fail(node, f"{len(found)} LOGISTIC ops read {self._label(x)}")
             return (x[0], self._op(x[0], found[0]).outputs[0])
+        if op == "Resize":
+            return self._resize(node)
         if op == "Concat":
             return self._concat(node)
         if op in ("Flatten", "Reshape", "Squeeze"):
@@ -212,6 +223,21 @@ class _Tracer:
         if tfl.fused != tflite.ActivationFunctionType.NONE or (q is not None and q.zero_point == _QMIN[q.dtype]):
             self.clamped.add(out)
         return out
+
+    def _resize(self, node) -> Ref:
+        """The checkpoint's chain of RESIZE_BILINEAR ops reading our input (a 33 -> 33 step before 33 -> 513
+        included): its last output holds our one Resize's values."""
+        cur = self._input(node)
+        steps = 0
+        while True:
+            found = [(r[0], k) for r in self._closure(cur) for k in self._consumers(r, ("RESIZE_BILINEAR",))]
+            if len(found) != 1:
+                break
+            fi, k = found[0]
+            cur, steps = (fi, self._op(fi, k).outputs[0]), steps + 1
+        if steps == 0:
+            self._fail(node, f"no RESIZE_BILINEAR op reads {self._label(self._input(node))}")
+        return cur
 
     def _gate(self, node) -> Ref:
         """The element-wise chain (e.g. ADD 3, ReLU6 range, MUL 1/6) the checkpoint spells a hard sigmoid with."""

@@ -37,6 +37,7 @@ WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 PASS_OPS = frozenset({
     "QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE", "SOFTMAX", "AVERAGE_POOL_2D", "MEAN", "ADD", "MUL",
     "SUB", "DIV", "HARD_SWISH", "RELU", "RELU6", "LOGISTIC", "PAD", "PADV2", "CONCATENATION",
+    "RESIZE_BILINEAR", "ARG_MAX",  # DeepLab's head: upsampling, class map
 })
 DETECTION_POSTPROCESS = "CUSTOM:TFLite_Detection_PostProcess"  # an SSD's box decoding + NMS (its options are read)
 
@@ -68,6 +69,9 @@ class TFLiteLayer:
     dtype: str  # storage type of the weights (uint8, int8, float16, float32)
     # the stored integers (ONNX layout) with their scales and the int32 bias; None for float weights
     quantized: QuantizedWeight | None = None
+    dilation: int = 1
+    in_shape: tuple[int, ...] = ()  # NHWC shapes of the data input and the output
+    out_shape: tuple[int, ...] = ()
 
     @property
     def kernel(self) -> int:
@@ -93,6 +97,16 @@ class TFLiteCheckpoint:
     graph: TFLiteGraph | None = None
     # an SSD's TFLite_Detection_PostProcess: its options (y_scale, nms_iou_threshold, ...) and "anchors" [N, 4]
     detection: dict | None = None
+
+    def macs_params(self) -> tuple[int, int]:
+        """MACs (batch 1) and parameters (weights + biases) of the weight layers, from the file's own shapes."""
+        macs = params = 0
+        for layer in self.layers:
+            out = self.graph.shapes.get(self.graph.ops[layer.op_index].outputs[0], layer.out_shape) \
+                if self.graph is not None else layer.out_shape
+            macs += int(np.prod(out[1:], dtype=np.int64)) * int(np.prod(layer.weight.shape[1:], dtype=np.int64))
+            params += int(layer.weight.size) + int(layer.bias.size)
+        return macs, params
 
 
 @dataclass(frozen=True)
@@ -372,12 +386,13 @@ class _Reader:
         if name == "FULLY_CONNECTED":
             if w.ndim != 2:
                 raise BadInput(f"{self.file}: FULLY_CONNECTED op {k} has a weight of rank {w.ndim}, expected 2")
-            weight, stride, padding = w, 1, "same"
+            weight, stride, padding, dilation = w, 1, "same", (1, 1)
         else:
             if w.ndim != 4:
                 raise BadInput(f"{self.file}: {name} op {k} has a weight of rank {w.ndim}, expected 4")
-            if opts is not None and (opts.DilationHFactor() != 1 or opts.DilationWFactor() != 1):
-                raise BadInput(f"{self.file}: {name} op {k} is dilated, which MobileNets are not")
+            dilation = (opts.DilationHFactor(), opts.DilationWFactor()) if opts is not None else (1, 1)
+            if dilation[0] != dilation[1]:
+                raise BadInput(f"{self.file}: {name} op {k} has unequal dilations {dilation[0]}x{dilation[1]}")
             sh, sw = (opts.StrideH(), opts.StrideW()) if opts is not None else (1, 1)
             if sh != sw:
                 raise BadInput(f"{self.file}: {name} op {k} has unequal strides {sh}x{sw}")
@@ -385,14 +400,15 @@ class _Reader:
             if name == "DEPTHWISE_CONV_2D" and w.shape[0] != 1:
                 raise BadInput(f"{self.file}: DEPTHWISE_CONV_2D op {k} has weight shape {list(w.shape)}")
             weight = _onnx_layout(name, w)
-            padding = self.padding(k, opts, x_in, int(w.shape[1]), int(w.shape[2]), stride)
+            padding = self.padding(k, opts, x_in, int(w.shape[1]), int(w.shape[2]), stride, int(dilation[0]))
         weight = np.ascontiguousarray(weight, dtype=np.float32)
         cout = int(weight.shape[0])
         bias = self.bias(k, b_in, x_in, w_in, cout)
         return TFLiteLayer(
             file=self.file, index=index, op_index=k, op=name, name=self.tensor_name(w_in), weight=weight,
             bias=bias, stride=stride, padding=padding, activation=self.activation(k, opts), dtype=dtype,
-            quantized=self.quantized_weight(k, name, x_in, w_in, b_in, cout),
+            quantized=self.quantized_weight(k, name, x_in, w_in, b_in, cout), dilation=int(dilation[0]),
+            in_shape=self.shape(x_in), out_shape=self.shape(int(op.OutputsAsNumpy()[0])),
         )
 
     def bias(self, k: int, b_in: int, x_in: int, w_in: int, cout: int) -> np.ndarray:
@@ -417,7 +433,7 @@ class _Reader:
             raise BadInput(f"{self.file}: op {k} has {b.size} biases for {cout} output channels")
         return b
 
-    def padding(self, k: int, opts, x_in: int, kh: int, kw: int, stride: int) -> str:
+    def padding(self, k: int, opts, x_in: int, kh: int, kw: int, stride: int, dilation: int = 1) -> str:
         mode = opts.Padding() if opts is not None else tflite.Padding.SAME
         if mode == tflite.Padding.SAME:
             return "same"
@@ -431,7 +447,7 @@ class _Reader:
                 ptype = _NUMPY_TYPES.get(self.tensor(pad_ins[1]).Type(), np.int32)
                 pads = np.frombuffer(raw, dtype=ptype).reshape(-1, 2).tolist()
                 (t, b), (l, r) = pads[1], pads[2]
-                if [t, b] == _same_pads(shape[1], kh, stride) and [l, r] == _same_pads(shape[2], kw, stride):
+                if [t, b] == _same_pads(shape[1], kh, stride, dilation) and [l, r] == _same_pads(shape[2], kw, stride, dilation):
                     return "same"
                 return f"explicit [{t}, {l}, {b}, {r}]"
         return "valid"
@@ -494,7 +510,7 @@ def _dequantize(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: 
     return ((q.astype(np.float64) - zero_point) * scale).astype(np.float32)
 
 
-def _same_pads(size: int, kernel: int, stride: int) -> list[int]:
+def _same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> list[int]:
     """[begin, end] that TF "SAME" pads along one axis."""
-    pads, _ = pads_for(size, kernel, stride, "same")
+    pads, _ = pads_for(size, kernel, stride, "same", dilation)
     return [pads[0], pads[2]]
