@@ -192,3 +192,14 @@ def test_all_pretrained_classifiers_agree(tmp_path):
         assert abs(row["tflite_mixed_top1"] - row["onnx_int8_top1"]) <= 0.5 + 1e-9, row
         assert row["tflite_fp32_agreement"] >= 99.5, row
     assert CALIB.is_dir()
+
+
+def test_edgetpu_checks_on_third_party_checkpoints():
+    """Coral's own (Edge TPU-ready) V2 maps fully; the V3-Small uint8 checkpoint falls back at its first HARD_SWISH."""
+    from .conftest import PRETRAINED
+
+    rep = check_tflite(PRETRAINED / "coral" / "mobilenet_v2_1.0_224_quant.tflite")
+    assert rep.rejected == [] and rep.fallback == [] and len(rep.ops) > 60
+    rep = check_tflite(PRETRAINED / "atu" / "v3-small_224_1.0_uint8.tflite")
+    assert rep.rejected == [] and rep.fallback and rep.fallback[0].op == "HARD_SWISH"
+    assert rep.fallback[0].reason and all(not o.reason for o in rep.fallback[1:] if o.op == "CONV_2D")
