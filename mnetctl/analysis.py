@@ -145,7 +145,8 @@ def analyze(model: onnx.ModelProto, all_nodes: bool = False, where: str = "model
         w_shape = shapes.get(w_name)
         if w_shape is None and (t := source_init(w_name)) is not None:
             w_shape = list(t.dims)
-        if w_shape and any(not isinstance(d, int) for d in w_shape):
+        activation_product = node.op_type in ("MatMul", "QLinearMatMul", "MatMulInteger") and source_init(w_name) is None
+        if w_shape and any(not isinstance(d, int) for d in w_shape) and not activation_product:
             raise BadInput(f"{where}: weight {w_name!r} of {node.op_type} node {node.name or node.output[0]!r} has "
                            f"the symbolic shape {w_shape}; its MACs cannot be counted")
         macs = _layer_macs(node, out_shape, w_shape or [], shapes)

@@ -441,6 +441,8 @@ def bench(
                              allow_fallback=True, top=op_top)
 
     notes = list(sinfo.notes)
+    if prof is not None and prof.legacy:
+        notes.append(prof.legacy_message)
     if session_cfg is not None and (session_cfg.intra_op_spinning is not None or session_cfg.graph_optimization):
         set_by = {k: v for k, v in session_cfg.model_dump().items() if v is not None}
         notes.append("session settings from the profile: " + ", ".join(f"{k}={v}" for k, v in set_by.items()))

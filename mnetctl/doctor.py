@@ -76,6 +76,6 @@ def diagnose() -> dict[str, Any]:
         verdict = "fallback" if missing else ("native" if matches else "emulated")
         profiles.append({
             "name": prof.name, "host_matches_profile": matches, "host_mismatch": reasons, "loads": ok, "missing": missing,
-            "error": error, "verdict": verdict,
+            "error": error, "verdict": verdict, "status": prof.status, "status_note": prof.status_note,
         })
     return {"host": host, "onnxruntime": onnxruntime_info(), "eps": eps, "profiles": profiles}

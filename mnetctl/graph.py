@@ -1,8 +1,16 @@
 """ONNX graph emission: the one module that builds MobileNet graphs (nodes, initializers, graph, model) with `onnx.helper`.
 
 Deploy form: every conv carries a bias (batch norm folded), activations as in the papers
-(ReLU6 as Clip for V1/V2; ReLU, HardSwish, HardSigmoid for V3), global average pool, classifier.
-Node names are readable (`stem.conv`, `blocks.3.dw`, `blocks.3.se.reduce`, `head.fc`).
+(ReLU6 as Clip for V1/V2; ReLU, HardSwish, HardSigmoid for V3; ReLU for V4 and EdgeTPU), global average pool,
+classifier. Node names are readable (`stem.conv`, `blocks.3.dw`, `blocks.3.se.reduce`, `head.fc`).
+
+Mobile MQA (V4 hybrid) is emitted with plain ONNX ops every runtime has (Conv, Reshape, Transpose, MatMul,
+Softmax, Mul, Add), not a fused attention op: the input batch norm is a 1x1 depthwise Conv (scale + shift);
+queries are a 1x1 Conv to heads x key_dim, reshaped to [B, heads, HW, key_dim]; the one key head and the one
+value head come from a strided 3x3 depthwise Conv (when kv_stride > 1, the paper's spatial reduction) and a
+1x1 Conv, reshaped to [B, 1, key_dim, hw] / [B, 1, hw, value_dim] so that MatMul broadcasts them over the
+heads; logits = (q / sqrt(key_dim)) @ k, Softmax over the last axis, @ v, back to [B, heads x value_dim, H, W]
+and a 1x1 output Conv (layer scale folded in), plus the residual.
 
 Padding policy:
   symmetric  k//2 on every side (the usual ONNX / PyTorch form)
@@ -134,12 +142,29 @@ class _Emitter:
     def block(self, x: str, blk: Block, size: int, dilation: int = 1) -> tuple[str, int]:
         p = f"blocks.{blk.index}"
         inp = x
+        if blk.kind == "conv":
+            x, size = self.conv(x, f"{p}.conv", size, blk.kernel, blk.stride)
+            return self.act(x, blk.act, f"{p}.conv.act"), size
+        if blk.kind == "mqa":
+            x = self.attention(x, blk, size)
+            return self.node("Add", [x, inp], f"{p}.add"), size
+        if blk.kind == "fused":
+            if blk.has_expand:
+                x, size = self.conv(x, f"{p}.expand", size, blk.kernel, blk.stride)
+                x = self.act(x, blk.act, f"{p}.expand.act")
+            x, _ = self.conv(x, f"{p}.project", size)
+            if blk.residual:
+                x = self.node("Add", [x, inp], f"{p}.add")
+            return x, size
+        if blk.start_kernel:  # UIB's first depthwise conv: no activation
+            x, size = self.conv(x, f"{p}.start_dw", size, blk.start_kernel, blk.start_stride, groups=blk.in_ch)
         if blk.has_expand:
             x, _ = self.conv(x, f"{p}.expand", size)
             x = self.act(x, blk.act, f"{p}.expand.act")
-        x, size = self.conv(x, f"{p}.dw", size, blk.kernel, blk.stride, groups=blk.exp_ch, dilation=dilation)
-        if blk.dw_act:
-            x = self.act(x, blk.act, f"{p}.dw.act")
+        if blk.kernel:
+            x, size = self.conv(x, f"{p}.dw", size, blk.kernel, blk.stride, groups=blk.exp_ch, dilation=dilation)
+            if blk.dw_act:
+                x = self.act(x, blk.act, f"{p}.dw.act")
         if blk.se_ch:
             x = self.squeeze_excite(x, p)
         x, _ = self.conv(x, f"{p}.project", size)
@@ -148,6 +173,34 @@ class _Emitter:
         if blk.residual:
             x = self.node("Add", [x, inp], f"{p}.add")
         return x, size
+
+    def attention(self, x: str, blk: Block, size: int) -> str:
+        """Mobile MQA (see the module docstring); returns the output projection, before the residual."""
+        p = f"blocks.{blk.index}"
+        h, dk, dv = blk.heads, blk.key_dim, blk.value_dim
+        n = size * size
+        x, _ = self.conv(x, f"{p}.norm", size, groups=blk.in_ch)
+        q, _ = self.conv(x, f"{p}.query", size)
+        q = self.node("Reshape", [q, self.const(f"{p}.query.shape", np.array([0, h, dk, n], np.int64))], f"{p}.query.heads")
+        q = self.node("Transpose", [q], f"{p}.query.t", perm=[0, 1, 3, 2])  # [B, h, N, dk]
+        q = self.node("Mul", [q, self.const(f"{p}.query.scale", np.array(1.0 / math.sqrt(dk), np.float32))], f"{p}.query.scaled")
+        kv = {}
+        for name, dim in (("key", dk), ("value", dv)):
+            t, side = x, size
+            if blk.kv_stride > 1:
+                t, side = self.conv(t, f"{p}.{name}.dw", size, blk.kernel, blk.kv_stride, groups=blk.in_ch)
+            t, _ = self.conv(t, f"{p}.{name}", side)
+            shape = self.const(f"{p}.{name}.shape", np.array([0, 1, dim, side * side], np.int64))
+            kv[name] = self.node("Reshape", [t, shape], f"{p}.{name}.flat")  # [B, 1, dim, M]
+        v = self.node("Transpose", [kv["value"]], f"{p}.value.t", perm=[0, 1, 3, 2])  # [B, 1, M, dv]
+        logits = self.node("MatMul", [q, kv["key"]], f"{p}.logits")  # [B, h, N, M]
+        attn = self.node("Softmax", [logits], f"{p}.softmax", axis=-1)
+        o = self.node("MatMul", [attn, v], f"{p}.context")  # [B, h, N, dv]
+        o = self.node("Transpose", [o], f"{p}.context.t", perm=[0, 1, 3, 2])  # [B, h, dv, N]
+        shape = self.const(f"{p}.context.shape", np.array([0, h * dv, size, size], np.int64))
+        o = self.node("Reshape", [o, shape], f"{p}.context.map")
+        o, _ = self.conv(o, f"{p}.output", size)
+        return o
 
     def squeeze_excite(self, x: str, prefix: str) -> str:
         s = self.node("GlobalAveragePool", [x], f"{prefix}.se.pool")

@@ -2,6 +2,8 @@
 
 A profile names a device's hardware, the execution providers to try (in order, with their options), the threads,
 the newest opset/IR version its runtime loads, its default input resolution and the budgets a model must meet.
+`status = "legacy"` (with `status_note` saying why) marks a device whose runtime support has ended; `profiles show`,
+`doctor` and `bench` say so (`Profile.legacy_message`).
 Errors name the file and the key: "profiles/x.toml: unknown key 'hardware.gpu'".
 """
 
@@ -104,6 +106,23 @@ class Profile(_Strict):
     session: SessionSettings = Field(default_factory=SessionSettings)
     budgets: Budgets = Field(default_factory=Budgets)
     notes: str = ""
+    status: Literal["current", "legacy"] = "current"  # legacy: the device's runtime support has ended
+    status_note: str = ""  # why, and the last release that drives it
+
+    @model_validator(mode="after")
+    def _legacy_says_why(self) -> "Profile":
+        if self.status == "legacy" and not self.status_note.strip():
+            raise ValueError("status = 'legacy' needs status_note saying why (e.g. the last runtime release that drives it)")
+        return self
+
+    @property
+    def legacy(self) -> bool:
+        return self.status == "legacy"
+
+    @property
+    def legacy_message(self) -> str | None:
+        """One line for users of a legacy profile; None for a current one."""
+        return f"{self.name} is a legacy device profile: {self.status_note.strip()}" if self.legacy else None
 
     _source: Optional[Path] = PrivateAttr(default=None)
 

@@ -62,8 +62,8 @@ class VariantResult:
     macs: int
     params: int
     size_mb: float
-    top1: float
-    top5: float
+    top1: float | None  # None: random weights, latency and size only (no accuracy to measure)
+    top5: float | None
     n_images: int
     p50_ms: float
     p90_ms: float
@@ -208,13 +208,26 @@ def selection_budget(profile, budget_ms: float | None = None, metric: Metric | s
     return profile.latency_budget() if profile is not None else None
 
 
+def frontier_points(results: list[VariantResult], metric: Metric | str) -> list[tuple[float, float]]:
+    """The (goodness, latency) pairs the frontier is drawn over: top-1, or (random weights: no accuracy) the
+    model size, smaller being better, so the frontier is the smallest model at each latency."""
+    if any(r.score is None for r in results):
+        return [(-r.size_mb, r.latency(metric)) for r in results]
+    return [(r.score, r.latency(metric)) for r in results]
+
+
 def select_best(results: list[VariantResult], budget_ms: float, metric: Metric | str = Metric.P50) -> VariantResult | None:
     """Highest score (top-1, or the task's headline metric) among the variants whose `metric` latency is within
-    `budget_ms` (ties: the faster one)."""
+    `budget_ms` (ties: the faster one).
+
+    Random weights carry no accuracy: then the variant with the most MACs within the budget (the usual proxy for
+    capacity; ties: the faster one)."""
     metric = parse_metric(metric)
     fitting = [r for r in results if r.latency(metric) <= budget_ms]
     if not fitting:
         return None
+    if any(r.score is None for r in fitting):
+        return max(fitting, key=lambda r: (r.macs, -r.latency(metric)))
     return max(fitting, key=lambda r: (r.score, -r.latency(metric)))
 
 
@@ -343,8 +356,9 @@ def run_sweep(
     host = host_info()
     profile_doc = plan.profile.model_dump(mode="json")
     samples_doc = [[str(s.path), s.label] for s in plan.samples]
+    latency_only = settings.weights == "random"  # random weights: nothing to evaluate, accuracy stays None
     totals = {"build": len(variants), "quantize": sum(v.precision == "int8" for v in variants),
-              "eval": len(variants), "bench": len(variants)}
+              "eval": 0 if latency_only else len(variants), "bench": len(variants)}
     done = dict.fromkeys(totals, 0)
     for name, total in totals.items():  # every stage's bar from the start, in stage order
         if total:
@@ -379,9 +393,12 @@ def run_sweep(
             key = STAGES["quantize"].key(facts["model"], plan.calib_digest, repr(default_settings(variant.arch, variant.width)))
             facts, cached["quantize"] = stage("quantize", variant, key,
                                               {"model": facts["model"], "calib": str(plan.calib)})
-        key = STAGES["eval"].key(facts["model"], plan.samples_digest)
-        scores, cached["eval"] = stage("eval", variant, key, {"model": facts["model"], "samples": samples_doc,
-                                                              "threads": settings.threads})
+        if latency_only:
+            scores = {"top1": None, "top5": None, "n": 0}
+        else:
+            key = STAGES["eval"].key(facts["model"], plan.samples_digest)
+            scores, cached["eval"] = stage("eval", variant, key, {"model": facts["model"], "samples": samples_doc,
+                                                                  "threads": settings.threads})
         prepared.append((variant, facts, scores, cached))
 
     if settings.sequential:
@@ -424,7 +441,7 @@ def run_sweep(
             headline=scores.get("headline", "top1"), score=scores.get("score", scores["top1"]),
         ))
     mark_ties(results)
-    flags = pareto_flags([(r.score, r.latency(settings.metric)) for r in results])
+    flags = pareto_flags(frontier_points(results, settings.metric))
     for r, flag in zip(results, flags):
         r.pareto = flag
     add_speedups(results)
@@ -551,27 +568,32 @@ def _draw_pareto(results: list[VariantResult], path: Path, metric: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    sized = any(r.score is None for r in results)  # random weights: size against latency
+
+    def y(r: VariantResult) -> float:
+        return r.size_mb if sized else 100 * r.score
+
     for prec, marker in (("fp32", "o"), ("int8", "s")):
         pts = [r for r in results if r.precision == prec]
         if pts:
-            ax.scatter([r.latency(metric) for r in pts], [100 * r.score for r in pts], marker=marker,
+            ax.scatter([r.latency(metric) for r in pts], [y(r) for r in pts], marker=marker,
                        s=[70 if r.pareto else 35 for r in pts],
                        c=["tab:red" if r.pareto else "tab:gray" for r in pts], label=prec, zorder=3)
     front = sorted((r for r in results if r.pareto), key=lambda r: r.latency(metric))
     if front:
-        ax.step([r.latency(metric) for r in front], [100 * r.score for r in front], where="post",
+        ax.step([r.latency(metric) for r in front], [y(r) for r in front], where="post",
                 color="tab:red", lw=1.2, alpha=0.7, label="Pareto frontier", zorder=2)
     for r in results:  # "~": its p50 interval overlaps another variant's (a tie on latency)
-        ax.annotate(r.name + (" ~" if r.ties_with else ""), (r.latency(metric), 100 * r.score), fontsize=7,
+        ax.annotate(r.name + (" ~" if r.ties_with else ""), (r.latency(metric), y(r)), fontsize=7,
                     xytext=(4, 3), textcoords="offset points")
     ax.set_xlabel(f"latency {metric} (ms, batch 1)")
     headline = results[0].headline if results else "top1"
-    ax.set_ylabel(f"{'top-1' if headline == 'top1' else headline} (%)")
-    ax.set_title("MobileNet variants: accuracy vs latency" + ("  (~ tie: p50 intervals overlap)"
-                                                              if any(r.ties_with for r in results) else ""))
+    ax.set_ylabel("model size (MB)" if sized else f"{'top-1' if headline == 'top1' else headline} (%)")
+    ax.set_title("MobileNet variants: " + ("size vs latency (random weights)" if sized else "accuracy vs latency")
+                 + ("  (~ tie: p50 intervals overlap)" if any(r.ties_with for r in results) else ""))
     ax.margins(x=0.12, y=0.08)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left" if sized else "lower right", fontsize=8)
     fig.tight_layout()
     try:
         fig.savefig(path, format="png")
@@ -579,9 +601,14 @@ def _draw_pareto(results: list[VariantResult], path: Path, metric: str) -> None:
         plt.close(fig)
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
 def markdown_report(result: SweepResult, metric: str, plot_name: str) -> str:
     headline = result.variants[0].headline if result.variants else "top1"
     first, second = ("top-1", "top-5") if headline == "top1" else (headline, "-")
+    latency_only = any(r.score is None for r in result.variants)
     lines = [
         "# mnetctl sweep",
         "",
@@ -590,7 +617,7 @@ def markdown_report(result: SweepResult, metric: str, plot_name: str) -> str:
         + (f" (first {result.settings['limit']})" if result.settings.get("limit") else "")
         + f"; latency metric {metric}; {result.seconds:.0f} s.",
         "",
-        f"![accuracy vs latency]({plot_name})",
+        f"![{'size' if latency_only else 'accuracy'} vs latency]({plot_name})",
         "",
         f"| variant | precision | MACs (M) | params (M) | size (MB) | {first} | {second} | p50 (ms) | p50 95% CI (ms) | p90 (ms) "
         "| other load | x fp32 | Pareto | ties with |",
@@ -601,10 +628,13 @@ def markdown_report(result: SweepResult, metric: str, plot_name: str) -> str:
         load = "" if r.other_load is None else f"{r.other_load:.2f}"
         lines.append(
             f"| {r.arch} {format_width(r.width)} {r.resolution} | {r.precision} | {r.macs / 1e6:.1f} | {r.params / 1e6:.3f} | "
-            f"{r.size_mb:.2f} | {100 * r.score:.1f}% | {f'{100 * r.top5:.1f}%' if headline == 'top1' else ''} | {r.p50_ms:.3f}{' ~' if r.ties_with else ''} | "
+            f"{r.size_mb:.2f} | {_pct(r.score)} | {_pct(r.top5) if headline == 'top1' else ''} | {r.p50_ms:.3f}{' ~' if r.ties_with else ''} | "
             f"{ci} | {r.p90_ms:.3f} | {load} | {'' if r.speedup is None else f'{r.speedup:.2f}x'} | "
             f"{'yes' if r.pareto else ''} | {', '.join(r.ties_with)} |"
         )
+    if latency_only:
+        lines += ["", "Random weights: latency and size only (no accuracy is measured); the frontier marks the "
+                      "smallest model at each latency, and a selection takes the most MACs within the budget."]
     if result.timing:
         lines += ["", timing_note(result.timing)]
     if any(r.ties_with for r in result.variants):

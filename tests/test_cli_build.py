@@ -98,8 +98,9 @@ def test_archs_lists_family_and_pretrained(capsys):
     assert main(["archs", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     names = [a["arch"] for a in doc["archs"]]
-    assert names == ["v1", "v2", "v3-large", "v3-small", "ssd-v1", "ssdlite-v2", "ssdlite-v3-large",
-                     "ssdlite-v3-small", "deeplabv3-v2"]  # classifier families, then detectors, then segmenters
+    assert names == ["v1", "v2", "v3-large", "v3-small", "v4-conv-s", "v4-conv-m", "v4-conv-l", "v4-hybrid-m",
+                     "mobilenet-edgetpu", "ssd-v1", "ssdlite-v2", "ssdlite-v3-large", "ssdlite-v3-small",
+                     "deeplabv3-v2"]  # classifier families, then detectors, then segmenters
     v1 = doc["archs"][0]
     assert sorted(p["width"] for p in v1["pretrained"]) == [0.25, 0.5, 0.75, 1.0]
     assert doc["archs"][2]["pretrained"] == []

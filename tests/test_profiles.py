@@ -11,7 +11,7 @@ from mnetctl.cli import main
 from mnetctl.errors import BadInput
 from mnetctl.profiles import host_matches_profile, list_profiles, load_profile, parse_profile, profiles_dir
 
-REQUIRED = {"host", "jetson-nano", "jetson-orin-nano", "raspberry-pi-4", "raspberry-pi-5", "pixel-7", "snapdragon-8-gen-2", "intel-ncs2"}
+REQUIRED = {"host", "jetson-nano", "jetson-orin-nano", "raspberry-pi-4", "raspberry-pi-5", "pixel-7", "snapdragon-8-gen-2", "intel-ncs2", "intel-npu"}
 
 GOOD = """
 name = "my-board"
@@ -140,3 +140,35 @@ def test_ci_example_profile_and_workflow():
     for flag in ("--profile examples/ci/github-runner.toml", "--junit bench.xml", "--baseline", "--top1", "--device jetson-orin-nano",
                  "bench models/pr.onnx --against models/main.onnx", "--junit ab.xml"):
         assert flag in workflow
+
+
+def test_legacy_status_is_shown_by_show_doctor_and_bench(tmp_path, tiny_model, capsys):
+    ncs2, npu = load_profile("intel-ncs2"), load_profile("intel-npu")
+    assert ncs2.legacy and "2022.3" in ncs2.legacy_message and "2023.0" in ncs2.status_note
+    assert not npu.legacy and npu.legacy_message is None
+    assert npu.eps[0].name == "openvino" and npu.eps[0].options["device_type"] == "NPU" and npu.hardware.accelerator == "npu"
+    assert main(["profiles", "show", "intel-ncs2"]) == 0
+    assert "legacy" in capsys.readouterr().out
+    assert main(["profiles", "show", "intel-ncs2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "legacy"
+    out = tmp_path / "bench.json"
+    main(["bench", str(tiny_model), "--device", "intel-ncs2", "--allow-fallback", "-n", "5", "--warmup", "1", "--json", str(out)])
+    captured = capsys.readouterr()
+    assert "legacy" in captured.err
+    assert any("legacy device profile" in n for n in json.loads(out.read_text())["notes"])
+
+
+def test_doctor_reports_legacy_profiles(monkeypatch):
+    from mnetctl import doctor
+
+    monkeypatch.setattr(doctor, "probe_ep", lambda name, model=None: {"name": name, "loads": name == "cpu"})
+    rows = {r["name"]: r for r in doctor.diagnose()["profiles"]}
+    assert rows["intel-ncs2"]["status"] == "legacy" and "2022.3" in rows["intel-ncs2"]["status_note"]
+    assert rows["intel-npu"]["status"] == "current"
+
+
+def test_legacy_needs_a_reason(tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text(GOOD.replace('name = "my-board"', 'name = "old"\nstatus = "legacy"'))
+    with pytest.raises(BadInput, match="status_note"):
+        parse_profile(path)

@@ -57,7 +57,8 @@ def test_plan_default_is_every_checkpoint_at_trained_resolution():
     names = {v.name for v in variants}
     assert "v1-0.25-128-fp32" in names and "v1-0.25-128-int8" in names
     assert "v2-1.0-224-int8" in names and "v3-small-1.0-224-fp32" in names
-    assert len(variants) == 12 and not skipped
+    assert "mobilenet-edgetpu-1.0-224-int8" in names
+    assert len(variants) == 14 and not skipped  # 7 shipped checkpoints x fp32/int8
 
 
 def test_plan_grid_skips_widths_without_weights():

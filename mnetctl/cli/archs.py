@@ -22,6 +22,7 @@ def archs(as_json: JsonFlag = False, wide: WideFlag = False) -> None:
             "paper": fam.paper,
             "widths": list(fam.widths),
             "resolutions": list(fam.resolutions),
+            "default_resolution": fam.default_resolution,
             "blocks": len(cfg.blocks),
             "macs_at_default": macs,
             "params_at_default": params,
@@ -29,6 +30,7 @@ def archs(as_json: JsonFlag = False, wide: WideFlag = False) -> None:
                 {"width": c.width, "trained_resolution": c.trained_resolution, "files": list(c.files), "license": c.license}
                 for c in PRETRAINED if c.arch == fam.name
             ],
+            "note": fam.note,
         })
     from ..heads.ssd import SSD_FAMILIES, decode_ssd
     from ..weights.registry import DETECTORS
@@ -62,10 +64,17 @@ def archs(as_json: JsonFlag = False, wide: WideFlag = False) -> None:
             Col("pretrained widths (trained res)", "words")]
     cells = []
     for r in rows:
-        pre = ", ".join(f"{p['width']:g} ({p['trained_resolution']})" for p in r["pretrained"]) or "none"
+        pre = ", ".join(f"{p['width']:g} ({p['trained_resolution']})" for p in r["pretrained"]) or "none (random weights)"
         cells.append([
             r["arch"], r["paper"], ", ".join(f"{w:g}" for w in r["widths"]), ", ".join(map(str, r["resolutions"])),
-            str(r["blocks"]), f"{r['macs_at_default'] / 1e6:.1f} M / {r['params_at_default'] / 1e6:.2f} M", pre,
+            str(r["blocks"]), f"{r['macs_at_default'] / 1e6:.1f} M / {r['params_at_default'] / 1e6:.2f} M"
+            f" ({r['default_resolution']})", pre,
         ])
     print_table(cols, cells, wide=wide, title="MobileNet family", header_style="bold")
+    notes: dict[str, list[str]] = {}
+    for r in rows:
+        if r["note"]:
+            notes.setdefault(r["note"], []).append(r["arch"])
+    for note, names in notes.items():
+        console.print(f"[dim]{', '.join(names)}: {note}[/]")
     console.print("[dim]Any width > 0 and resolution >= 32 builds; pretrained weights fit any resolution of their width.[/]")

@@ -113,6 +113,8 @@ def bench_cmd(
         return bench_edgetpu(model, json_path)
     check_model_path(model)
     prof = load_profile(profile if profile is not None else device) if (device or profile) else None
+    if prof is not None and prof.legacy:
+        err_console.print(f"[yellow]legacy profile:[/] {prof.legacy_message}", soft_wrap=True)
     with flag_names(_FLAGS):
         gates = Gates(latency_ms=budget_ms, metric=budget_metric, size_mb=budget_size_mb, min_top1=min_top1, top1=top1,
                       baseline=baseline, tolerance=tolerance, regression_metric=regression_metric,
@@ -193,7 +195,8 @@ def _print(result, wide: bool = False) -> None:
         print_table([Col("check", "words"), Col("result", "words"), Col("detail", "words")], checks, wide=wide,
                     title="budgets", title_justify="left")
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+        if " is a legacy device profile: " not in note:  # already said on stderr before the run
+            console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     state = "[green]PASS[/]" if result.passed else "[bold red]FAIL[/]"
     console.print(f"{state} {len([c for c in result.checks if c.status == 'pass'])}/{len(result.checks)} checks passed")
 

@@ -47,11 +47,14 @@ def doctor_cmd(json_out: JsonFlag = False, wide: WideFlag = False) -> None:
     profs = []
     for row in report["profiles"]:
         verdict = {"native": "[green]native[/]", "emulated": "[yellow]other hardware[/]", "fallback": "[yellow]--allow-fallback[/]"}[row["verdict"]]
-        profs.append([row["name"], "yes" if row["host_matches_profile"] else "no", ", ".join(row["loads"]) or "-",
+        name = row["name"] + (" [yellow](legacy)[/]" if row.get("status") == "legacy" else "")
+        profs.append([name, "yes" if row["host_matches_profile"] else "no", ", ".join(row["loads"]) or "-",
                       ", ".join(row["missing"]) or "-", verdict])
     print_table([Col("profile", "words"), Col("device?", justify="left", drop=2), Col("EPs loading here", "words", drop=1),
                  Col("missing EPs", "words", drop=1), Col("verdict", "words")], profs, wide=wide, title="device profiles",
                 title_justify="left")
     for row in report["profiles"]:
+        if row.get("status") == "legacy":
+            console.print(f"[yellow]{row['name']} is legacy:[/] {row['status_note']}", soft_wrap=True)
         if row.get("error"):
             console.print(f"[yellow]{row['name']}:[/] {row['error']}", soft_wrap=True)

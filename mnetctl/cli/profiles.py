@@ -35,7 +35,7 @@ def list_cmd(json_out: JsonFlag = False, wide: WideFlag = False) -> None:
     for prof, matches, _ in rows:
         b = prof.budgets
         cells.append([
-            prof.name,
+            prof.name + (" [yellow](legacy)[/]" if prof.legacy else ""),
             ", ".join(prof.ep_names),
             str(prof.threads or "default"),
             f"{prof.max_opset or '-'}/{prof.max_ir or '-'}",
@@ -57,6 +57,8 @@ def _show(prof, json_out: bool, wide: bool = False) -> None:
     hw = prof.hardware
     rows = []
     rows.append(("file", str(prof.source)))
+    if prof.legacy:
+        rows.append(("status", f"[yellow]legacy[/]: {prof.status_note}"))
     rows.append(("hardware", f"{hw.cpu or hw.arch} | {hw.cores or '?'} cores | {hw.arch}" + (f" | {hw.memory_gb:g} GB" if hw.memory_gb else "")))
     rows.append(("accelerator", f"{hw.accelerator} {hw.accelerator_name}".strip()))
     if prof.runtime:

@@ -37,7 +37,7 @@ def sweep(
     threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="Intra-op threads [default: the profile's].", show_default=False)] = None,
     iterations: Annotated[int, typer.Option("--iterations", "-n", help="Measured runs per variant.")] = 100,
     metric: Annotated[str, typer.Option("--metric", help="Latency statistic for the frontier and budget: p50, p90, p95, p99, mean.")] = "p50",
-    select: Annotated[bool, typer.Option("--select", help="Write the most accurate variant within --budget-ms to OUT/selected.onnx; exit 1 if none fits.")] = False,
+    select: Annotated[bool, typer.Option("--select", help="Write the most accurate variant (random weights: the most MACs) within --budget-ms to OUT/selected.onnx; exit 1 if none fits.")] = False,
     budget_ms: Annotated[Optional[float], typer.Option("--budget-ms", help="Latency budget for --select, on --metric [default: the profile's budget, on the profile's statistic].", show_default=False)] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for sweep.json, pareto.png, report.md.")] = Path("results"),
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Artifact cache [default: ~/.cache/mnetctl/sweep or $MNETCTL_CACHE].", show_default=False)] = None,
@@ -93,8 +93,15 @@ def sweep(
         if result.selected is None:
             raise GateFailed(f"no variant fits the budget of {limit:g} ms ({on}); fastest is "
                              f"{min(r.latency(on) for r in result.variants):.3f} ms")
-        console.print(f"[green]selected[/] {result.selected.name} ({result.selected.headline} {100 * result.selected.score:.1f}%, "
+        chosen = result.selected
+        why = (f"{chosen.headline} {_pct(chosen.score)}" if chosen.score is not None
+               else f"{chosen.macs / 1e6:.1f} M MACs, random weights")
+        console.print(f"[green]selected[/] {chosen.name} ({why}, "
                       f"{on} {result.selected.latency(on):.3f} ms) -> {selected_path}")
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def _print_table(result, device: str, metric: str, wide: bool) -> None:
@@ -110,8 +117,8 @@ def _print_table(result, device: str, metric: str, wide: bool) -> None:
         hits = [k for k, v in r.cached.items() if v]
         cached = "all" if len(hits) == len(r.cached) else (",".join(hits) or "-")
         ci, load, ties = getattr(r, "p50_ci95_ms", None), getattr(r, "other_load", None), getattr(r, "ties_with", [])
-        rows.append([r.name, f"{r.macs / 1e6:.1f}", f"{r.size_mb:.2f}", f"{100 * getattr(r, 'score', r.top1):.1f}%",
-                     f"{100 * r.top5:.1f}%" if headline == "top1" else "",
+        rows.append([r.name, f"{r.macs / 1e6:.1f}", f"{r.size_mb:.2f}", _pct(getattr(r, "score", r.top1)),
+                     _pct(r.top5) if headline == "top1" else "",
                      f"{r.p50_ms:.3f}", "" if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}", f"{r.p90_ms:.3f}",
                      "" if load is None else f"{load:.2f}", "" if r.speedup is None else f"{r.speedup:.2f}x",
                      "[red]*[/]" if r.pareto else "", f"~{len(ties)}" if ties else "", cached])
@@ -122,6 +129,8 @@ def _print_table(result, device: str, metric: str, wide: bool) -> None:
         paired = getattr(result, "timing", {}).get("method") == "interleaved"
         notes.append("x fp32: int8 speed-up over its fp32 twin" + (" (same interleaved rounds)" if paired
                                                                     else " (each benched alone)"))
+    if any(r.top1 is None for r in result.variants):
+        notes.append("random weights: latency and size only; front = smallest model at its latency")
     if any(getattr(r, "other_load", None) is not None for r in result.variants):
         notes.append("load: other processes' CPU use while timed, in cores")
     print_table(cols, rows, wide=wide, title=f"sweep on profile '{device}' ({metric})", header_style="bold",

@@ -39,6 +39,10 @@ PRETRAINED: tuple[Checkpoint, ...] = (
     ),
     Checkpoint("v2", 1.0, ("coral/mobilenet_v2_1.0_224_quant.tflite",), 224, "Coral test_data", "Apache-2.0"),
     Checkpoint("v3-small", 1.0, ("atu/v3-small_224_1.0_uint8.tflite",), 224, "atu", "MIT"),
+    Checkpoint(
+        "mobilenet-edgetpu", 1.0, ("mlcommons-mobile/v0_7_tflite_mobilenet_edgetpu_224_1.0_uint8.tflite",),
+        224, "MLCommons mobile_models (MLPerf Mobile v0.7)", "Apache-2.0",
+    ),
 )
 
 # Detectors (mnetctl.heads.ssd): the checkpoint and its label file (one name per class, background left out).

@@ -40,6 +40,8 @@ def expected_activations(cfg: ArchConfig) -> dict[str, str | None]:
     acts: dict[str, str | None] = {"stem.conv": family[cfg.stem_act]}
     for b in cfg.blocks:
         p = f"blocks.{b.index}"
+        acts[f"{p}.conv"] = family[b.act]
+        acts[f"{p}.start_dw"] = "none"
         acts[f"{p}.expand"] = family[b.act]
         acts[f"{p}.dw"] = family[b.act] if b.dw_act else "none"
         acts[f"{p}.se.reduce"] = "relu"
