@@ -40,7 +40,8 @@ def archs(as_json: JsonFlag = False, wide: WideFlag = False) -> None:
         macs, params = cfg.count_macs_params()
         rows.append({
             "arch": det.name, "title": det.title, "paper": det.paper, "task": "detection", "backbone": det.backbone,
-            "widths": [det.default_width], "resolutions": [det.default_resolution], "blocks": len(cfg.backbone.blocks),
+            "widths": [det.default_width], "resolutions": [det.default_resolution],
+            "default_resolution": det.default_resolution, "blocks": len(cfg.backbone.blocks),
             "anchors": cfg.num_anchors, "macs_at_default": macs, "params_at_default": params,
             "pretrained": [{"width": c.width, "trained_resolution": c.trained_resolution, "files": [c.file], "license": c.license}
                            for c in DETECTORS if c.arch == det.name],
@@ -51,7 +52,8 @@ def archs(as_json: JsonFlag = False, wide: WideFlag = False) -> None:
     macs, params = deeplab.decode_deeplab().count_macs_params()
     rows.append({
         "arch": deeplab.ARCH, "title": deeplab.TITLE, "paper": deeplab.PAPER, "widths": list(deeplab.WIDTHS),
-        "resolutions": list(deeplab.RESOLUTIONS), "blocks": len(deeplab.decode_deeplab().blocks),
+        "resolutions": list(deeplab.RESOLUTIONS), "default_resolution": deeplab.DEFAULT_RESOLUTION,
+        "blocks": len(deeplab.decode_deeplab().blocks),
         "macs_at_default": macs, "params_at_default": params, "task": "segmentation",
         "pretrained": [{"width": c.width, "trained_resolution": c.trained_resolution, "output_stride": c.output_stride,
                         "files": list(c.files), "license": c.license} for c in SEGMENTATION],
@@ -73,7 +75,7 @@ def archs(as_json: JsonFlag = False, wide: WideFlag = False) -> None:
     print_table(cols, cells, wide=wide, title="MobileNet family", header_style="bold")
     notes: dict[str, list[str]] = {}
     for r in rows:
-        if r["note"]:
+        if r.get("note"):
             notes.setdefault(r["note"], []).append(r["arch"])
     for note, names in notes.items():
         console.print(f"[dim]{', '.join(names)}: {note}[/]")
