@@ -147,6 +147,7 @@ PARAM_FLAGS = {
     "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "optimizer": "--optimizer",
     "label_smoothing": "--label-smoothing", "dropout": "--dropout", "weight_decay": "--weight-decay",
     "hidden": "--hidden", "patience": "--patience", "views": "--views", "val_split": "--val-split",
+    "temperature": "--temperature", "alpha": "--alpha", "train_data": "--train-data", "val_data": "--val-data",
 }
 
 
