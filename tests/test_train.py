@@ -202,6 +202,10 @@ def _task(coarse, tmp_path, capsys, arch: str, width: str, res: str) -> None:
     pre = tmp_path / "pretrained.onnx"
     save_model(build_model(arch, float(width), int(res), weights="pretrained"), pre)
     zero_shot = coarse_task.zero_shot_accuracy(pre, val_dir)
+    # the same figure from the grouped model (a classifier with the coarse label names: a possible --teacher)
+    grouped = tmp_path / "grouped.onnx"
+    save_model(coarse_task.zero_shot_model(arch, float(width), int(res)), grouped)
+    assert evaluate(grouped, val_dir).top1 == pytest.approx(zero_shot, abs=1e-9)
     majority = max(len(list((val_dir / c).iterdir())) for c in coarse_task.NAMES) / trained.n
     print(f"{arch} {width} {res}: trained {100 * trained.top1:.1f}% zero-shot {100 * zero_shot:.1f}% "
           f"majority class {100 * majority:.1f}%")
