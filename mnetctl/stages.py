@@ -40,6 +40,28 @@ def build_key(arch: str, width: float, resolution: int, weights: str, opset: int
                    "opset": opset, "version": __version__})
 
 
+def run_train(arch: str, width: float, resolution: int, data: str, val_split: float, views: int, augment: bool,
+              settings: dict[str, Any], opset: int, features: str | None, out: str) -> dict[str, Any]:
+    """`train` on DATA/<class name>/ (early stopping on a `val_split` of it) -> the model at `out`; `features`: the
+    feature cache folder (None: no cache)."""
+    from .builder import save_model
+    from .train import HeadSettings, train
+
+    res = train(data, arch, width, resolution, val_split=val_split, views=views, augment=augment,
+                settings=HeadSettings(**settings), cache_dir=features, opset=opset)
+    save_model(res.model, out)
+    return {**_facts(Path(out), res.model), "classes": res.classes, "train_images": res.train_images,
+            "train_val_accuracy": res.val_accuracy, "failed": [list(f) for f in res.failed]}
+
+
+def train_key(arch: str, width: float, resolution: int, checkpoint: str | None, data_digest: str, names: list[str],
+              val_split: float, views: int, augment: bool, settings: dict[str, Any], opset: int) -> str:
+    """data_digest: the training images' bytes and labels; names: the class names the labels index."""
+    return digest({"arch": arch, "width": width, "res": resolution, "ckpt": checkpoint, "data": data_digest,
+                   "names": names, "val_split": val_split, "views": views, "augment": augment, "settings": settings,
+                   "opset": opset, "version": __version__})
+
+
 def run_quantize(model: str, out: str, calib: str | None) -> dict[str, Any]:
     from .quant.pipeline import quantize_model
 
@@ -177,6 +199,7 @@ class Stage:
 
 STAGES: dict[str, Stage] = {
     "build": Stage("build", run_build, build_key, True),
+    "train": Stage("train", run_train, train_key, True),
     "quantize": Stage("quantize", run_quantize, quantize_key, True),
     "eval": Stage("eval", run_eval, eval_key, False),
     "bench": Stage("bench", run_bench, bench_key, False),

@@ -78,6 +78,7 @@ class VariantResult:
     other_load: float | None = None  # other processes' CPU load while it was timed, in cores (0.2 = a fifth of one)
     loaded_rounds: int = 0  # its rounds kept although other load exceeded max_load (the time cap ran out)
     ties_with: list[str] = field(default_factory=list)  # variants whose p50 interval overlaps this one's
+    train_val_accuracy: float | None = None  # with train data: the head's score on its early-stopping split
     headline: str = "top1"  # the task's metric the sweep ranks by (Task.headline: top1, miou, ...)
     score: float | None = None  # its value (None: top1)
 
@@ -104,14 +105,18 @@ def plan_variants(
     resolutions: Iterable[int] | None = None,
     precisions: Iterable[str] = PRECISIONS,
     weights: str = "pretrained",
+    train: bool = False,
 ) -> tuple[list[Variant], list[str]]:
     """The variant grid and notes: (arch, width) combinations skipped for lack of pretrained weights, and values
     listed more than once (each runs once).
 
     With pretrained weights and no explicit lists, every shipped checkpoint at its trained resolution.
+    `train`: the sweep trains a head per variant (train data given), which needs pretrained weights.
     """
     if weights not in ("pretrained", "random"):
         raise BadInput(f"weights must be pretrained or random for a sweep, got {weights!r}")
+    if train:
+        _check_train_weights(weights)
     skipped: list[str] = []
 
     def once(name: str, values: list) -> list:
@@ -251,6 +256,14 @@ class SweepSettings:
     sequential: bool = False  # bench variants one after another instead of interleaved
     max_load: float = 0.2  # interleaved: rounds with more other load (cores) are taken again ...
     max_seconds: float = 60.0  # ... while the timing has run less than this long
+    # Training on the user's classes: a head per variant on train_data/<class name>/ (early stopping on a
+    # train_val_split of it), calibrated on train_data, scored on val_data/<class name>/ (the same classes)
+    train_data: Path | None = None
+    val_data: Path | None = None
+    train_val_split: float = 0.2
+    train_views: int = 5
+    train_augment: bool = True
+    train_settings: dict = field(default_factory=dict)  # train.HeadSettings fields (default: its defaults)
 
 
 @dataclass
@@ -265,6 +278,7 @@ class SweepPlan:
     calib: Path
     calib_digest: str
     opset: int
+    train: dict | None = None  # with train data: data, digest, names, the resolved head settings
 
 
 def prepare(settings: SweepSettings) -> SweepPlan:
@@ -287,18 +301,60 @@ def prepare(settings: SweepSettings) -> SweepPlan:
 
     task = get_task(settings.task)
     profile = settings.device if isinstance(settings.device, Profile) else load_profile(settings.device)
-    data = Path(settings.data) if settings.data else (default_val_dir() if task.name == "classification"
-                                                      else task.default_eval_dir())
-    samples = find_samples(data, limit=settings.limit, flag="data", labels=task.needs_labels())
-    if not task.needs_labels():
-        from .tasks.segmentation import drop_mask_files
+    train = None
+    if settings.train_data is not None or settings.val_data is not None:
+        train, data, samples = _prepare_train(settings)
+        calib = Path(settings.calib) if settings.calib else Path(settings.train_data)
+    else:
+        data = Path(settings.data) if settings.data else (default_val_dir() if task.name == "classification"
+                                                          else task.default_eval_dir())
+        samples = find_samples(data, limit=settings.limit, flag="data", labels=task.needs_labels())
+        if not task.needs_labels():
+            from .tasks.segmentation import drop_mask_files
 
-        samples = drop_mask_files(samples)
-    calib = Path(settings.calib) if settings.calib else (default_calib_dir() if task.name == "classification"
-                                                         else task.calibration_dir())
+            samples = drop_mask_files(samples)
+        calib = Path(settings.calib) if settings.calib else (default_calib_dir() if task.name == "classification"
+                                                             else task.calibration_dir())
     calib_samples = find_samples(calib, flag="calib", labels=False)
     return SweepPlan(settings, profile, data, samples, samples_digest(samples), calib, samples_digest(calib_samples),
-                     opset_for_profile(profile))
+                     opset_for_profile(profile), train)
+
+
+def _check_train_weights(weights: str) -> None:
+    if weights != "pretrained":
+        raise BadInput(f"train_data trains a new head on a pretrained backbone, so it needs pretrained weights (got "
+                       f"{weights!r}: random weights have no features worth training on)",
+                       "leave out --weights random; only archs and widths with a shipped checkpoint are swept")
+
+
+def _prepare_train(settings: SweepSettings) -> tuple[dict, Path, list]:
+    """The training classes and images (hashed), and val_data's images labelled by those classes."""
+    from .data import Sample
+    from .train import HeadSettings
+    from .train.dataset import class_folders
+    from .train.run import val_samples
+
+    if settings.val_data is None:
+        raise BadInput("val_data is missing", "with train_data, give val_data/<class name>/ (the same classes) to "
+                                              "score each trained variant on")
+    if settings.train_data is None:
+        raise BadInput("train_data is missing", "val_data scores heads trained on train_data/<class name>/; give both")
+    if settings.data is not None:
+        raise BadInput("data is the ImageNet evaluation set", "with train_data, give the images to score as val_data")
+    _check_train_weights(settings.weights)
+    if not 0 < settings.train_val_split < 1:
+        raise BadInput(f"train_val_split must be between 0 and 1, got {settings.train_val_split}")
+    if settings.train_views < 1:
+        raise BadInput(f"train_views must be at least 1, got {settings.train_views}")
+    head = HeadSettings(**settings.train_settings).check()
+    names, train_samples = class_folders(settings.train_data, flag="train_data")
+    val = Path(settings.val_data)
+    samples = val_samples(val, names, flag="val_data")
+    if settings.limit is not None:
+        samples = samples[: settings.limit]
+    train = {"data": str(Path(settings.train_data)), "digest": samples_digest(train_samples), "names": names,
+             "settings": head.as_dict(), "images": len(train_samples)}
+    return train, val, [Sample(s.path, s.label) for s in samples]
 
 
 @dataclass
@@ -357,7 +413,8 @@ def run_sweep(
     profile_doc = plan.profile.model_dump(mode="json")
     samples_doc = [[str(s.path), s.label] for s in plan.samples]
     latency_only = settings.weights == "random"  # random weights: nothing to evaluate, accuracy stays None
-    totals = {"build": len(variants), "quantize": sum(v.precision == "int8" for v in variants),
+    first = "train" if plan.train else "build"
+    totals = {first: len(variants), "quantize": sum(v.precision == "int8" for v in variants),
               "eval": 0 if latency_only else len(variants), "bench": len(variants)}
     done = dict.fromkeys(totals, 0)
     for name, total in totals.items():  # every stage's bar from the start, in stage order
@@ -385,10 +442,23 @@ def run_sweep(
     prepared = []  # (variant, facts, scores, cached) before timing
     for variant in variants:
         cached: dict[str, bool] = {}
-        build_in = {"arch": variant.arch, "width": variant.width, "resolution": variant.resolution,
-                    "weights": settings.weights, "opset": plan.opset}
-        key = STAGES["build"].key(**build_in, checkpoint=_checkpoint_id(variant, settings.weights))
-        facts, cached["build"] = stage("build", variant, key, build_in)
+        if plan.train:
+            t = plan.train
+            train_in = {"arch": variant.arch, "width": variant.width, "resolution": variant.resolution,
+                        "data": t["data"], "val_split": settings.train_val_split, "views": settings.train_views,
+                        "augment": settings.train_augment, "settings": t["settings"], "opset": plan.opset}
+            key = STAGES["train"].key(variant.arch, variant.width, variant.resolution,
+                                      _checkpoint_id(variant, "pretrained"), t["digest"], t["names"],
+                                      settings.train_val_split, settings.train_views, settings.train_augment,
+                                      t["settings"], plan.opset)
+            features = None if settings.fresh else str(cache.root / "features")
+            facts, cached["train"] = stage("train", variant, key, {**train_in, "features": features})
+        else:
+            build_in = {"arch": variant.arch, "width": variant.width, "resolution": variant.resolution,
+                        "weights": settings.weights, "opset": plan.opset}
+            key = STAGES["build"].key(**build_in, checkpoint=_checkpoint_id(variant, settings.weights))
+            facts, cached["build"] = stage("build", variant, key, build_in)
+        trained = facts.get("train_val_accuracy")
         if variant.precision == "int8":
             key = STAGES["quantize"].key(facts["model"], plan.calib_digest, repr(default_settings(variant.arch, variant.width)))
             facts, cached["quantize"] = stage("quantize", variant, key,
@@ -399,7 +469,7 @@ def run_sweep(
             key = STAGES["eval"].key(facts["model"], plan.samples_digest)
             scores, cached["eval"] = stage("eval", variant, key, {"model": facts["model"], "samples": samples_doc,
                                                                   "threads": settings.threads})
-        prepared.append((variant, facts, scores, cached))
+        prepared.append((variant, {**facts, "train_val_accuracy": trained}, scores, cached))
 
     if settings.sequential:
         timings, timing = {}, {"method": "sequential", "iterations": settings.iterations}
@@ -437,7 +507,7 @@ def run_sweep(
             p50_ms=lat["p50"], p90_ms=lat["p90"], mean_ms=lat["mean"],
             latency_ms=lat, providers=t["providers"], model=facts["model"], cached=cached,
             p50_ci95_ms=t.get("p50_ci95_ms"), other_load=t.get("other_load"),
-            loaded_rounds=int(timing.get("loaded_rounds", 0)),
+            loaded_rounds=int(timing.get("loaded_rounds", 0)), train_val_accuracy=facts.get("train_val_accuracy"),
             headline=scores.get("headline", "top1"), score=scores.get("score", scores["top1"]),
         ))
     mark_ties(results)
@@ -449,6 +519,8 @@ def run_sweep(
     settings_doc["device"] = plan.profile.name
     settings_doc["data"] = str(plan.data)
     settings_doc["calib"] = str(plan.calib)
+    if plan.train:
+        settings_doc["train"] = {k: v for k, v in plan.train.items() if k != "digest"}
     return SweepResult(results, [], settings_doc, host, time.perf_counter() - started, timing=timing)
 
 
@@ -635,6 +707,11 @@ def markdown_report(result: SweepResult, metric: str, plot_name: str) -> str:
     if latency_only:
         lines += ["", "Random weights: latency and size only (no accuracy is measured); the frontier marks the "
                       "smallest model at each latency, and a selection takes the most MACs within the budget."]
+    train = result.settings.get("train")
+    if train:
+        lines += ["", f"Each variant is a new head on its pretrained backbone, trained on {train['data']} "
+                      f"({train['images']} images; classes {', '.join(train['names'])}), int8 calibrated on "
+                      f"{result.settings.get('calib')}; top-1 on {result.settings.get('data')}."]
     if result.timing:
         lines += ["", timing_note(result.timing)]
     if any(r.ties_with for r in result.variants):

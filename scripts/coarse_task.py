@@ -2,6 +2,7 @@
 classes by ImageNet class index, materialised as `OUT/train/<class>/` and `OUT/val/<class>/` (symbolic links).
 
     python scripts/coarse_task.py /tmp/coarse      # then: mnetctl train /tmp/coarse/train --val /tmp/coarse/val
+    python scripts/coarse_task.py /tmp/coarse --zero-shot-teacher v2-grouped.onnx   # also the zero-shot V2 1.0
 
 Groups (ImageNet indices, classes.txt order): bird 7-24, 80-100, 127-146; dog 151-268; other_animal the rest
 of 0-397; object 398-999. Every third image of each group (sorted by file name) goes to validation.
@@ -50,10 +51,52 @@ def materialise(out: Path | str) -> tuple[Path, Path]:
     return out / "train", out / "val"
 
 
+def zero_shot_model(arch: str = "v2", width: float = 1.0, resolution: int = 224):
+    """The pretrained ImageNet model as a coarse-class classifier: softmax over its 1000 classes, each group's
+    probabilities summed, then Log (so its outputs are logits to mnetctl), labelled with NAMES. A teacher for
+    `mnetctl train --teacher` whose knowledge no head trained on this task's 201 images has."""
+    import numpy as np
+    from dataclasses import replace
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mnetctl.builder import build_model
+    from mnetctl.labels import labels_extra
+    from mnetctl.meta import read_meta, write_meta
+
+    model = build_model(arch, width, resolution, weights="pretrained")
+    meta = read_meta(model)
+    g = model.graph
+    out = g.output[0].name
+    member = np.zeros((meta.classes, len(NAMES)), np.float32)
+    for j, name in enumerate(NAMES):
+        member[[meta.label_offset + i for i in GROUPS[name]], j] = 1.0
+    g.initializer.append(numpy_helper.from_array(member, "zero_shot.member"))
+    g.node.extend([
+        helper.make_node("Softmax", [out], ["zero_shot.prob"], name="zero_shot.softmax", axis=1),
+        helper.make_node("MatMul", ["zero_shot.prob", "zero_shot.member"], ["zero_shot.group"], name="zero_shot.sum"),
+        helper.make_node("Log", ["zero_shot.group"], ["zero_shot.logits"], name="zero_shot.log"),
+    ])
+    del g.output[:]
+    g.output.append(helper.make_tensor_value_info("zero_shot.logits", TensorProto.FLOAT, ["batch", len(NAMES)]))
+    write_meta(model, replace(meta, classes=len(NAMES), label_offset=0).with_extra(**labels_extra(NAMES)))
+    return model
+
+
 if __name__ == "__main__":
-    train, val = materialise(sys.argv[1] if len(sys.argv) > 1 else "coarse-task")
+    args = sys.argv[1:]
+    teacher = None
+    if "--zero-shot-teacher" in args:
+        i = args.index("--zero-shot-teacher")
+        teacher = args[i + 1]
+        del args[i:i + 2]
+    train, val = materialise(args[0] if args else "coarse-task")
     for split in (train, val):
         print(split, {p.name: len(list(p.iterdir())) for p in sorted(split.iterdir())})
+    if teacher:
+        from mnetctl.builder import save_model
+
+        save_model(zero_shot_model(), teacher)
+        print("wrote", teacher)
 
 
 def zero_shot_accuracy(model_path: Path | str, val_dir: Path | str) -> float:

@@ -149,6 +149,7 @@ PARAM_FLAGS = {
     "hidden": "--hidden", "patience": "--patience", "views": "--views", "val_split": "--val-split",
     "annotations": "--annotations", "min_score": "--min-score", "postprocess": "--postprocess",
     "masks": "--masks", "output_stride": "--output-stride", "mask": "--mask", "draw": "--draw",
+    "temperature": "--temperature", "alpha": "--alpha", "train_data": "--train-data", "val_data": "--val-data",
 }
 
 

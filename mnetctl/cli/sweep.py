@@ -32,6 +32,8 @@ def sweep(
     precisions: Annotated[str, typer.Option("--precisions", help="Comma list of fp32,int8.")] = "fp32,int8",
     weights: Annotated[str, typer.Option("--weights", help="pretrained | random.")] = "pretrained",
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Evaluation images [default: the shipped val set].", show_default=False)] = None,
+    train_data: Annotated[Optional[Path], typer.Option("--train-data", help="Your classes: train a head per variant on DIR/<class name>/ (pretrained backbones; early stopping on a 20% split), calibrate int8 on it.", show_default=False)] = None,
+    val_data: Annotated[Optional[Path], typer.Option("--val-data", help="With --train-data: the images each variant is scored on, DIR/<class name>/ with the same classes.", show_default=False)] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", "-l", help="Evaluate on the first N images only.", show_default=False)] = None,
     device: Annotated[str, typer.Option("--device", "-D", help="Device profile (name or TOML path) to bench on.")] = "host",
     threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="Intra-op threads [default: the profile's].", show_default=False)] = None,
@@ -47,7 +49,7 @@ def sweep(
     sequential: Annotated[bool, typer.Option("--sequential", help="Bench variants one after another instead of interleaved (no intervals or ties; for comparison).")] = False,
     wide: WideFlag = False,
 ) -> None:
-    """Build, quantize, evaluate and benchmark every variant; flag the Pareto frontier; optionally select one."""
+    """Build (or with --train-data train), quantize, evaluate and benchmark every variant; flag the Pareto frontier; optionally select one."""
     from ._progress import progress_bar
 
     from ..fsutil import check_writable
@@ -59,12 +61,13 @@ def sweep(
     if cache is not None and cache.exists() and not cache.is_dir():
         raise BadInput(f"--cache {cache} is a file, not a folder", "choose another --cache")
     variants, skipped = plan_variants(_split("--arch", arch), _split("--widths", widths, float),
-                                      _split("--resolutions", resolutions, int), _split("--precisions", precisions), weights)
+                                      _split("--resolutions", resolutions, int), _split("--precisions", precisions), weights,
+                                      train=train_data is not None)
     for s in skipped:
         err_console.print(f"[yellow]skip[/] {s}")
     # the outputs must not land in or on what the sweep reads: the images, a profile file
-    check_writable(out / "sweep.json", inputs=(data, Path(device) if Path(device).is_file() else None), flag="--out")
-    settings = SweepSettings(weights=weights, data=data, limit=limit, device=device, threads=threads,
+    check_writable(out / "sweep.json", inputs=(data, train_data, val_data, Path(device) if Path(device).is_file() else None), flag="--out")
+    settings = SweepSettings(weights=weights, data=data, train_data=train_data, val_data=val_data, limit=limit, device=device, threads=threads,
                              iterations=iterations, metric=metric, fresh=fresh, sequential=sequential,
                              max_load=max_load, max_seconds=max_seconds, task=task_of_variants(variants))
     with flag_names({"max_load": "--max-load", "max_seconds": "--max-seconds"}):

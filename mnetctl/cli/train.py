@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import BadInput
 from ._app import JsonFlag, app, console, err_console, print_json
 
 
@@ -33,6 +34,10 @@ def train_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the split, the views, the init and the batches.")] = 0,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Feature cache folder \\[default: $MNETCTL_CACHE/features or ~/.cache/mnetctl/features].", show_default=False)] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Compute every feature again and store none.")] = False,
+    teacher: Annotated[Optional[Path], typer.Option("--teacher", help="Distil from this classifier (its label names must be the classes, e.g. a bigger model made by `mnetctl train`); also trains without it and reports both.", show_default=False)] = None,
+    unlabeled: Annotated[Optional[Path], typer.Option("--unlabeled", help="Images without labels (any layout) that only the --teacher labels.", show_default=False)] = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", help="With --teacher: softmax temperature of the teacher's and the student's outputs in the distillation term \\[default: 2].", show_default=False)] = None,
+    alpha: Annotated[Optional[float], typer.Option("--alpha", help="With --teacher: weight of the hard-label loss; 1 - alpha goes to T^2 * KL(teacher || student) \\[default: 0.5].", show_default=False)] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="ONNX Runtime intra-op threads \\[default: all cores].", show_default=False)] = None,
     json_out: JsonFlag = False,
 ) -> None:
@@ -43,14 +48,20 @@ def train_cmd(
     from ..train import HeadSettings, train
     from ._progress import progress_bar
 
+    if teacher is None and (temperature is not None or alpha is not None or unlabeled is not None):
+        given = next(f for f, v in (("--unlabeled", unlabeled), ("--temperature", temperature), ("--alpha", alpha))
+                     if v is not None)
+        raise BadInput(f"{given} needs --teacher (it sets up distillation from a teacher model)")
     out = output or Path("trained-" + default_filename(resolve_arch(arch), width, resolution))
-    check_writable(out, inputs=(data, val))
+    check_writable(out, inputs=(data, val, teacher, unlabeled))
     settings = HeadSettings(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                             label_smoothing=label_smoothing, dropout=dropout, weight_decay=weight_decay,
                             hidden=hidden, patience=patience, seed=seed)
     with progress_bar(not json_out) as on_progress:
         result = train(data, arch, width, resolution, val=val, val_split=val_split, views=views, augment=augment,
                        settings=settings, cache_dir=None if no_cache else (cache or "default"), threads=threads,
+                       teacher=teacher, unlabeled=unlabeled,
+                       temperature=2.0 if temperature is None else temperature, alpha=0.5 if alpha is None else alpha,
                        on_progress=on_progress)
     save_model(result.model, out)
     for path, reason in result.failed:
@@ -67,3 +78,13 @@ def train_cmd(
         f"({result.extracted} computed, {result.cached} cached), head {result.head_seconds:.1f} s"
         f"{f' | {len(result.failed)} unreadable skipped' if result.failed else ''}[/]",
         soft_wrap=True)
+    d = result.distill
+    if d is not None:
+        gain = 100 * (d["distilled_val_accuracy"] - d["labels_only_val_accuracy"])
+        more = f", {d['unlabeled_images']} unlabeled images" if d["unlabeled_images"] else ""
+        console.print(
+            f"distillation (T {d['temperature']:g}, alpha {d['alpha']:g}{more}): "
+            f"val top-1 {100 * d['distilled_val_accuracy']:.2f}% with the teacher vs "
+            f"{100 * d['labels_only_val_accuracy']:.2f}% from the labels alone ({gain:+.2f} points); "
+            f"teacher {100 * d['teacher_val_accuracy']:.2f}%  [dim](the written model is the distilled one)[/]",
+            soft_wrap=True)

@@ -1,7 +1,11 @@
 """The new classifier head, trained with numpy on cached features: dropout, then a linear layer (optionally
 one hidden ReLU layer first); softmax cross-entropy with label smoothing, L2 weight decay, Adam or SGD with
 momentum, a cosine learning-rate schedule, mini-batches, early stopping on the validation split (the best
-epoch's weights are kept)."""
+epoch's weights are kept).
+
+Distillation (`Distill`): each row may also carry a teacher's logits; the loss per row is then
+alpha * (smoothed cross-entropy with its label) + (1 - alpha) * T^2 * KL(teacher_T || student_T), the `_T`
+softmaxes taken at temperature T. A row labelled -1 (an image only the teacher labels) has the second term only."""
 
 from __future__ import annotations
 
@@ -59,6 +63,29 @@ class HeadSettings:
         return d
 
 
+@dataclass(frozen=True)
+class Distill:
+    """Teacher targets: `logits` [rows, classes] aligned with the training rows, at `temperature`, weight `alpha`
+    on the hard-label term."""
+
+    logits: np.ndarray
+    temperature: float = 2.0
+    alpha: float = 0.5
+
+    def check(self) -> "Distill":
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise BadInput(f"temperature must be a positive number, got {self.temperature}")
+        if not (math.isfinite(self.alpha) and 0 <= self.alpha <= 1):
+            raise BadInput(f"alpha must be in 0..1, got {self.alpha}")
+        return self
+
+    def soft_targets(self) -> np.ndarray:
+        z = np.asarray(self.logits, np.float64) / self.temperature
+        z = z - z.max(axis=1, keepdims=True)
+        q = np.exp(z)
+        return q / q.sum(axis=1, keepdims=True)
+
+
 @dataclass
 class Head:
     """Layers as (weight [out, in], bias [out]) pairs, applied in order with ReLU between them."""
@@ -105,7 +132,17 @@ def _targets(y: np.ndarray, classes: int, smoothing: float) -> np.ndarray:
     return t
 
 
+def _targets_or_zero(y: np.ndarray, classes: int, smoothing: float) -> np.ndarray:
+    """Smoothed one-hot rows; all zero for rows labelled -1 (no label)."""
+    t = _targets(np.maximum(y, 0), classes, smoothing)
+    t[y < 0] = 0.0
+    return t
+
+
 def loss_acc(head: Head, x: np.ndarray, y: np.ndarray, smoothing: float) -> tuple[float, float]:
+    """Smoothed cross-entropy and accuracy over the labelled rows (label >= 0)."""
+    keep = y >= 0
+    x, y = x[keep], y[keep]
     z = head.logits(x.astype(np.float64))
     loss = float(-(_targets(y, z.shape[1], smoothing) * _log_softmax(z)).sum(axis=1).mean())
     return loss, float((z.argmax(axis=1) == y).mean())
@@ -126,9 +163,22 @@ def _better(a: EpochStats, b: EpochStats | None) -> bool:
 
 
 def train_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, classes: int,
-               settings: HeadSettings, on_progress: ProgressFn | None = None) -> HeadResult:
-    """Train in float64 (deterministic for a seed); the returned head is the best validation epoch's."""
+               settings: HeadSettings, on_progress: ProgressFn | None = None, distill: Distill | None = None,
+               label: str = "train") -> HeadResult:
+    """Train in float64 (deterministic for a seed); the returned head is the best validation epoch's.
+
+    `distill`: teacher logits for every training row (rows labelled -1 then learn from the teacher alone);
+    without it every row needs a label."""
     s = settings.check()
+    y_train = np.asarray(y_train, np.int64)
+    soft = None
+    if distill is not None:
+        distill = distill.check()
+        if distill.logits.shape != (len(y_train), classes):
+            raise ValueError(f"teacher logits {distill.logits.shape} do not match {len(y_train)} rows x {classes}")
+        soft = distill.soft_targets()
+    elif (y_train < 0).any():
+        raise ValueError("rows without a label need teacher targets")
     rng = np.random.default_rng(s.seed)
     x_train = np.asarray(x_train, np.float64)
     head = _init(rng, x_train.shape[1], classes, s.hidden)
@@ -143,14 +193,19 @@ def train_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_va
     best: EpochStats | None = None
     best_layers = [(w.copy(), b.copy()) for w, b in head.layers]
     since_best = 0
-    targets = _targets(y_train, classes, s.label_smoothing)
+    targets = _targets_or_zero(y_train, classes, s.label_smoothing)
+    hard = (y_train >= 0).astype(np.float64)
     for epoch in range(1, s.epochs + 1):
         order = rng.permutation(n)
         lr = s.learning_rate
         for start in range(0, n, s.batch_size):
             idx = order[start:start + s.batch_size]
             lr = s.learning_rate * 0.5 * (1 + math.cos(math.pi * step / total))
-            grads = _gradients(head, x_train[idx], targets[idx], s.dropout, rng)
+            if soft is None:
+                grads = _gradients(head, x_train[idx], targets[idx], s.dropout, rng)
+            else:
+                grads = _gradients(head, x_train[idx], targets[idx], s.dropout, rng, hard=hard[idx],
+                                   soft=soft[idx], temperature=distill.temperature, alpha=distill.alpha)
             step += 1
             for k, (p, g) in enumerate(zip(params, grads)):
                 if k % 2 == 0:  # weights, not biases
@@ -169,7 +224,7 @@ def train_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_va
         stats = EpochStats(epoch, lr, tl, ta, vl, va)
         history.append(stats)
         report(on_progress, epoch, s.epochs,
-               f"train · epoch {epoch}: loss {tl:.3f}/{vl:.3f} acc {100 * ta:.1f}%/{100 * va:.1f}% (train/val)")
+               f"{label} · epoch {epoch}: loss {tl:.3f}/{vl:.3f} acc {100 * ta:.1f}%/{100 * va:.1f}% (train/val)")
         if _better(stats, best):
             best, since_best = stats, 0
             best_layers = [(w.copy(), b.copy()) for w, b in head.layers]
@@ -181,8 +236,14 @@ def train_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_va
     return HeadResult(Head(best_layers), best.epoch, history)
 
 
-def _gradients(head: Head, x: np.ndarray, t: np.ndarray, dropout: float, rng: np.random.Generator) -> list[np.ndarray]:
-    """Gradients of the mean smoothed cross-entropy for (w, b) of each layer; dropout on the head's input."""
+def _gradients(head: Head, x: np.ndarray, t: np.ndarray, dropout: float, rng: np.random.Generator, *,
+               hard: np.ndarray | None = None, soft: np.ndarray | None = None, temperature: float = 1.0,
+               alpha: float = 1.0) -> list[np.ndarray]:
+    """Gradients of the mean loss for (w, b) of each layer; dropout on the head's input.
+
+    Without `soft`: smoothed cross-entropy with targets `t`. With it: per row alpha * hard_i * CE(t_i, p) +
+    (1 - alpha) * T^2 * KL(soft_i || p_T), whose gradient in the logits is alpha * hard_i * (p - t_i) +
+    (1 - alpha) * T * (p_T - soft_i)."""
     if dropout > 0:
         keep = (rng.random(x.shape) >= dropout) / (1.0 - dropout)
         x = x * keep
@@ -196,7 +257,12 @@ def _gradients(head: Head, x: np.ndarray, t: np.ndarray, dropout: float, rng: np
     z = h - h.max(axis=1, keepdims=True)
     p = np.exp(z)
     p /= p.sum(axis=1, keepdims=True)
-    delta = (p - t) / len(x)
+    if soft is None:
+        delta = (p - t) / len(x)
+    else:
+        pt = np.exp(z / temperature)
+        pt /= pt.sum(axis=1, keepdims=True)
+        delta = (alpha * hard[:, None] * (p - t) + (1 - alpha) * temperature * (pt - soft)) / len(x)
     grads: list[np.ndarray] = []
     for i in range(len(head.layers) - 1, -1, -1):
         w, _ = head.layers[i]
