@@ -16,13 +16,14 @@ def predict(
     model: ModelArg,
     images: Annotated[list[Path], typer.Argument(help="Image files (or folders of images).", show_default=False)],
     top: Annotated[int, typer.Option("--top", "-k", help="How many classes to list per image.")] = 5,
-    threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="ONNX Runtime intra-op threads.", show_default=False)] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="Runtime threads (ONNX Runtime intra-op).", show_default=False)] = None,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help="onnxruntime, litert (.tflite) or openvino \\[default: by the file].", show_default=False)] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Classify images: top-k labels with softmax probabilities (exit 2 if an image cannot be read)."""
     from ..evaluate import predict as run_predict
 
-    results = run_predict(model, images, top=top, threads=threads)
+    results = run_predict(model, images, top=top, threads=threads, runtime=runtime)
     failed = [r for r in results if r.error]
     if json_out:
         print_json([r.as_dict() for r in results])
