@@ -33,7 +33,8 @@ def sweep(
     weights: Annotated[str, typer.Option("--weights", help="pretrained | random.")] = "pretrained",
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Evaluation images [default: the shipped val set].", show_default=False)] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", "-l", help="Evaluate on the first N images only.", show_default=False)] = None,
-    device: Annotated[str, typer.Option("--device", "-D", help="Device profile (name or TOML path) to bench on.")] = "host",
+    device: Annotated[str, typer.Option("--device", "-D", help="Device profile (name or TOML path) to bench on; a comma list (host,host-litert,host-openvino) puts them on one frontier.")] = "host",
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help="Run every device on this runtime: onnxruntime, litert or openvino \\[default: each profile's].", show_default=False)] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="Intra-op threads [default: the profile's].", show_default=False)] = None,
     iterations: Annotated[int, typer.Option("--iterations", "-n", help="Measured runs per variant.")] = 100,
     metric: Annotated[str, typer.Option("--metric", help="Latency statistic for the frontier and budget: p50, p90, p95, p99, mean.")] = "p50",
@@ -62,8 +63,9 @@ def sweep(
     for s in skipped:
         err_console.print(f"[yellow]skip[/] {s}")
     # the outputs must not land in or on what the sweep reads: the images, a profile file
-    check_writable(out / "sweep.json", inputs=(data, Path(device) if Path(device).is_file() else None), flag="--out")
-    settings = SweepSettings(weights=weights, data=data, limit=limit, device=device, threads=threads,
+    check_writable(out / "sweep.json", inputs=(data, *[Path(d) for d in device.split(",") if Path(d).is_file()]),
+                   flag="--out")
+    settings = SweepSettings(weights=weights, data=data, limit=limit, device=device, runtime=runtime, threads=threads,
                              iterations=iterations, metric=metric, fresh=fresh, sequential=sequential,
                              max_load=max_load, max_seconds=max_seconds)
     with flag_names({"max_load": "--max-load", "max_seconds": "--max-seconds"}):
