@@ -284,7 +284,7 @@ def _quantize(pre_path: Path, q_path: Path, qs: QuantSettings, op_types: Sequenc
     qmodel = onnx.load(str(q_path))
     if qs.int8_storage:
         store_float_weights_int8(qmodel, excluded)
-    if qs.fmt == "qdq":
+    if qs.fmt == "qdq" and qs.drop_zero_points:
         drop_zero_points(qmodel)
     compact_names(qmodel)
     return qmodel

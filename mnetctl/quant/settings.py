@@ -58,6 +58,8 @@ class QuantSettings:
     int8_storage: the weights of Conv/Gemm nodes kept in float are stored as int8 with per-channel
       scales (on a checkpoint grid: its own values) and turned back into float by constants ONNX
       Runtime folds at load (`mnetctl.quant.storage`): float kernels, int8 file size. Off: float weights.
+    drop_zero_points: QDQ weight/bias DequantizeLinear nodes whose zero point is all zeros lose that input
+      (ONNX's default is 0; ORT fuses them alike). Off: every DequantizeLinear keeps its zero point.
     """
 
     method: Method = "minmax"
@@ -77,6 +79,7 @@ class QuantSettings:
     reduce_range: bool = False
     float_max_channels: int = 0
     int8_storage: bool = True
+    drop_zero_points: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
