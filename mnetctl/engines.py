@@ -159,6 +159,7 @@ class Loaded:
     create_ms: float = 0.0
     session_info: Any = None  # onnxruntime only: runtime.SessionInfo
     keep: Any = None  # what the run needs alive (bound arrays)
+    call: Callable[[np.ndarray], Any] | None = None  # one inference on the runtime's own input: array in, raw output
 
 
 def _random(shape, dtype: np.dtype, seed: int) -> np.ndarray:
@@ -226,7 +227,7 @@ def _load_ort(path, threads, eps, batch, seed, session_config, graph_optimizatio
     return Loaded(ONNXRUNTIME, path, session.run_with_iobinding, io, infer, tuple(first.shape), first.dtype,
                   list(info.used), {"engine": ONNXRUNTIME, "version": version(ONNXRUNTIME), "threads": threads,
                                     "providers": list(info.used)},
-                  info.create_ms, info, keep=feeds)
+                  info.create_ms, info, keep=feeds, call=lambda x: session.run([out_name], {name: x})[0])
 
 
 def _load_litert(path: Path, threads, opts, batch, seed, first_run) -> Loaded:
@@ -265,7 +266,7 @@ def _load_litert(path: Path, threads, opts, batch, seed, first_run) -> Loaded:
     return Loaded(LITERT, path, runner.run_bound, None, infer, tuple(feed.shape), feed.dtype, [label],
                   {"engine": LITERT, "version": version(LITERT), "delegate": delegate,
                    "delegate_library": opts.get("delegate_library"), "threads": threads},
-                  create_ms, keep=(runner, feed))
+                  create_ms, keep=(runner, feed), call=runner)
 
 
 def _load_openvino(path: Path, threads, opts, batch, seed, first_run) -> Loaded:
@@ -302,7 +303,7 @@ def _load_openvino(path: Path, threads, opts, batch, seed, first_run) -> Loaded:
     return Loaded(OPENVINO, path, model.run_bound, None, infer, shape, feed.dtype, [f"openvino:{d}" for d in devices],
                   {"engine": OPENVINO, "version": version(OPENVINO), "device": model.device, "execution_devices": devices,
                    "performance_hint": model.hint, "threads": threads, "threads_used": model.threads_used()},
-                  create_ms, keep=(model, feed))
+                  create_ms, keep=(model, feed), call=model)
 
 
 def runnable(name: str, loaded: Loaded):

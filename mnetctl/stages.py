@@ -55,6 +55,7 @@ def quantize_key(model: str, calib_digest: str, settings: str) -> str:
 def run_export_tflite(model: str, out: str) -> dict[str, Any]:
     """The ONNX model as a TFLite file (`mnetctl.export.tflite`, precision from the model) for a LiteRT device."""
     exporter = tflite_exporter()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     exporter(model, out)
     return {"model": out, "size_mb": round(Path(out).stat().st_size / 1e6, 3)}
 
