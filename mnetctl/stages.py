@@ -40,10 +40,11 @@ def build_key(arch: str, width: float, resolution: int, weights: str, opset: int
                    "opset": opset, "version": __version__})
 
 
-def run_quantize(model: str, out: str, calib: str | None) -> dict[str, Any]:
+def run_quantize(model: str, out: str, calib: str | None, runtime: str | None = None) -> dict[str, Any]:
+    """runtime: the target runtime whose quantize defaults apply (None: ONNX Runtime's)."""
     from .quant.pipeline import quantize_model
 
-    quantize_model(model, output=out, calib=calib)
+    quantize_model(model, output=out, calib=calib, runtime=runtime)
     return _facts(Path(out))
 
 

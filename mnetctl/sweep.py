@@ -378,6 +378,7 @@ def run_sweep(
                     "weights": settings.weights, "opset": plan.opset}
         key = STAGES["build"].key(**build_in, checkpoint=_checkpoint_id(variant, settings.weights))
         facts, base_cached["build"] = stage("build", variant, key, build_in)
+        float_facts = facts
         if variant.precision == "int8":
             key = STAGES["quantize"].key(facts["model"], plan.calib_digest, repr(default_settings(variant.arch, variant.width)))
             facts, base_cached["quantize"] = stage("quantize", variant, key,
@@ -385,6 +386,11 @@ def run_sweep(
         for prof, doc in zip(plan.profiles, docs):
             cached = dict(base_cached)
             dev_facts = dict(facts)
+            own = _runtime_quant(variant, prof.engine)
+            if own is not None:  # the runtime has its own quantize defaults: its own int8 file
+                key = STAGES["quantize"].key(float_facts["model"], plan.calib_digest, repr(own))
+                dev_facts, cached["quantize"] = stage("quantize", variant, key, {"model": float_facts["model"],
+                                                      "calib": str(plan.calib), "runtime": prof.engine})
             if prof.engine == "litert":  # LiteRT runs the variant's TFLite export
                 exported, cached["export_tflite"] = stage("export_tflite", variant, STAGES["export_tflite"].key(facts["model"]),
                                                           {"model": facts["model"]})
@@ -452,6 +458,17 @@ def run_sweep(
     settings_doc["data"] = str(plan.data)
     settings_doc["calib"] = str(plan.calib)
     return SweepResult(results, [], settings_doc, host, time.perf_counter() - started, timing=timing)
+
+
+def _runtime_quant(variant: Variant, engine: str):
+    """The int8 settings of `variant` for a runtime whose quantize defaults differ from ONNX Runtime's (None: the
+    shared int8 file serves it; LiteRT's export starts from that file)."""
+    from .quant.settings import RUNTIME_DEFAULTS, default_settings
+
+    if variant.precision != "int8" or not RUNTIME_DEFAULTS.get(engine):
+        return None
+    own = default_settings(variant.arch, variant.width, engine)
+    return None if own == default_settings(variant.arch, variant.width) else own
 
 
 def mark_ties(results: list[VariantResult]) -> None:

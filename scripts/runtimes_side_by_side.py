@@ -1,7 +1,8 @@
 """ONNX Runtime, LiteRT and OpenVINO's own runtime side by side in one process, on the same weights.
 
   A. `bench --runtime litert` (mnetctl.bench) of the shipped tf2_mobilenet_v2_1.0_224_ptq.tflite against the LiteRT
-     p50 of `compare` (mnetctl.compare) on the same file, the two alternated `--repeats` times;
+     p50 of `compare` (mnetctl.compare) on the same file, the two alternated `--repeats` times; A2: the two timed
+     calls themselves (bench's and compare's) interleaved in blocks;
   B. top-1 on the shipped val sample of mnetctl's int8 V2 (build v2 --weights pretrained, then quantize) under
      ONNX Runtime and under OpenVINO, and of quantize variants that change one choice each;
   C. timing in blocks (`--block` runs each, order rotating, `interleave`): ONNX Runtime and OpenVINO on the int8
@@ -49,19 +50,53 @@ def make_models(work: Path) -> dict[str, Path]:
 
 
 def part_a(onnx_model: Path, threads: int, repeats: int) -> dict:
+    """bench and compare alternated: each pair back to back, so the per-pair ratio sees the same host state."""
     from mnetctl.bench import bench
     from mnetctl.compare import compare
 
     tfl = CORAL / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
-    bench_p50, compare_p50 = [], []
-    for _ in range(repeats):
-        b = bench(tfl, runtime="litert", threads=threads, iterations=200, warmup=20)
-        bench_p50.append(b.latency_ms["p50"])
-        c = compare(onnx_model, tfl, threads=threads, iterations=200, warmup=20, limit=8)
-        compare_p50.append(c.litert.latency.p50_ms)
+    bench_p50, compare_p50, pairs = [], [], []
+    for k in range(repeats):
+        def run_bench():
+            return bench(tfl, runtime="litert", threads=threads, iterations=100, warmup=10).latency_ms["p50"]
+
+        def run_compare():
+            return compare(onnx_model, tfl, threads=threads, iterations=100, warmup=10, limit=4).litert.latency.p50_ms
+
+        if k % 2 == 0:  # alternate which of the two goes first
+            b, c = run_bench(), run_compare()
+        else:
+            c, b = run_compare(), run_bench()
+        bench_p50.append(round(b, 4))
+        compare_p50.append(round(c, 4))
+        pairs.append(b / c)
+    from mnetctl.stats import median_ci
+
+    lo, hi = median_ci(pairs, 0.95)
     return {"file": str(tfl.relative_to(REPO)), "threads": threads, "repeats": repeats,
             "bench_p50_ms": bench_p50, "compare_litert_p50_ms": compare_p50,
-            "ratio_of_medians": statistics.median(bench_p50) / statistics.median(compare_p50)}
+            "ratio_median_of_pairs": round(statistics.median(pairs), 4), "ratio_ci95": [round(lo, 4), round(hi, 4)]}
+
+
+def part_a2(threads: int, rounds: int, block: int) -> dict:
+    """The two timed calls themselves interleaved in blocks: bench's (`engines.load(...).run`: invoke on the input
+    set once) against compare's (`LiteRTRunner.__call__`: set the input, invoke, read the output), each on its own
+    interpreter of the same file."""
+    from mnetctl.engines import load, runnable
+    from mnetctl.interleave import Runnable, interleave
+    from mnetctl.litert import LiteRTRunner
+    from mnetctl.tune import paired_ci
+
+    tfl = CORAL / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
+    loaded = load("litert", tfl, threads=threads)
+    runner = LiteRTRunner(tfl, threads)
+    x = loaded.keep[1]
+    timing = interleave([runnable("bench", loaded), Runnable("compare", runner, [x])], rounds=rounds, runs=block,
+                        block_warmup=5, warmup=20, label="bench vs compare calls")
+    return {"rounds": rounds, "runs_per_block": block, "other_load": timing.other_load,
+            "bench_p50_ms": round(timing.stats["bench"].p50_ms, 4), "compare_p50_ms": round(timing.stats["compare"].p50_ms, 4),
+            "ratio_paired": round(timing.paired_ratio("bench", "compare"), 4),
+            "ratio_ci95": [round(v, 4) for v in paired_ci(timing, "bench", "compare")]}
 
 
 def part_b(models: dict[str, Path], threads: int) -> dict:
@@ -92,12 +127,16 @@ def part_c(models: dict[str, Path], threads: int, rounds: int, block: int) -> di
     timing = interleave([runnable(n, m) for n, m in loaded.items()], rounds=rounds, runs=block, block_warmup=5,
                         warmup=20, label="runtimes")
     ref = "litert (checkpoint)"
+    from mnetctl.tune import paired_ci
+
     rows = {}
     for n in timing.names:
         rows[n] = {"p50_ms": round(timing.stats[n].p50_ms, 4),
                    "p50_ci95_ms": [round(x, 4) for x in timing.p50_ci_ms(n)],
                    "ratio_to_litert_paired": round(timing.paired_ratio(n, ref), 4),
-                   "ratio_to_openvino_mnetctl_paired": round(timing.paired_ratio(n, "openvino mnetctl"), 4)}
+                   "ratio_to_litert_ci95": [round(x, 4) for x in paired_ci(timing, n, ref)],
+                   "ratio_to_openvino_mnetctl_paired": round(timing.paired_ratio(n, "openvino mnetctl"), 4),
+                   "ratio_to_openvino_mnetctl_ci95": [round(x, 4) for x in paired_ci(timing, n, "openvino mnetctl")]}
     return {"threads": threads, "rounds": rounds, "runs_per_block": block, "other_load": timing.other_load, "rows": rows}
 
 
@@ -106,7 +145,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--block", type=int, default=40)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=8)
     ap.add_argument("--work", type=Path, default=Path("/tmp/mnetctl-runtimes"))
     ap.add_argument("--skip", default="", help="comma list of parts to skip: a,b,c")
     ap.add_argument("--json", type=Path)
@@ -121,6 +160,9 @@ def main() -> None:
     if "a" not in skip:
         doc["bench_vs_compare"] = part_a(models["fp32"], args.threads, args.repeats)
         print(json.dumps({"bench_vs_compare": doc["bench_vs_compare"]}, indent=1))
+    if "a2" not in skip:
+        doc["bench_vs_compare_calls"] = part_a2(args.threads, args.rounds, args.block)
+        print(json.dumps({"bench_vs_compare_calls": doc["bench_vs_compare_calls"]}, indent=1))
     if "b" not in skip:
         doc["accuracy"] = part_b(models, args.threads)
         print(json.dumps({"accuracy": doc["accuracy"]}, indent=1))

@@ -141,6 +141,7 @@ def quantize_model(
     max_drop: float | None = None,
     speed: SpeedOptions | None = None,
     on_progress: ProgressFn | None = None,
+    runtime: str | None = None,
 ) -> QuantReport:
     """Static int8 quantization of a float ONNX model (a handle or a path) with real calibration images, verified.
 
@@ -151,6 +152,8 @@ def quantize_model(
     max_drop: if given, fail (GateFailed, exit 1, nothing written) when top-1 drops by more points.
     speed: if given, time the float model against the int8 file on that device profile (`quant.speed`) and
       fill `speed` of the report (None: no timing).
+    runtime: the runtime the int8 model is for (`settings.RUNTIME_DEFAULTS`: onnxruntime, openvino; None: ONNX
+      Runtime's defaults); the mapping `settings` changes those.
     Output (default `<stem>.int8.onnx` next to the input) appears atomically or not at all.
     """
     t0 = time.perf_counter()
@@ -175,7 +178,8 @@ def quantize_model(
     meta = model.meta
     if meta.precision not in ("fp32", "float32", ""):
         raise BadInput(f"{name} has precision {meta.precision!r}; quantize needs a float32 model")
-    qs = settings if isinstance(settings, QuantSettings) else resolve_settings(meta.arch, meta.width, **dict(settings or {}))
+    qs = settings if isinstance(settings, QuantSettings) else resolve_settings(meta.arch, meta.width, runtime,
+                                                                               **dict(settings or {}))
 
     # the calibration images, walked once: the first few verify the simplification (and that ORT runs the model)
     calib_samples = find_samples(calib_src, int(samples), flag="calib", labels=False)

@@ -163,17 +163,33 @@ WIDTH_DEFAULTS: tuple[tuple[str, float, dict[str, Any]], ...] = (
 ALWAYS_FLOAT: tuple[str, ...] = ("preprocess.*",)
 
 
-def default_settings(arch: str, width: float | None = None) -> QuantSettings:
-    """The default settings for an architecture and width (generic ones for unknown/foreign models)."""
+# Changes for the runtime the int8 model is meant for (mnetctl.engines names), applied after the arch/width ones.
+# The arch defaults above are ONNX Runtime's (its int8 kernels lose to its float ones on narrow layers).
+# OpenVINO: scripts/runtimes_side_by_side.py measures each of quantize's choices on OpenVINO's CPU plugin (docs/runtimes.md).
+RUNTIME_DEFAULTS: dict[str, dict[str, Any]] = {
+    "onnxruntime": {},
+    "openvino": {},
+}
+
+
+def default_settings(arch: str, width: float | None = None, runtime: str | None = None) -> QuantSettings:
+    """The default settings for an architecture and width (generic ones for unknown/foreign models), and the
+    target runtime's changes (`RUNTIME_DEFAULTS`; None: ONNX Runtime's)."""
     qs = ARCH_DEFAULTS.get(arch, GENERIC)
     for name, up_to, changes in WIDTH_DEFAULTS:
         if name == arch and width is not None and float(width) <= up_to:
             qs = replace(qs, **changes)
+    if runtime is not None:
+        if runtime not in RUNTIME_DEFAULTS:
+            raise BadInput(f"runtime must be one of {', '.join(RUNTIME_DEFAULTS)} for quantize, got {runtime!r}",
+                           "a LiteRT model comes from the int8 ONNX model through mnetctl export")
+        qs = replace(qs, **RUNTIME_DEFAULTS[runtime])
     return qs
 
 
-def resolve_settings(arch: str, width: float | None = None, **changes: Any) -> QuantSettings:
-    """The defaults for `arch`/`width` with the given fields changed (a None value keeps the default)."""
+def resolve_settings(arch: str, width: float | None = None, runtime: str | None = None, **changes: Any) -> QuantSettings:
+    """The defaults for `arch`/`width` (and the target `runtime`) with the given fields changed (a None value keeps
+    the default)."""
     changes = {k: v for k, v in changes.items() if v is not None}
     unknown = set(changes) - set(QuantSettings.__dataclass_fields__)
     if unknown:
@@ -181,4 +197,4 @@ def resolve_settings(arch: str, width: float | None = None, **changes: Any) -> Q
     for key in ("keep_float", "op_types"):
         if isinstance(changes.get(key), (list, tuple)):
             changes[key] = tuple(changes[key])
-    return replace(default_settings(arch, width), **changes)
+    return replace(default_settings(arch, width, runtime), **changes)
