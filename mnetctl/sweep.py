@@ -465,7 +465,7 @@ def _runtime_quant(variant: Variant, engine: str):
     shared int8 file serves it; LiteRT's export starts from that file)."""
     from .quant.settings import RUNTIME_DEFAULTS, default_settings
 
-    if variant.precision != "int8" or not RUNTIME_DEFAULTS.get(engine):
+    if variant.precision != "int8" or not RUNTIME_DEFAULTS.get(engine, {}).get(variant.arch):
         return None
     own = default_settings(variant.arch, variant.width, engine)
     return None if own == default_settings(variant.arch, variant.width) else own

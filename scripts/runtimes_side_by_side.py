@@ -7,7 +7,8 @@
      ONNX Runtime and under OpenVINO, and of quantize variants that change one choice each;
   C. timing in blocks (`--block` runs each, order rotating, `interleave`): ONNX Runtime and OpenVINO on the int8
      ONNX files, LiteRT on the checkpoint they were imported from (mobilenet_v2_1.0_224_quant.tflite: the same
-     weights), ratios of p50s to LiteRT's and to OpenVINO on mnetctl's own quantize output.
+     weights, uint8), on tf2_mobilenet_v2_1.0_224_ptq.tflite (int8) and, where mnetctl has the TFLite writer, on
+     mnetctl's int8 model exported; ratios of p50s to LiteRT's and to OpenVINO on mnetctl's own quantize output.
 
 Usage: PYTHONPATH=. python scripts/runtimes_side_by_side.py [--threads 2] [--rounds 20] [--block 40] [--json out.json]
 The int8 files are made once in --work (default /tmp/mnetctl-runtimes).
@@ -46,6 +47,14 @@ def make_models(work: Path) -> dict[str, Path]:
         if not path.is_file():
             quantize_model(fp32, path, changes)
         out[name] = path
+    try:  # the TFLite writer, where this mnetctl has it
+        from mnetctl.export.tflite import export_tflite
+    except ImportError:
+        return out
+    tfl = work / "v2.mnetctl.int8.tflite"
+    if not tfl.is_file():
+        export_tflite(out["mnetctl"], tfl)
+    out["tflite"] = tfl
     return out
 
 
@@ -104,7 +113,7 @@ def part_b(models: dict[str, Path], threads: int) -> dict:
 
     out = {}
     for name, path in models.items():
-        if name == "fp32":
+        if name in ("fp32", "tflite"):
             continue
         ort = evaluate(path, threads=threads)
         ov = evaluate(path, threads=threads, runtime="openvino")
@@ -119,7 +128,12 @@ def part_c(models: dict[str, Path], threads: int, rounds: int, block: int) -> di
     from mnetctl.engines import load, runnable
     from mnetctl.interleave import interleave
 
-    loaded = {"litert (checkpoint)": load("litert", CORAL / "mobilenet_v2_1.0_224_quant.tflite", threads=threads)}
+    loaded = {"litert (checkpoint)": load("litert", CORAL / "mobilenet_v2_1.0_224_quant.tflite", threads=threads),
+              # other weights (TF2 post-training quantization), int8 tensors: the path XNNPACK takes by default
+              "litert tf2-ptq": load("litert", CORAL / "tf2_mobilenet_v2_1.0_224_ptq.tflite", threads=threads)}
+    exported = models.get("tflite")
+    if exported is not None:  # mnetctl's own int8 model exported to TFLite: the same integers on LiteRT
+        loaded["litert mnetctl export"] = load("litert", exported, threads=threads)
     for name in ("mnetctl", "plain-qdq"):
         loaded[f"onnxruntime {name}"] = load("onnxruntime", models[name], threads=threads, eps=["cpu"])
     for name in VARIANTS:

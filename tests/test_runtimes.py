@@ -266,3 +266,22 @@ def test_tune_tries_openvino_and_a_win_there_names_it(tiny_model, tmp_path):
     path.write_text(profile_toml(forced, load_profile("host"), "ov"))
     prof = parse_profile(path)
     assert prof.engine == "openvino" and prof.engine_options["performance_hint"] == "LATENCY" and prof.threads == 1
+
+
+def test_runtime_flag_refused_where_it_cannot_apply(tiny_model, capsys):
+    assert main(["bench", str(tiny_model), str(tiny_model), "--runtime", "openvino", "-n", "2"]) == 2
+    assert "--runtime openvino times one model" in capsys.readouterr().err
+
+
+def test_quantize_defaults_per_runtime_are_data():
+    from mnetctl.quant.settings import RUNTIME_DEFAULTS, default_settings, resolve_settings
+
+    assert set(RUNTIME_DEFAULTS) == {"onnxruntime", "openvino"}
+    for runtime, by_arch in RUNTIME_DEFAULTS.items():
+        for arch, changes in by_arch.items():
+            qs = default_settings(arch, 1.0, runtime)
+            assert all(getattr(qs, k) == (tuple(v) if isinstance(v, list) else v) for k, v in changes.items())
+    assert default_settings("v3-small", 1.0, "openvino") == default_settings("v3-small", 1.0)  # not measured there
+    assert resolve_settings("v2", 1.0, "openvino", method="entropy").method == "entropy"
+    with pytest.raises(BadInput, match="runtime must be one of onnxruntime, openvino for quantize"):
+        default_settings("v2", 1.0, "litert")

@@ -90,6 +90,10 @@ def bench_cmd(
     from ..report import write_bench_reports
     from ._progress import progress_bar
 
+    if runtime is not None and runtime.strip().lower() != "onnxruntime" and (against or max_seconds is not None or strict
+                                                                            or scenario is not None or len(models) > 1):
+        raise BadInput(f"--runtime {runtime} times one model; --against, --scenario and several models run on onnxruntime",
+                       "bench one model per run, or compare runtimes with mnetctl sweep --device host,host-litert,host-openvino")
     if against or max_seconds is not None or strict:
         from ._bench_ab import bench_ab
 

@@ -163,12 +163,16 @@ WIDTH_DEFAULTS: tuple[tuple[str, float, dict[str, Any]], ...] = (
 ALWAYS_FLOAT: tuple[str, ...] = ("preprocess.*",)
 
 
-# Changes for the runtime the int8 model is meant for (mnetctl.engines names), applied after the arch/width ones.
-# The arch defaults above are ONNX Runtime's (its int8 kernels lose to its float ones on narrow layers).
-# OpenVINO: scripts/runtimes_side_by_side.py measures each of quantize's choices on OpenVINO's CPU plugin (docs/runtimes.md).
-RUNTIME_DEFAULTS: dict[str, dict[str, Any]] = {
+# Changes for the runtime the int8 model is meant for (mnetctl.engines names): runtime -> arch -> changed fields,
+# applied after the arch/width defaults, which are ONNX Runtime's (its int8 kernels lose to its float ones on
+# narrow layers). Only measured architectures are listed; the others keep ONNX Runtime's defaults on every runtime.
+# OpenVINO: scripts/runtimes_side_by_side.py and docs/runtimes.md (which of quantize's choices it fuses).
+RUNTIME_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "onnxruntime": {},
-    "openvino": {},
+    # V2 on OpenVINO's CPU plugin: everything int8. ORT's float stem (and the <= 16-channel projection, float unless
+    # int8_storage) stays f32 in OpenVINO's compiled graph, with reorders around it; all-int8 ran 0.89-0.99x the
+    # time of the ORT-oriented defaults there (3 runs, blocks of 40) at the same top-1 (85.5% vs 86.0%, 1 image).
+    "openvino": {"v2": {"keep_float": (), "float_max_channels": 0}},
 }
 
 
@@ -183,7 +187,7 @@ def default_settings(arch: str, width: float | None = None, runtime: str | None 
         if runtime not in RUNTIME_DEFAULTS:
             raise BadInput(f"runtime must be one of {', '.join(RUNTIME_DEFAULTS)} for quantize, got {runtime!r}",
                            "a LiteRT model comes from the int8 ONNX model through mnetctl export")
-        qs = replace(qs, **RUNTIME_DEFAULTS[runtime])
+        qs = replace(qs, **RUNTIME_DEFAULTS[runtime].get(arch, {}))
     return qs
 
 
