@@ -80,9 +80,9 @@ class Config:
         return self.level or "all"
 
     @property
-    def acc_key(self) -> tuple[str, str, str]:
-        """What decides its top-1: the model variant, the runtime and (onnxruntime) the optimisation level."""
-        return (self.variant, self.engine, self.eval_level if self.engine == "onnxruntime" else "-")
+    def acc_key(self) -> tuple[str, ...]:
+        """What decides its top-1: on onnxruntime (variant, optimisation level); elsewhere (variant, level "-", runtime)."""
+        return (self.variant, self.eval_level) if self.engine == "onnxruntime" else (self.variant, "-", self.engine)
 
     def session_config(self) -> dict[str, str]:
         from .runtime import CFG_ALLOW_SPINNING
@@ -186,7 +186,7 @@ def available_eps(profile: Profile) -> list[str]:
 
 @dataclass
 class Accuracy:
-    top1: dict[tuple[str, str, str], float]  # Config.acc_key (variant, engine, level) -> top-1 (fraction)
+    top1: dict[tuple[str, ...], float]  # Config.acc_key -> top-1 (fraction)
     reference: float  # the given model's top-1 at the reference's level
     images: int
 
@@ -215,14 +215,15 @@ def measure_accuracy(paths: Mapping[str, Path], configs: Sequence[Config], limit
     samples = find_samples(default_val_dir(), limit)
     keys = list(dict.fromkeys(c.acc_key for c in configs))
     top1 = {}
-    for i, (variant, engine, level) in enumerate(keys):
+    for i, key in enumerate(keys):
+        variant, level, engine = (*key, "onnxruntime")[:3]
         if engine == "onnxruntime":
             path = paths[variant]
             session = open_cpu_session(path, str(path), graph_optimization=level)
-            top1[(variant, engine, level)] = evaluate(path, samples, session=session).top1
+            top1[key] = evaluate(path, samples, session=session).top1
         else:
             path = (tflite_paths or {})[variant] if engine == "litert" else paths[variant]
-            top1[(variant, engine, level)] = evaluate(path, samples, runtime=engine).top1
+            top1[key] = evaluate(path, samples, runtime=engine).top1
         report(on_progress, i + 1, len(keys), "accuracy")
     ref = next(c for c in configs if c.reference)
     return Accuracy(top1, top1[ref.acc_key], len(samples))
