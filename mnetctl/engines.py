@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .errors import BadInput, EnvironmentMissing, MnetctlError
+from .errors import BadInput, EnvironmentMissing
 
 ONNXRUNTIME, LITERT, OPENVINO = "onnxruntime", "litert", "openvino"
 ENGINES = (ONNXRUNTIME, LITERT, OPENVINO)
@@ -332,5 +332,5 @@ def resolve(path: Path | str, runtime: str | None, profile) -> tuple[str, dict[s
     return engine_for(path, None), (prof_opts if engine_for(path, None) == prof_engine else {})
 
 
-__all__ = ["ENGINES", "ENGINE_INFO", "ENGINE_OPTIONS", "Loaded", "MnetctlError", "check_engine", "check_engine_options",
+__all__ = ["ENGINES", "ENGINE_INFO", "ENGINE_OPTIONS", "Loaded", "check_engine", "check_engine_options",
            "engine_for", "load", "profile_engine", "require", "resolve", "runnable", "status", "version"]

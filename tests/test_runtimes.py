@@ -12,7 +12,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from mnetctl.cli import main
