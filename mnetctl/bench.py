@@ -70,6 +70,7 @@ class BenchResult:
     rss_delta_mb: float
     top1: float | None = None
     op_profile: list[dict[str, Any]] | None = None
+    runtime: dict[str, Any] = field(default_factory=dict)  # the engine that ran it (mnetctl.engines), version, device
     notes: list[str] = field(default_factory=list)
     checks: list[BudgetCheck] = field(default_factory=list)
     timestamp: str = ""
@@ -97,6 +98,7 @@ class BenchResult:
             "host_matches_profile": self.host_matches_profile,
             "host_mismatch": list(self.host_mismatch),
             "host": dict(self.host),
+            "runtime": dict(self.runtime),
             "onnxruntime": dict(self.onnxruntime),
             "requested_eps": list(self.requested_eps),
             "providers": list(self.providers),
@@ -189,22 +191,23 @@ def _model_facts(path: Path, proto=None, meta=None) -> tuple[dict[str, Any], int
     """(model section of the report, size in bytes incl. external data, top-1 recorded in the metadata).
 
     Any ONNX model can be benched, so a path is parsed here without the image-model checks of `Model.open`;
-    a handle's proto and metadata are used as they are.
+    a handle's proto and metadata are used as they are. A TFLite file's facts come from `tflite_model`.
     """
     from .meta import read_meta
     from .modelio import load_onnx, size_on_disk
+    from .tflite_model import is_tflite, read_tflite_facts
 
+    if proto is None and is_tflite(path):
+        tfl = read_tflite_facts(path)
+        m = tfl.meta
+        facts = {"arch": m.arch, "width": m.width, "resolution": m.resolution, "input_format": m.input_format,
+                 "precision": m.precision, "opset": None, "ir_version": None, "format": "tflite"}
+        return facts, path.stat().st_size, _meta_top1(m)
     proto = proto if proto is not None else load_onnx(path, load_external_data=False)
     meta = meta if meta is not None else read_meta(proto, where=str(path))
     size = size_on_disk(path, proto)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-    top1 = None
-    for key in ("top1", "eval.top1"):
-        if key in meta.extra:
-            try:
-                top1 = as_fraction(float(meta.extra[key]))
-            except ValueError:
-                pass
+    top1 = _meta_top1(meta)
     facts = {
         "arch": meta.arch,
         "width": meta.width,
@@ -222,6 +225,17 @@ def _model_facts(path: Path, proto=None, meta=None) -> tuple[dict[str, Any], int
         except (ValueError, AttributeError):
             pass
     return facts, size, top1
+
+
+def _meta_top1(meta) -> float | None:
+    top1 = None
+    for key in ("top1", "eval.top1"):
+        if key in meta.extra:
+            try:
+                top1 = as_fraction(float(meta.extra[key]))
+            except ValueError:
+                pass
+    return top1
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -336,8 +350,12 @@ def bench(
     seed: int = 0,
     gates: Gates | None = None,
     on_progress: ProgressFn | None = None,
+    runtime: str | None = None,
 ) -> BenchResult:
     """Benchmark `model_path`; the result carries every budget check, decided once from the profile and `gates`.
+
+    `runtime` (onnxruntime, litert, openvino; default: the profile's engine, else by the file: .tflite on LiteRT)
+    picks the engine (`mnetctl.engines`); the timing loop, statistics, budgets and report are the same for all.
 
     `gates` is validated before anything runs; `gates.top1` becomes the result's top-1 (default: the metadata's).
     `on_progress(done, total, label)` follows the measured runs (and warm-ups, when there are more than 50).
@@ -389,7 +407,16 @@ def bench(
         baseline_note = check_baseline_model(gates, facts, size_bytes)  # refused here, before the long work
     else:
         baseline_note = None
-    requests = _requests(prof, eps, ep_options)
+    from .engines import ONNXRUNTIME, resolve
+
+    engine, engine_opts = resolve(path, runtime, prof)
+    if engine != ONNXRUNTIME:
+        if eps is not None or ep_options:
+            raise BadInput(f"eps and ep_options are onnxruntime's; the {engine} runtime has none",
+                           "leave out --ep/--ep-option, or pass --runtime onnxruntime")
+        if op_profile:
+            raise BadInput(f"op_profile needs onnxruntime's profiler; the {engine} runtime has none")
+    requests = _requests(prof, eps, ep_options) if engine == ONNXRUNTIME else []
 
     host = host_info()
     matches, mismatch = (None, [])
@@ -398,27 +425,32 @@ def bench(
 
     rss_before = _rss_bytes()
     session_cfg = prof.session if prof is not None else None
-    sinfo = create_session(path, requests, threads=threads, batch=batch, allow_fallback=allow_fallback,
-                           config=session_cfg.config() if session_cfg else None,
-                           graph_optimization=session_cfg.graph_optimization if session_cfg else None)
-    session = sinfo.session
-    with _set_by_profile(prof if batch_from_profile else None, "batch"):
-        batch = _check_batch(session, batch, fixed_ok=not batch_given)
-        _check_memory(session, batch, facts["resolution"])
-    feeds = random_feeds(session, batch=batch, seed=seed, sizes={"height": facts["resolution"], "width": facts["resolution"]})
+    if engine != ONNXRUNTIME:
+        sinfo, io, run, cold_ms, feeds, runtime_facts = _load_engine(engine, engine_opts, path, threads, batch, seed)
+    else:
+        sinfo = create_session(path, requests, threads=threads, batch=batch, allow_fallback=allow_fallback,
+                               config=session_cfg.config() if session_cfg else None,
+                               graph_optimization=session_cfg.graph_optimization if session_cfg else None)
+        session = sinfo.session
+        with _set_by_profile(prof if batch_from_profile else None, "batch"):
+            batch = _check_batch(session, batch, fixed_ok=not batch_given)
+            _check_memory(session, batch, facts["resolution"])
+        feeds = random_feeds(session, batch=batch, seed=seed, sizes={"height": facts["resolution"], "width": facts["resolution"]})
 
-    io = bind_io(session, feeds)
-    run = session.run_with_iobinding
+        io = bind_io(session, feeds)
+        run = session.run_with_iobinding
 
-    t0 = time.perf_counter_ns()
-    try:
-        run(io)
-    except Exception as exc:  # ORT loaded the graph but cannot run it (e.g. a corrupt attribute)
-        from .modelio import cannot_run
+        t0 = time.perf_counter_ns()
+        try:
+            run(io)
+        except Exception as exc:  # ORT loaded the graph but cannot run it (e.g. a corrupt attribute)
+            from .modelio import cannot_run
 
-        raise cannot_run(path, exc) from None
-    cold_ms = (time.perf_counter_ns() - t0) / 1e6
-    keep_outputs(session, io)  # the cold run allocated them: no timed run allocates again
+            raise cannot_run(path, exc) from None
+        cold_ms = (time.perf_counter_ns() - t0) / 1e6
+        keep_outputs(session, io)  # the cold run allocated them: no timed run allocates again
+        runtime_facts = {"engine": ONNXRUNTIME, "version": onnxruntime_info().get("version"), "threads": threads,
+                         "providers": list(sinfo.used)}
 
     warm_samples, _ = timed_runs(run, io, warmup, None, on_progress if warmup > 50 else None, "warm-up") if warmup else ([], 0)
     samples, wall_ns = timed_runs(run, io, iterations, duration_s, on_progress, f"bench {path.name}")
@@ -496,11 +528,56 @@ def bench(
         rss_delta_mb=(rss_after - rss_before) / 2**20,
         top1=gates.top1 if gates.top1 is not None else meta_top1,
         op_profile=ops,
+        runtime=runtime_facts,
         notes=notes,
         timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     result.checks = check_budgets(result, prof, gates)
     return result
+
+
+class _EngineSession:
+    """What the report reads of an onnxruntime SessionInfo, for another engine (no providers, no fallback)."""
+
+    def __init__(self, loaded):
+        from .runtime import NodeAssignment
+
+        self.used = list(loaded.providers)
+        self.provider_options: dict[str, dict[str, str]] = {}
+        self.assignment = NodeAssignment({}, {}, "none")
+        self.simulated = False
+        self.create_ms = loaded.create_ms
+        self.notes: list[str] = []
+
+    @staticmethod
+    def fallback_dict() -> dict[str, Any]:
+        return {"allowed": False, "unavailable": [], "no_nodes": [], "cpu_nodes": 0, "cpu_fallback_ops": {}, "fell_back": False}
+
+
+def _load_engine(engine: str, options, path: Path, threads: int | None, batch: int, seed: int):
+    """(session stand-in, bound feed, run, cold ms, feeds for the report, runtime facts) for a LiteRT/OpenVINO
+    model; the cold run is the first `run` on the bound input after loading."""
+    from .engines import load
+
+    from .errors import MnetctlError, short
+
+    loaded = load(engine, path, threads=threads, options=options, batch=batch, seed=seed, first_run=False)
+    t0 = time.perf_counter_ns()
+    try:
+        loaded.run(loaded.feed)
+    except MnetctlError:
+        raise
+    except Exception as exc:  # the runtime loaded the model but cannot run it
+        raise BadInput(f"{loaded.facts.get('engine')} cannot run {path}: {short(exc)}") from None
+    cold_ms = (time.perf_counter_ns() - t0) / 1e6
+    feeds = {"input": _Shape(loaded.input_shape, loaded.input_dtype)}  # shape and dtype, for the report
+    return _EngineSession(loaded), loaded.feed, loaded.run, cold_ms, feeds, dict(loaded.facts)
+
+
+@dataclass
+class _Shape:
+    shape: tuple[int, ...]
+    dtype: Any
 
 
 def _check_batch(session, batch: int, fixed_ok: bool = False) -> int:

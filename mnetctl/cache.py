@@ -44,8 +44,13 @@ def default_cache_dir() -> Path:
     return Path(base) / "sweep"
 
 
+# The artifact's file suffix per stage (default .onnx): the TFLite export writes a .tflite file.
+ARTIFACT_SUFFIX = {"export_tflite": ".tflite"}
+
+
 class Cache:
-    """Stage entries under `root/<stage>/<key>.json`, with an optional model artifact `<key>.onnx` beside it."""
+    """Stage entries under `root/<stage>/<key>.json`, with an optional model artifact `<key>.onnx` (or the stage's
+    `ARTIFACT_SUFFIX`) beside it."""
 
     def __init__(self, root: Path, enabled: bool = True):
         self.root = Path(root)
@@ -55,7 +60,7 @@ class Cache:
         return self.root / stage / f"{key}.json"
 
     def artifact(self, stage: str, key: str) -> Path:
-        return self.root / stage / f"{key}.onnx"
+        return self.root / stage / f"{key}{ARTIFACT_SUFFIX.get(stage, '.onnx')}"
 
     def get(self, stage: str, key: str) -> dict | None:
         """The stored result, or None when absent, disabled, unreadable or its artifact does not verify."""

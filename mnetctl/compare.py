@@ -138,6 +138,29 @@ class OnnxRunner:
         return np.asarray(out, dtype=np.float32).reshape(-1)[self.io.label_offset:]
 
 
+class EngineRunner(OnnxRunner):
+    """The ONNX model on another runtime than ONNX Runtime (OpenVINO), with OnnxRunner's interface."""
+
+    def __init__(self, path: Path | str, threads: int, engine: str):
+        from .engines import load, version
+        from .model import Model
+
+        self.io = Model.open(path)
+        self.path = Path(path)
+        self.loaded = load(engine, path, threads=threads, batch=1, first_run=False)
+        self.engine = engine
+        self.version = version(engine)
+        self.feed_name = self.io.input_name
+        self.out_names = [self.io.output_name]
+
+    @property
+    def providers(self) -> str:
+        return ", ".join(self.loaded.providers)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.loaded.call(x)
+
+
 def onnx_runnable(path: Path | str, threads: int | None = None, name: str | None = None,
                   inputs: Sequence[np.ndarray] | None = None, seed: int = 0) -> Runnable:
     """An ONNX model as an `interleave.Runnable`: a CPU session that stops spinning between runs.
@@ -197,6 +220,7 @@ def compare(
     session=None,
     on_progress: ProgressFn | None = None,
     allow_mismatch: bool = False,
+    runtime: str | None = None,
 ) -> CompareResult:
     """Classify the same images with both runtimes, then time them interleaved.
 
@@ -209,6 +233,7 @@ def compare(
     session: an already configured ONNX Runtime session for `model` (default: a CPU session that stops spinning).
     on_progress: called as (done, total, label) for the classify and time phases.
     allow_mismatch: compare even when the TFLite model's input resolution or class count differs from the ONNX one.
+    runtime: what runs the ONNX model: onnxruntime (default) or openvino (OpenVINO's own runtime).
     """
     from .bench import check_runs
     from .data import Preprocessor, default_val_dir, failure_reason, find_samples, load_image
@@ -217,7 +242,19 @@ def compare(
     # before either session: the same bounds as bench
     threads, iterations, warmup = check_threads(threads), check_runs(iterations, "iterations", 1), check_runs(warmup, "warmup", 0)
     load_litert()  # first: a missing LiteRT is reported before any other work
-    onnx_side = OnnxRunner(model, threads, session)
+    from .engines import ONNXRUNTIME, OPENVINO, check_engine, require
+
+    engine = check_engine(runtime) if runtime is not None else ONNXRUNTIME
+    if engine not in (ONNXRUNTIME, OPENVINO):
+        raise BadInput(f"runtime for the ONNX side must be onnxruntime or openvino, got {runtime!r}",
+                       "the TFLite side always runs on LiteRT")
+    if engine != ONNXRUNTIME:
+        if session is not None:
+            raise BadInput("session is onnxruntime's; leave it out with runtime openvino")
+        require(engine)
+        onnx_side = EngineRunner(model, threads, engine)
+    else:
+        onnx_side = OnnxRunner(model, threads, session)
     if onnx_side.io.task.name != "classification":
         raise BadInput(f"compare runs classifiers (top-1 agreement with LiteRT); {model} is a "
                        f"{onnx_side.io.task.name} model",
@@ -240,7 +277,7 @@ def compare(
     def lite_norm(crop: np.ndarray) -> np.ndarray:  # the crop is already R x R (and in colour order)
         return (crop.astype(np.float32) - mean) / std
 
-    ox_side = Side("onnxruntime", str(model), ort_version(), onnx_side.providers)
+    ox_side = Side(engine, str(model), ort_version() if engine == ONNXRUNTIME else onnx_side.version, onnx_side.providers)
     lt_side = Side("litert", lite.label, litert_version(), f"num_threads={threads}")
     failed: list[tuple[str, str]] = []
     x_onnx_all: list[np.ndarray] = []

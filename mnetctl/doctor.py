@@ -63,6 +63,12 @@ def diagnose() -> dict[str, Any]:
     model = _probe_model()
     eps = [probe_ep(name, model) for name in EP_REGISTRY]
     loads = {row["name"]: row["loads"] for row in eps}
+    from .engines import ENGINES, status
+
+    runtimes = {}
+    for name in ENGINES:
+        installed, detail = status(name)
+        runtimes[name] = {"installed": installed, "detail": detail}
     profiles = []
     for prof in list_profiles():
         matches, reasons = host_matches_profile(prof, host)
@@ -73,9 +79,11 @@ def diagnose() -> dict[str, Any]:
             error = _try_profile(prof, model)  # the EPs load with defaults; do they with the profile's options?
             if error:
                 missing, ok = [n for n in prof.ep_names if n != "cpu"], [n for n in prof.ep_names if n == "cpu"]
+        if prof.engine != "onnxruntime" and not runtimes[prof.engine]["installed"]:
+            missing, ok, error = [prof.engine], [], runtimes[prof.engine]["detail"]
         verdict = "fallback" if missing else ("native" if matches else "emulated")
         profiles.append({
             "name": prof.name, "host_matches_profile": matches, "host_mismatch": reasons, "loads": ok, "missing": missing,
             "error": error, "verdict": verdict, "status": prof.status, "status_note": prof.status_note,
         })
-    return {"host": host, "onnxruntime": onnxruntime_info(), "eps": eps, "profiles": profiles}
+    return {"host": host, "onnxruntime": onnxruntime_info(), "runtimes": runtimes, "eps": eps, "profiles": profiles}

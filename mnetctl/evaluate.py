@@ -37,17 +37,21 @@ def check_batch_memory(batch: int, pre: Preprocessor) -> None:
 
 
 class _Runner:
-    """Runs batches of any size through a session (the input dtype and a fixed batch dimension honoured)."""
+    """Runs batches of any size through a session, or an engine's `infer` (the input dtype and a fixed batch
+    dimension honoured)."""
 
-    def __init__(self, session, model: Model):
+    def __init__(self, session, model: Model, infer=None):
         self.session = session
         self.io = model
         self.path = model.name
+        self.infer = infer
 
     def __call__(self, array: np.ndarray) -> np.ndarray:
         return run_batched(self._run, array, self.io.input)
 
     def _run(self, array: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
+        if self.infer is not None:
+            return self.infer(array)
         names = getattr(self.io.head, "output_names", None)  # a head with several outputs (a detector)
         try:
             outs = self.session.run(list(names or [self.io.output_name]), {self.io.input_name: array})
@@ -123,6 +127,20 @@ class EvalResult:
         }
 
 
+def _runner(handle: Model, threads: int | None, runtime: str | None, engine_options, session) -> "_Runner":
+    """ONNX Runtime's plain CPU session (or the caller's `session`), or another engine's `infer`
+    (`runtime`, default by the file: a .tflite runs on LiteRT)."""
+    from .engines import ONNXRUNTIME, engine_for, load
+
+    engine = engine_for(handle.path, runtime) if handle.path is not None else ONNXRUNTIME
+    if engine == ONNXRUNTIME:
+        return _Runner(session if session is not None else handle.session(threads), handle)
+    if session is not None:
+        raise BadInput(f"a session is onnxruntime's; the {engine} runtime makes its own")
+    loaded = load(engine, handle.path, threads=threads, options=engine_options, batch=None, first_run=False)
+    return _Runner(None, handle, infer=loaded.infer)
+
+
 def evaluate(
     model: Model | Path | str,
     data: Path | str | Sequence[Sample] | None = None,
@@ -133,21 +151,25 @@ def evaluate(
     session=None,
     annotations: Path | str | None = None,
     truth: Path | str | None = None,
+    runtime: str | None = None,
+    engine_options: dict | None = None,
 ) -> EvalResult:
-    """The task metric of `model` (a handle or a path) on labelled images (default: the task's shipped set).
+    """The task metric of `model` (a handle or a path, .onnx or .tflite) on labelled images (default: the task's
+    shipped set).
 
     annotations: the ground truth of a task that scores against a file (a detector: COCO instances JSON; default
     with the default images: their shipped instances.json). Refused for tasks with per-image labels.
 
     session: an onnxruntime session of the model configured by the caller (default: a plain CPU session).
     truth: where ground truth other than class labels lies (segmentation: the masks folder; see the task).
+    runtime: onnxruntime, litert or openvino (`mnetctl.engines`; default: by the file), with its engine_options.
 
     data: a folder/CSV/image path (see `mnetctl.data.find_samples`) or a list of Samples (walked once, by
     the caller, e.g. a sweep that evaluates many variants on the same images).
     """
     if int(batch) <= 0:
         raise BadInput(f"batch must be a positive number, got {batch}")
-    handle = as_model(model)
+    handle = as_model(model, tflite_ok=True)
     task = handle.task
     if annotations is not None and not task.needs_annotations:
         raise BadInput(f"annotations are for detection models; {handle.name} is a {task.name} model",
@@ -178,11 +200,10 @@ def evaluate(
             )
         task.check_labels(handle, [s.label for s in samples])
     samples, checked = task.prepare(handle, samples, truth)
-    session = session if session is not None else handle.session(threads)
     pre = handle.preprocessor
     eff_batch = handle.fixed_batch or min(int(batch), len(samples), task.max_batch or int(batch))
     check_batch_memory(eff_batch, pre)
-    run = _Runner(session, handle)
+    run = _runner(handle, threads, runtime, engine_options, session)
     if task.needs_annotations:
         from .tasks.detection import load_ground_truth
 
@@ -232,16 +253,19 @@ def predict(
     top: int = 5,
     threads: int | None = None,
     min_score: float = 0.0,
+    runtime: str | None = None,
+    engine_options: dict | None = None,
 ) -> list[Prediction]:
     """The task's decoded outputs for each image (folders are expanded); for a classifier the top-k classes, for a
-    detector the boxes scoring at least `min_score` (all the model gives: `top` does not cut them)."""
+    detector the boxes scoring at least `min_score` (all the model gives: `top` does not cut them).
+    `runtime`/`engine_options` as in `evaluate`."""
     if int(top) <= 0:
         raise BadInput(f"top must be a positive number, got {top}")
     if not 0.0 <= float(min_score) <= 1.0:  # also refuses NaN
         raise BadInput(f"min_score must be between 0 and 1, got {min_score}")
     paths = _expand(images)
-    handle = as_model(model)
-    run = _Runner(handle.session(threads), handle)
+    handle = as_model(model, tflite_ok=True)
+    run = _runner(handle, threads, runtime, None if engine_options is None else engine_options, None)
     pre = handle.preprocessor
     results: list[Prediction] = []
     for path in paths:

@@ -35,6 +35,21 @@ def load_litert():
     return Interpreter
 
 
+def load_delegate(library: str):
+    """A LiteRT delegate from its shared library (the GPU delegate on Android: libtensorflowlite_gpu_delegate.so);
+    EnvironmentMissing (exit 3) when the library cannot be loaded here."""
+    load_litert()
+    from ai_edge_litert.interpreter import load_delegate as _load
+
+    try:
+        with _native_stderr_silenced():
+            return _load(library)
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise EnvironmentMissing(f"LiteRT delegate library {library} cannot be loaded on this host ({' '.join(str(exc).split())[:160]})",
+                                 "the GPU delegate runs on Android/Linux GPUs with its library installed; on this host "
+                                 "use delegate = \"xnnpack\"") from None
+
+
 @contextlib.contextmanager
 def _native_stderr_silenced():
     """Hide the native library's INFO lines (e.g. "Created TensorFlow Lite XNNPACK delegate") on fd 2."""
@@ -95,17 +110,20 @@ class LiteRTRunner:
     kernels: LiteRT's op resolver ("AUTO": optimised kernels with XNNPACK, "BUILTIN_REF": reference kernels).
     """
 
-    def __init__(self, paths: Path | str | Sequence[Path | str], threads: int | None, kernels: str = "AUTO"):
+    def __init__(self, paths: Path | str | Sequence[Path | str], threads: int | None, kernels: str = "AUTO",
+                 delegate_library: str | None = None):
         interpreter_cls = load_litert()
         if kernels not in KERNELS:
             raise BadInput(f"kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
+        self.delegates = [load_delegate(delegate_library)] if delegate_library else []
         files = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
         if not files:
             raise BadInput("no TFLite file given")
         self.paths = files
         self.path = files[0]
         self.label = " + ".join(str(f) for f in files)  # how reports name the checkpoint
-        self.chain = [self._open(interpreter_cls, f, threads, kernels, first=i == 0) for i, f in enumerate(files)]
+        self.chain = [self._open(interpreter_cls, f, threads, kernels, first=i == 0, delegates=self.delegates)
+                      for i, f in enumerate(files)]
         for (a, a_path), (b, b_path) in zip(zip(self.chain, files), zip(self.chain[1:], files[1:])):
             out, inp = a.get_output_details()[0], b.get_input_details()[0]
             if [int(d) for d in out["shape"]] != [int(d) for d in inp["shape"]]:
@@ -130,12 +148,18 @@ class LiteRTRunner:
         self.label_offset = 1 if self.classes == 1001 else 0
 
     @staticmethod
-    def _open(interpreter_cls, path: Path, threads: int | None, kernels: str, first: bool):
+    def _open(interpreter_cls, path: Path, threads: int | None, kernels: str, first: bool, delegates=()):
         if not path.is_file():
             raise BadInput(f"tflite {path}: no such file")
         if path.stat().st_size == 0:
             raise BadInput(f"tflite {path}: empty file")
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+        if len(head) < 8 or head[4:8] != b"TFL3":
+            raise BadInput(f"tflite {path} is not a TFLite model (no 'TFL3' FlatBuffer identifier)")
         kwargs = {} if threads is None else {"num_threads": int(threads)}
+        if delegates:
+            kwargs["experimental_delegates"] = list(delegates)
         if kernels != "AUTO":
             from ai_edge_litert.interpreter import OpResolverType
 
@@ -159,6 +183,19 @@ class LiteRTRunner:
         except (ValueError, RuntimeError) as exc:
             raise BadInput(f"tflite {path} is not a loadable TFLite model ({' '.join(str(exc).split())[:200]})") from None
         return interp
+
+    def bind(self, x: np.ndarray) -> None:
+        """Set the input of a one-file model once; `run_bound` then only invokes (no copy per run)."""
+        it, in_index = self._links[0][0], self._links[0][1]
+        it.set_tensor(in_index, np.ascontiguousarray(x, dtype=self.input_dtype))
+
+    def run_bound(self, _arg=None) -> None:
+        """One invoke on the bound input (a chain of files runs as `__call__` on what `bind` set)."""
+        if len(self._links) == 1:
+            self._links[0][0].invoke()
+            return
+        it, in_index = self._links[0][0], self._links[0][1]
+        self(it.get_tensor(in_index))
 
     def prepare(self, crop_rgb: np.ndarray, normalise: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """The input tensor [1, R, R, 3] for one RGB uint8 crop of this model's size."""

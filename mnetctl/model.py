@@ -44,11 +44,31 @@ class Model:
     task: Task
     head: Any  # what the task needs to decode outputs (e.g. tasks.classification.ClassifierHead)
     preprocessor: Preprocessor
+    format: str = "onnx"  # "onnx", or "tflite" (then `proto` is None and a LiteRT engine runs it)
 
     @classmethod
     def open(cls, path: Path | str) -> "Model":
         path = check_model_path(path)
         return cls.from_proto(load_onnx(path, load_external_data=False), path)
+
+    @classmethod
+    def open_tflite(cls, path: Path | str) -> "Model":
+        """A .tflite classifier (metadata from its sidecar or TFLite metadata, else the TF convention; see
+        `tflite_model`). Its input spec says what the preprocessor yields: float32 for an int8 or float input
+        (the runtime quantises with the input's own parameters), uint8 for a uint8 one; batch fixed at 1."""
+        from .tasks.classification import ClassifierHead
+        from .tflite_model import read_tflite_facts
+
+        facts = read_tflite_facts(path)
+        meta = facts.meta
+        if meta.task != "classification":
+            raise BadInput(f"{path}: mnetctl runs TFLite classifiers; its metadata says task {meta.task!r}")
+        pre = Preprocessor.from_meta(meta)
+        dtype = np.dtype(np.uint8) if pre.input_format == "uint8-nhwc" else np.dtype(np.float32)
+        dims = (1,) + tuple(int(d) for d in facts.input.shape[1:])
+        inp = InputSpec(facts.input.name, dtype, dims, 1)
+        head = ClassifierHead(facts.output.name, facts.classes, meta.label_offset, ends_in_softmax="SOFTMAX" in facts.ops)
+        return cls(Path(path), None, meta, inp, get_task("classification"), head, pre, format="tflite")
 
     @classmethod
     def from_proto(cls, proto, path: Path | str | None = None) -> "Model":
@@ -68,16 +88,22 @@ class Model:
 
     @property
     def quantized(self) -> bool:
+        if self.proto is None:
+            return self.meta.precision == "int8"
         return any(n.op_type in QUANT_OPS for n in self.proto.graph.node)
 
     @property
     def opset(self) -> int | None:
+        if self.proto is None:
+            return None
         return next((o.version for o in self.proto.opset_import if o.domain in ("", "ai.onnx")), None)
 
     def size_bytes(self) -> int:
         """Bytes on disk, external-data files included."""
         if self.path is None:
             return self.proto.ByteSize()
+        if self.proto is None:
+            return self.path.stat().st_size
         return size_on_disk(self.path, self.proto)
 
     @property
@@ -126,6 +152,8 @@ class Model:
         """A CPU ONNX Runtime session; a graph ORT cannot load is a BadInput naming the file."""
         from .runtime import check_threads, open_cpu_session
 
+        if self.format != "onnx":
+            raise BadInput(f"{self.name} is a TFLite model; ONNX Runtime cannot run it", "pass --runtime litert")
         if threads is not None:
             check_threads(threads)  # before the session, whose errors are reported as a bad model
         source = self.path if self.path is not None else self.proto.SerializeToString()
@@ -158,9 +186,16 @@ def run_batched(run_one: Callable[[np.ndarray], np.ndarray], array: np.ndarray, 
     return cut[0] if len(cut) == 1 else np.concatenate(cut)
 
 
-def as_model(model: "Model | Path | str") -> Model:
-    """A handle for a handle or a path (the one way stages accept either)."""
-    return model if isinstance(model, Model) else Model.open(model)
+def as_model(model: "Model | Path | str", tflite_ok: bool = False) -> Model:
+    """A handle for a handle or a path (the one way stages accept either); with `tflite_ok`, a .tflite path too."""
+    if isinstance(model, Model):
+        return model
+    if tflite_ok:
+        from .tflite_model import is_tflite
+
+        if Path(model).is_file() and is_tflite(model):
+            return Model.open_tflite(model)
+    return Model.open(model)
 
 
 def _image_input(proto, meta: ModelMeta, pre: Preprocessor, path: str) -> InputSpec:

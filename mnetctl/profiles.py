@@ -93,7 +93,10 @@ class Profile(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
     description: str
     hardware: Hardware = Field(default_factory=Hardware)
-    runtime: str = ""  # which onnxruntime build the device runs, in words
+    runtime: str = ""  # which runtime build the device runs, in words (an engine name alone also sets `engine`)
+    # the runtime mnetctl runs the model on (mnetctl.engines); eps apply to onnxruntime only
+    engine: Literal["onnxruntime", "litert", "openvino"] = "onnxruntime"
+    engine_options: dict[str, OptionValue] = Field(default_factory=dict)
     eps: list[EPEntry] = Field(min_length=1)
     # integers are strict: `threads = true` or `iterations = 1e12` is refused, not read as 1 or as a float
     threads: Optional[int] = Field(default=None, ge=1, le=256, strict=True)
@@ -125,6 +128,30 @@ class Profile(_Strict):
         return f"{self.name} is a legacy device profile: {self.status_note.strip()}" if self.legacy else None
 
     _source: Optional[Path] = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_from_runtime(cls, data: Any) -> Any:
+        """`runtime = "litert"` (an engine's name alone, as words) names the engine; a profile for another engine
+        than onnxruntime needs no `eps` (the CPU provider is recorded)."""
+        if isinstance(data, dict):
+            data = dict(data)
+            words = str(data.get("runtime", "")).strip().lower()
+            if "engine" not in data and words in ("litert", "openvino"):
+                data["engine"] = words
+            if "eps" not in data and data.get("engine", "onnxruntime") != "onnxruntime":
+                data["eps"] = [{"name": "cpu"}]
+        return data
+
+    @model_validator(mode="after")
+    def _engine_options_known(self) -> "Profile":
+        from .engines import check_engine_options
+
+        try:
+            check_engine_options(self.engine, self.engine_options)
+        except BadInput as exc:
+            raise ValueError(exc.message) from None
+        return self
 
     @property
     def source(self) -> Optional[Path]:

@@ -62,10 +62,11 @@ def train_key(arch: str, width: float, resolution: int, checkpoint: str | None, 
                    "opset": opset, "version": __version__})
 
 
-def run_quantize(model: str, out: str, calib: str | None) -> dict[str, Any]:
+def run_quantize(model: str, out: str, calib: str | None, runtime: str | None = None) -> dict[str, Any]:
+    """runtime: the target runtime whose quantize defaults apply (None: ONNX Runtime's)."""
     from .quant.pipeline import quantize_model
 
-    quantize_model(model, output=out, calib=calib)
+    quantize_model(model, output=out, calib=calib, runtime=runtime)
     return _facts(Path(out))
 
 
@@ -74,20 +75,51 @@ def quantize_key(model: str, calib_digest: str, settings: str) -> str:
     return digest({"model": file_digest(model), "calib": calib_digest, "settings": settings, "version": __version__})
 
 
-def run_eval(model: str, samples: list[list[Any]], threads: int | None) -> dict[str, Any]:
+def run_export_tflite(model: str, out: str) -> dict[str, Any]:
+    """The ONNX model as a TFLite file (`mnetctl.export.tflite`, precision from the model) for a LiteRT device."""
+    exporter = tflite_exporter()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    exporter(model, out)
+    return {"model": out, "size_mb": round(Path(out).stat().st_size / 1e6, 3)}
+
+
+def tflite_exporter():
+    """`mnetctl.export.tflite.export_tflite`, or EnvironmentMissing (exit 3) when this mnetctl has no TFLite writer."""
+    from .errors import EnvironmentMissing
+
+    try:
+        from .export.tflite import export_tflite  # type: ignore[import-not-found]
+    except ImportError:
+        raise EnvironmentMissing("this mnetctl has no TFLite exporter (mnetctl.export.tflite), so ONNX variants cannot "
+                                 "run on a LiteRT device", "install an mnetctl with `mnetctl export --format tflite`, "
+                                 "or sweep onnxruntime/openvino devices only") from None
+    return export_tflite
+
+
+def export_key(model: str) -> str:
+    return digest({"model": file_digest(model), "to": "tflite", "version": __version__})
+
+
+def run_eval(model: str, samples: list[list[Any]], threads: int | None, runtime: str | None = None,
+             engine_options: dict[str, Any] | None = None) -> dict[str, Any]:
     from .data import Sample
     from .evaluate import evaluate
 
     from .tasks import get_task
 
-    res = evaluate(model, [Sample(Path(p), label) for p, label in samples], threads=threads)
+    res = evaluate(model, [Sample(Path(p), label) for p, label in samples], threads=threads, runtime=runtime,
+                   engine_options=engine_options)
     headline = get_task(res.task).headline  # what the sweep ranks by: top1, miou, ...
     return {"top1": res.top1, "top5": res.top5, "n": res.n, "task": res.task, "metrics": res.metrics,
             "headline": headline, "score": float(res.metrics.get(headline, 0.0))}
 
 
-def eval_key(model: str, samples_digest: str) -> str:
-    return digest({"model": file_digest(model), "data": samples_digest, "version": __version__})
+def eval_key(model: str, samples_digest: str, runtime: str | None = None, engine_options: dict[str, Any] | None = None) -> str:
+    """runtime/engine_options: for another engine than onnxruntime (whose key stays as it was)."""
+    doc: dict[str, Any] = {"model": file_digest(model), "data": samples_digest, "version": __version__}
+    if runtime not in (None, "onnxruntime"):
+        doc.update(runtime=runtime, engine_options=dict(engine_options or {}))
+    return digest(doc)
 
 
 def run_bench(model: str, profile: dict[str, Any], threads: int | None, iterations: int) -> dict[str, Any]:
@@ -106,9 +138,11 @@ BLOCK_WARMUP = 2  # untimed runs at the start of each block (the variant's cache
 
 
 def run_bench_group(models: list[str], names: list[str], profile: dict[str, Any], threads: int | None,
-                    iterations: int, max_load: float, max_seconds: float) -> dict[str, Any]:
+                    iterations: int, max_load: float, max_seconds: float,
+                    profiles: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Time `models` (named `names`) together on the profile's providers: rounds of one block per model, the order
     rotating, rounds under more than `max_load` of a core of other load taken again for up to `max_seconds`.
+    `profiles`: one profile per model instead (a sweep over several devices, e.g. runtimes: one frontier).
 
     Per model: latency statistics (ms), the 95% interval of its p50, other processes' load during its blocks, and
     the providers that ran it.
@@ -118,11 +152,11 @@ def run_bench_group(models: list[str], names: list[str], profile: dict[str, Any]
     from .profiles import Profile
 
     prof = Profile.model_validate(profile)
-    threads = threads if threads is not None else prof.threads
+    members = [Profile.model_validate(p) for p in profiles] if profiles is not None else [prof] * len(models)
     warmup = prof.warmup if prof.warmup is not None else DEFAULT_WARMUP
     runnables, providers = [], {}
-    for model, name in zip(models, names):
-        runnable, used = _bench_runnable(Path(model), name, prof, threads)
+    for model, name, member in zip(models, names, members):
+        runnable, used = _bench_runnable(Path(model), name, member, threads if threads is not None else member.threads)
         runnables.append(runnable)
         providers[name] = used
     runs = min(RUNS_PER_BLOCK, iterations)
@@ -147,10 +181,15 @@ def _bench_runnable(path: Path, name: str, prof, threads: int | None):
     """(interleave.Runnable, providers used) for one model as `bench` runs it: the profile's providers with no silent
     fallback, random inputs and outputs bound once (IO binding), plus idle pool threads that stop spinning
     between runs so they take no CPU from the next model's block."""
+    from .engines import ONNXRUNTIME, load
     from .interleave import Runnable
     from .modelio import cannot_run
     from .runtime import bind_io, create_session, keep_outputs, random_feeds
 
+    engine = getattr(prof, "engine", ONNXRUNTIME)
+    if engine != ONNXRUNTIME:  # LiteRT / OpenVINO: the input set once, as IO binding does for onnxruntime
+        loaded = load(engine, path, threads=threads, options=prof.engine_options, batch=1)
+        return Runnable(name, loaded.run, [loaded.feed]), list(loaded.providers)
     info = create_session(path, prof.ep_requests(), threads=threads, batch=1, stop_idle_spinning=True)
     session = info.session
     feeds = random_feeds(session, batch=1, seed=0)
@@ -168,12 +207,17 @@ def _bench_runnable(path: Path, name: str, prof, threads: int | None):
 
 
 def bench_group_key(models: list[str], names: list[str], profile: dict[str, Any], threads: int | None,
-                    iterations: int, max_load: float, max_seconds: float, host: dict[str, Any]) -> str:
+                    iterations: int, max_load: float, max_seconds: float, host: dict[str, Any],
+                    profiles: list[dict[str, Any]] | None = None) -> str:
     """The group's content: every member's name and model bytes (as a set: the order of the rounds does not
     matter), the measured profile contents, settings, host and version. Adding or changing one variant re-times
     the whole group, since each variant's figure was taken beside the others."""
     measured = {k: v for k, v in profile.items() if k not in _NOT_MEASURED}
-    members = sorted([n, file_digest(m)] for m, n in zip(models, names))
+    if profiles is None:
+        members = sorted([n, file_digest(m)] for m, n in zip(models, names))
+    else:
+        members = sorted([n, file_digest(m), {k: v for k, v in p.items() if k not in _NOT_MEASURED}]
+                         for m, n, p in zip(models, names, profiles))
     return digest({"members": members, "profile": measured, "threads": threads, "iterations": iterations,
                    "max_load": max_load, "max_seconds": max_seconds, "host": host, "version": __version__})
 
@@ -201,6 +245,7 @@ STAGES: dict[str, Stage] = {
     "build": Stage("build", run_build, build_key, True),
     "train": Stage("train", run_train, train_key, True),
     "quantize": Stage("quantize", run_quantize, quantize_key, True),
+    "export_tflite": Stage("export_tflite", run_export_tflite, export_key, True),
     "eval": Stage("eval", run_eval, eval_key, False),
     "bench": Stage("bench", run_bench, bench_key, False),
     "bench_group": Stage("bench_group", run_bench_group, bench_group_key, False),

@@ -85,10 +85,13 @@ class VariantResult:
     def __post_init__(self) -> None:
         if self.score is None:
             self.score = self.top1
+    runtime: str = "onnxruntime"  # the engine that ran it (mnetctl.engines)
+    device: str | None = None  # the profile, when the sweep covers several devices (then part of the name)
 
     @property
     def name(self) -> str:
-        return Variant(self.arch, self.width, self.resolution, self.precision).name
+        base = Variant(self.arch, self.width, self.resolution, self.precision).name
+        return f"{base}@{self.device}" if self.device else base
 
     def latency(self, metric: str) -> float:
         return float(self.latency_ms[metric])
@@ -246,7 +249,8 @@ class SweepSettings:
     weights: str = "pretrained"
     data: Path | None = None  # evaluation images [default: the task's shipped set]
     limit: int | None = None
-    device: "str | Path | Profile" = "host"  # a profile name/path, or a loaded Profile
+    device: "str | Path | Profile | list" = "host"  # a profile name/path, a comma list of them, or loaded Profiles
+    runtime: str | None = None  # the engine for every device instead of the profiles' own (mnetctl.engines)
     threads: int | None = None
     iterations: int = 100
     metric: str = "p50"
@@ -279,6 +283,7 @@ class SweepPlan:
     calib_digest: str
     opset: int
     train: dict | None = None  # with train data: data, digest, names, the resolved head settings
+    profiles: list = field(default_factory=list)  # every device of the sweep (profile is the first)
 
 
 def prepare(settings: SweepSettings) -> SweepPlan:
@@ -300,7 +305,18 @@ def prepare(settings: SweepSettings) -> SweepPlan:
     from .tasks import get_task
 
     task = get_task(settings.task)
-    profile = settings.device if isinstance(settings.device, Profile) else load_profile(settings.device)
+    profiles = [d if isinstance(d, Profile) else load_profile(d) for d in device_list(settings.device)]
+    names = [p.name for p in profiles]
+    if len(set(names)) < len(names):
+        raise BadInput(f"device: a profile is listed more than once ({', '.join(names)})")
+    if settings.runtime is not None:
+        from .engines import check_engine
+
+        engine = check_engine(settings.runtime)
+        profiles = [p if p.engine == engine else p.model_copy(update={"engine": engine, "engine_options": {}})
+                    for p in profiles]
+    _check_engines(profiles)
+    profile = profiles[0]
     train = None
     if settings.train_data is not None or settings.val_data is not None:
         train, data, samples = _prepare_train(settings)
@@ -317,7 +333,32 @@ def prepare(settings: SweepSettings) -> SweepPlan:
                                                              else task.calibration_dir())
     calib_samples = find_samples(calib, flag="calib", labels=False)
     return SweepPlan(settings, profile, data, samples, samples_digest(samples), calib, samples_digest(calib_samples),
-                     opset_for_profile(profile), train)
+                     min(opset_for_profile(p) for p in profiles), train=train, profiles=profiles)
+
+
+def device_list(device) -> list:
+    """The devices of `SweepSettings.device`: a comma list of names/paths ("host,host-litert"), or a list."""
+    if isinstance(device, (list, tuple)):
+        items = list(device)
+    elif isinstance(device, str) and "," in device:
+        items = [d.strip() for d in device.split(",")]
+    else:
+        items = [device]
+    if not items or any(isinstance(d, str) and not d for d in items):
+        raise BadInput(f"device: empty name in {device!r}", "e.g. --device host,host-litert,host-openvino")
+    return items
+
+
+def _check_engines(profiles) -> None:
+    """Every device's runtime is installed (exit 3 with the pip hint), and a LiteRT device has the TFLite exporter
+    its ONNX variants need, before any work."""
+    from .engines import LITERT, require
+    from .stages import tflite_exporter
+
+    for p in profiles:
+        require(p.engine)
+        if p.engine == LITERT:
+            tflite_exporter()
 
 
 def _check_train_weights(weights: str) -> None:
@@ -413,9 +454,13 @@ def run_sweep(
     profile_doc = plan.profile.model_dump(mode="json")
     samples_doc = [[str(s.path), s.label] for s in plan.samples]
     latency_only = settings.weights == "random"  # random weights: nothing to evaluate, accuracy stays None
+    multi = len(plan.profiles) > 1
+    docs = [p.model_dump(mode="json") for p in plan.profiles]
+    per_device = len(variants) * len(plan.profiles)
     first = "train" if plan.train else "build"
     totals = {first: len(variants), "quantize": sum(v.precision == "int8" for v in variants),
-              "eval": 0 if latency_only else len(variants), "bench": len(variants)}
+              "export_tflite": len(variants) * sum(p.engine == "litert" for p in plan.profiles),
+              "eval": 0 if latency_only else per_device, "bench": per_device}
     done = dict.fromkeys(totals, 0)
     for name, total in totals.items():  # every stage's bar from the start, in stage order
         if total:
@@ -439,9 +484,9 @@ def run_sweep(
         done[name] += 1
         report(on_progress, done[name], totals[name], f"{name:>8} · {variant.name}{' (cached)' if hit else ''}")
 
-    prepared = []  # (variant, facts, scores, cached) before timing
+    prepared = []  # (variant, profile, profile doc, facts, scores, cached) before timing
     for variant in variants:
-        cached: dict[str, bool] = {}
+        base_cached: dict[str, bool] = {}
         if plan.train:
             t = plan.train
             train_in = {"arch": variant.arch, "width": variant.width, "resolution": variant.resolution,
@@ -452,36 +497,58 @@ def run_sweep(
                                       settings.train_val_split, settings.train_views, settings.train_augment,
                                       t["settings"], plan.opset)
             features = None if settings.fresh else str(cache.root / "features")
-            facts, cached["train"] = stage("train", variant, key, {**train_in, "features": features})
+            facts, base_cached["train"] = stage("train", variant, key, {**train_in, "features": features})
         else:
             build_in = {"arch": variant.arch, "width": variant.width, "resolution": variant.resolution,
                         "weights": settings.weights, "opset": plan.opset}
             key = STAGES["build"].key(**build_in, checkpoint=_checkpoint_id(variant, settings.weights))
-            facts, cached["build"] = stage("build", variant, key, build_in)
+            facts, base_cached["build"] = stage("build", variant, key, build_in)
         trained = facts.get("train_val_accuracy")
+        float_facts = facts
         if variant.precision == "int8":
             key = STAGES["quantize"].key(facts["model"], plan.calib_digest, repr(default_settings(variant.arch, variant.width)))
-            facts, cached["quantize"] = stage("quantize", variant, key,
-                                              {"model": facts["model"], "calib": str(plan.calib)})
-        if latency_only:
-            scores = {"top1": None, "top5": None, "n": 0}
-        else:
-            key = STAGES["eval"].key(facts["model"], plan.samples_digest)
-            scores, cached["eval"] = stage("eval", variant, key, {"model": facts["model"], "samples": samples_doc,
-                                                                  "threads": settings.threads})
-        prepared.append((variant, {**facts, "train_val_accuracy": trained}, scores, cached))
+            facts, base_cached["quantize"] = stage("quantize", variant, key,
+                                                   {"model": facts["model"], "calib": str(plan.calib)})
+        for prof, doc in zip(plan.profiles, docs):
+            cached = dict(base_cached)
+            dev_facts = dict(facts)
+            own = _runtime_quant(variant, prof.engine)
+            if own is not None:  # the runtime has its own quantize defaults: its own int8 file
+                key = STAGES["quantize"].key(float_facts["model"], plan.calib_digest, repr(own))
+                dev_facts, cached["quantize"] = stage("quantize", variant, key, {"model": float_facts["model"],
+                                                      "calib": str(plan.calib), "runtime": prof.engine})
+            if prof.engine == "litert":  # LiteRT runs the variant's TFLite export
+                exported, cached["export_tflite"] = stage("export_tflite", variant, STAGES["export_tflite"].key(facts["model"]),
+                                                          {"model": facts["model"]})
+                dev_facts.update(model=exported["model"], size_mb=exported["size_mb"])
+            runtime = None if prof.engine == "onnxruntime" else prof.engine
+            eval_in = {"model": dev_facts["model"], "samples": samples_doc, "threads": settings.threads}
+            if runtime is not None:
+                eval_in.update(runtime=runtime, engine_options=dict(prof.engine_options))
+            if latency_only:
+                scores = {"top1": None, "top5": None, "n": 0}
+            else:
+                key = STAGES["eval"].key(dev_facts["model"], plan.samples_digest, runtime, prof.engine_options)
+                scores, cached["eval"] = stage("eval", variant, key, eval_in)
+            prepared.append((variant, prof, doc, {**dev_facts, "train_val_accuracy": trained}, scores, cached))
+
+    def member(variant: Variant, prof) -> str:
+        return f"{variant.name}@{prof.name}" if multi else variant.name
 
     if settings.sequential:
         timings, timing = {}, {"method": "sequential", "iterations": settings.iterations}
-        for variant, facts, _, cached in prepared:
-            bench_in = {"model": facts["model"], "profile": profile_doc, "threads": settings.threads,
+        for variant, prof, doc, facts, _, cached in prepared:
+            bench_in = {"model": facts["model"], "profile": doc, "threads": settings.threads,
                         "iterations": settings.iterations}
-            timings[variant.name], cached["bench"] = stage("bench", variant, STAGES["bench"].key(**bench_in, host=host),
-                                                           bench_in)
+            timings[member(variant, prof)], cached["bench"] = stage("bench", variant,
+                                                                    STAGES["bench"].key(**bench_in, host=host), bench_in)
     else:
-        group_in = {"models": [f["model"] for _, f, _, _ in prepared], "names": [v.name for v, *_ in prepared],
+        group_in = {"models": [f["model"] for *_, f, _, _ in prepared],
+                    "names": [member(v, p) for v, p, *_ in prepared],
                     "profile": profile_doc, "threads": settings.threads, "iterations": settings.iterations,
                     "max_load": settings.max_load, "max_seconds": settings.max_seconds}
+        if multi:
+            group_in["profiles"] = [doc for _, _, doc, *_ in prepared]
         report(on_progress, 0, totals["bench"], f"{'bench':>8} · {len(prepared)} variants interleaved")
         key = STAGES["bench_group"].key(**group_in, host=host)
         group = cache.get("bench_group", key)
@@ -492,13 +559,13 @@ def run_sweep(
         timings = group["variants"]
         timing = {k: v for k, v in group.items() if k != "variants"}
         timing["cached"] = hit
-        for variant, _, _, cached in prepared:
+        for variant, _, _, _, _, cached in prepared:
             cached["bench"] = hit
             tick("bench", variant, hit)
 
     results: list[VariantResult] = []
-    for variant, facts, scores, cached in prepared:
-        t = timings[variant.name]
+    for variant, prof, _, facts, scores, cached in prepared:
+        t = timings[member(variant, prof)]
         lat = t["latency_ms"]
         results.append(VariantResult(
             arch=variant.arch, width=variant.width, resolution=variant.resolution, precision=variant.precision,
@@ -509,6 +576,7 @@ def run_sweep(
             p50_ci95_ms=t.get("p50_ci95_ms"), other_load=t.get("other_load"),
             loaded_rounds=int(timing.get("loaded_rounds", 0)), train_val_accuracy=facts.get("train_val_accuracy"),
             headline=scores.get("headline", "top1"), score=scores.get("score", scores["top1"]),
+            runtime=prof.engine, device=prof.name if multi else None,
         ))
     mark_ties(results)
     flags = pareto_flags(frontier_points(results, settings.metric))
@@ -516,12 +584,23 @@ def run_sweep(
         r.pareto = flag
     add_speedups(results)
     settings_doc = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()}
-    settings_doc["device"] = plan.profile.name
+    settings_doc["device"] = ",".join(p.name for p in plan.profiles) if multi else plan.profile.name
     settings_doc["data"] = str(plan.data)
     settings_doc["calib"] = str(plan.calib)
     if plan.train:
         settings_doc["train"] = {k: v for k, v in plan.train.items() if k != "digest"}
     return SweepResult(results, [], settings_doc, host, time.perf_counter() - started, timing=timing)
+
+
+def _runtime_quant(variant: Variant, engine: str):
+    """The int8 settings of `variant` for a runtime whose quantize defaults differ from ONNX Runtime's (None: the
+    shared int8 file serves it; LiteRT's export starts from that file)."""
+    from .quant.settings import RUNTIME_DEFAULTS, default_settings
+
+    if variant.precision != "int8" or not RUNTIME_DEFAULTS.get(engine, {}).get(variant.arch):
+        return None
+    own = default_settings(variant.arch, variant.width, engine)
+    return None if own == default_settings(variant.arch, variant.width) else own
 
 
 def mark_ties(results: list[VariantResult]) -> None:
@@ -537,9 +616,9 @@ def _overlap(a: list[float] | None, b: list[float] | None) -> bool:
 def add_speedups(results: list[VariantResult]) -> None:
     """Set `speedup` of each int8 variant whose fp32 twin (same arch, width, resolution) is in `results`: the
     twin's p50 over the variant's own p50 (from the same interleaved rounds, or with --sequential from two benches)."""
-    fp32 = {(r.arch, r.width, r.resolution): r for r in results if r.precision == "fp32"}
+    fp32 = {(r.arch, r.width, r.resolution, r.device): r for r in results if r.precision == "fp32"}
     for r in results:
-        twin = fp32.get((r.arch, r.width, r.resolution)) if r.precision == "int8" else None
+        twin = fp32.get((r.arch, r.width, r.resolution, r.device)) if r.precision == "int8" else None
         r.speedup = round(twin.p50_ms / r.p50_ms, 4) if twin is not None and r.p50_ms > 0 else None
 
 
@@ -598,7 +677,7 @@ def write_outputs(result: SweepResult, out: Path, metric: str = "p50", select: b
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "sweep.json", "plot": out / "pareto.png", "report": out / "report.md"}
     if select and result.selected is not None:
-        paths["selected"] = out / "selected.onnx"
+        paths["selected"] = out / ("selected" + _model_suffix(result.selected.model))
     order = [k for k in ("selected", "plot", "report", "json") if k in paths]
     with locked(out / ".sweep.lock"):
         with atomic_paths([paths[k] for k in order]) as temps:
@@ -612,17 +691,25 @@ def write_outputs(result: SweepResult, out: Path, metric: str = "p50", select: b
                 tmp["report"].write_text(markdown_report(result, metric, paths["plot"].name), encoding="utf-8")
             with writing(paths["json"]):
                 tmp["json"].write_text(json.dumps(result.as_dict(), indent=2), encoding="utf-8")
-        stale = out / "selected.onnx"
-        if "selected" not in paths and stale.is_file():  # an earlier sweep's choice must not sit beside this one
-            stale.unlink()
+        for stale in (out / "selected.onnx", out / "selected.tflite"):
+            if stale != paths.get("selected") and stale.is_file():  # an earlier sweep's choice must not sit beside this one
+                stale.unlink()
     return paths
 
 
+def _model_suffix(model: str) -> str:
+    """.tflite for a LiteRT variant's file (the export stage's artifact), else .onnx."""
+    from .tflite_model import is_tflite
+
+    return ".tflite" if is_tflite(model) else ".onnx"
+
+
 def write_selected(result: SweepResult, out: Path) -> Path | None:
-    """Only selected.onnx (write_outputs(..., select=True) writes it with the rest of the set)."""
+    """Only selected.onnx (selected.tflite for a LiteRT variant; write_outputs(..., select=True) writes it with
+    the rest of the set)."""
     if result.selected is None:
         return None
-    target = out / "selected.onnx"
+    target = out / ("selected" + _model_suffix(result.selected.model))
     with atomic_path(target) as tmp:
         shutil.copyfile(result.selected.model, tmp)
     return target
@@ -699,7 +786,7 @@ def markdown_report(result: SweepResult, metric: str, plot_name: str) -> str:
         ci = "" if r.p50_ci95_ms is None else f"{r.p50_ci95_ms[0]:.3f}-{r.p50_ci95_ms[1]:.3f}"
         load = "" if r.other_load is None else f"{r.other_load:.2f}"
         lines.append(
-            f"| {r.arch} {format_width(r.width)} {r.resolution} | {r.precision} | {r.macs / 1e6:.1f} | {r.params / 1e6:.3f} | "
+            f"| {r.arch} {format_width(r.width)} {r.resolution}{f' @{r.device}' if r.device else ''} | {r.precision} | {r.macs / 1e6:.1f} | {r.params / 1e6:.3f} | "
             f"{r.size_mb:.2f} | {_pct(r.score)} | {_pct(r.top5) if headline == 'top1' else ''} | {r.p50_ms:.3f}{' ~' if r.ties_with else ''} | "
             f"{ci} | {r.p90_ms:.3f} | {load} | {'' if r.speedup is None else f'{r.speedup:.2f}x'} | "
             f"{'yes' if r.pareto else ''} | {', '.join(r.ties_with)} |"

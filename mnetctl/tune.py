@@ -1,9 +1,10 @@
 """`tune`: measure this host's levers on one model, interleaved, and keep the fastest configuration that stays accurate.
 
 Levers: the execution providers installed here that load (CPU always), intra-op threads 1..cores, intra-op
-spinning on/off (`session.intra_op.allow_spinning`), the graph optimisation level (basic/extended/all) and, for a
-float model mnetctl built (metadata names a known arch, precision fp32), the int8 variants `quant.pipeline`
-produces. Every configuration is compared with the device profile's own one (the reference: its providers,
+spinning on/off (`session.intra_op.allow_spinning`), the graph optimisation level (basic/extended/all), the other
+runtimes installed here (`mnetctl.engines`: OpenVINO on the ONNX file, LiteRT on its TFLite export when this
+mnetctl has the exporter; threads 1..cores) and, for a float model mnetctl built (metadata names a known arch,
+precision fp32), the int8 variants `quant.pipeline` produces. Every configuration is compared with the device profile's own one (the reference: its providers,
 threads and session settings, the given model).
 
 Steps:
@@ -61,11 +62,14 @@ class Config:
     spinning: bool | None
     level: str | None
     reference: bool = False
+    engine: str = "onnxruntime"  # the runtime (mnetctl.engines); eps, spinning and level are onnxruntime's
 
     @property
     def name(self) -> str:
         if self.reference:
             return "reference"
+        if self.engine != "onnxruntime":
+            return " ".join([self.variant, self.engine, f"t{self.threads}" if self.threads else "t-default"])
         parts = [self.variant, "+".join(e for e, _ in self.eps),
                  f"t{self.threads}" if self.threads else "t-default",
                  {None: "spin-default", True: "spin", False: "no-spin"}[self.spinning], self.level or "all"]
@@ -74,6 +78,11 @@ class Config:
     @property
     def eval_level(self) -> str:
         return self.level or "all"
+
+    @property
+    def acc_key(self) -> tuple[str, ...]:
+        """What decides its top-1: on onnxruntime (variant, optimisation level); elsewhere (variant, level "-", runtime)."""
+        return (self.variant, self.eval_level) if self.engine == "onnxruntime" else (self.variant, "-", self.engine)
 
     def session_config(self) -> dict[str, str]:
         from .runtime import CFG_ALLOW_SPINNING
@@ -88,7 +97,7 @@ class Config:
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "variant": self.variant, "eps": [{"name": n, "options": dict(o)} for n, o in self.eps],
                 "threads": self.threads, "intra_op_spinning": self.spinning, "graph_optimization": self.level,
-                "reference": self.reference}
+                "reference": self.reference, "engine": self.engine}
 
 
 def _eps_of(profile: Profile) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
@@ -98,15 +107,16 @@ def _eps_of(profile: Profile) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], 
 def reference_config(profile: Profile) -> Config:
     """The profile's own configuration on the given model."""
     return Config(GIVEN, _eps_of(profile), profile.threads, profile.session.intra_op_spinning,
-                  profile.session.graph_optimization, reference=True)
+                  profile.session.graph_optimization, reference=True, engine=profile.engine)
 
 
-def candidates(profile: Profile, cores: int, available_eps: Sequence[str], variants: Sequence[str] = (GIVEN,)) -> list[Config]:
+def candidates(profile: Profile, cores: int, available_eps: Sequence[str], variants: Sequence[str] = (GIVEN,),
+               engines: Sequence[str] = ()) -> list[Config]:
     """The reference first, then every lever combination this host offers, for each model variant.
 
     CPU: threads 1..cores x spinning on/off x each level in LEVELS. Another provider that is available here: its
     profile options (if the profile names it) with CPU behind it for the nodes it does not take, threads 1..cores,
-    onnxruntime's default session settings.
+    onnxruntime's default session settings. Another runtime in `engines` (litert, openvino): threads 1..cores.
     """
     if cores < 1:
         raise BadInput(f"cores must be >= 1, got {cores}")
@@ -124,7 +134,38 @@ def candidates(profile: Profile, cores: int, available_eps: Sequence[str], varia
                 eps = ((ep, by_name.get(ep, ())), ("cpu", by_name.get("cpu", ())))
                 for threads in range(1, cores + 1):
                     out.append(Config(variant, eps, threads, None, None))
+        for engine in engines:
+            if engine == "onnxruntime":
+                continue
+            for threads in range(1, cores + 1):
+                out.append(Config(variant, (("cpu", ()),), threads, None, None, engine=engine))
     return out
+
+
+def available_engines(requested: Sequence[str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """(runtimes besides onnxruntime to try, the ones left out -> why): installed ones, and LiteRT only with the
+    TFLite exporter (tune gives it the variant's export). `requested` None: every one installed here."""
+    from .engines import ENGINES, LITERT, check_engine, status
+    from .errors import MnetctlError
+
+    names = [check_engine(e) for e in requested] if requested is not None else list(ENGINES)
+    keep, skipped = [], {}
+    for name in names:
+        if name == "onnxruntime":
+            continue
+        ok, why = status(name)
+        if ok and name == LITERT:
+            from .stages import tflite_exporter
+
+            try:
+                tflite_exporter()
+            except MnetctlError as exc:
+                ok, why = False, exc.message
+        if ok:
+            keep.append(name)
+        else:
+            skipped[name] = why
+    return keep, skipped
 
 
 def available_eps(profile: Profile) -> list[str]:
@@ -145,7 +186,7 @@ def available_eps(profile: Profile) -> list[str]:
 
 @dataclass
 class Accuracy:
-    top1: dict[tuple[str, str], float]  # (variant, level) -> top-1 (fraction)
+    top1: dict[tuple[str, ...], float]  # Config.acc_key -> top-1 (fraction)
     reference: float  # the given model's top-1 at the reference's level
     images: int
 
@@ -155,7 +196,7 @@ def accuracy_filter(configs: Sequence[Config], acc: Accuracy, max_drop: float = 
     reference's (the reference itself is always kept)."""
     kept, dropped = [], []
     for c in configs:
-        top1 = acc.top1[(c.variant, c.eval_level)]
+        top1 = acc.top1[c.acc_key]
         if c.reference or 100.0 * (acc.reference - top1) <= max_drop + 1e-9:
             kept.append(c)
         else:
@@ -164,22 +205,28 @@ def accuracy_filter(configs: Sequence[Config], acc: Accuracy, max_drop: float = 
 
 
 def measure_accuracy(paths: Mapping[str, Path], configs: Sequence[Config], limit: int | None,
-                     on_progress: ProgressFn | None = None) -> Accuracy:
-    """Top-1 on the shipped val sample (first `limit` images) of every (variant, level) the configurations use."""
+                     on_progress: ProgressFn | None = None, tflite_paths: Mapping[str, Path] | None = None) -> Accuracy:
+    """Top-1 on the shipped val sample (first `limit` images) of every (variant, runtime, level) the configurations
+    use; LiteRT runs the variant's TFLite file from `tflite_paths`."""
     from .data import default_val_dir, find_samples
     from .evaluate import evaluate
     from .runtime import open_cpu_session
 
     samples = find_samples(default_val_dir(), limit)
-    pairs = list(dict.fromkeys((c.variant, c.eval_level) for c in configs))
+    keys = list(dict.fromkeys(c.acc_key for c in configs))
     top1 = {}
-    for i, (variant, level) in enumerate(pairs):
-        path = paths[variant]
-        session = open_cpu_session(path, str(path), graph_optimization=level)
-        top1[(variant, level)] = evaluate(path, samples, session=session).top1
-        report(on_progress, i + 1, len(pairs), "accuracy")
+    for i, key in enumerate(keys):
+        variant, level, engine = (*key, "onnxruntime")[:3]
+        if engine == "onnxruntime":
+            path = paths[variant]
+            session = open_cpu_session(path, str(path), graph_optimization=level)
+            top1[key] = evaluate(path, samples, session=session).top1
+        else:
+            path = (tflite_paths or {})[variant] if engine == "litert" else paths[variant]
+            top1[key] = evaluate(path, samples, runtime=engine).top1
+        report(on_progress, i + 1, len(keys), "accuracy")
     ref = next(c for c in configs if c.reference)
-    return Accuracy(top1, top1[(ref.variant, ref.eval_level)], len(samples))
+    return Accuracy(top1, top1[ref.acc_key], len(samples))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -187,9 +234,15 @@ def measure_accuracy(paths: Mapping[str, Path], configs: Sequence[Config], limit
 
 
 def runnable(config: Config, path: Path, seed: int = 0) -> Runnable:
-    """A session for `config` (no silent fallback) as an interleave.Runnable on one random input."""
+    """A session for `config` (no silent fallback) as an interleave.Runnable on one random input (another runtime:
+    `engines.load` on `path`, its input set once)."""
     from .modelio import guarded_run
     from .runtime import create_session, random_feeds
+
+    if config.engine != "onnxruntime":
+        from .engines import load, runnable as engine_runnable
+
+        return engine_runnable(config.name, load(config.engine, path, threads=config.threads, seed=seed))
 
     info = create_session(path, config.ep_requests(), threads=config.threads, config=config.session_config(),
                           stop_idle_spinning=True, graph_optimization=config.level)
@@ -284,7 +337,10 @@ class TuneResult:
     seconds: float
     variant_paths: dict[str, str] = field(default_factory=dict)
     variant_errors: dict[str, str] = field(default_factory=dict)  # int8 variants that could not be made
-    model_written: str | None = None  # the kept int8 variant's file
+    model_written: str | None = None  # the kept int8 variant's file (or the kept LiteRT configuration's TFLite file)
+    runtimes: list[str] = field(default_factory=list)  # runtimes tried besides onnxruntime
+    runtimes_skipped: dict[str, str] = field(default_factory=dict)  # runtime -> why it was not tried
+    tflite_paths: dict[str, str] = field(default_factory=dict)  # variant -> its TFLite export (LiteRT configurations)
 
     @property
     def winner_row(self) -> Row:
@@ -298,6 +354,7 @@ class TuneResult:
             "check": {"ratio_p50": round(self.check_ratio, 4), "ci95": [round(x, 4) for x in self.check_ci],
                       "rounds": self.check_rounds, "kept_reference": self.kept_reference},
             "model_written": self.model_written, "variant_errors": dict(self.variant_errors), "other_load": self.other_load,
+            "runtimes": list(self.runtimes), "runtimes_skipped": dict(self.runtimes_skipped),
             "seconds": round(self.seconds, 1), "rows": [r.as_dict() for r in self.rows],
         }
 
@@ -343,12 +400,15 @@ def tune(
     calib_samples: int = 100,
     output: Path | str | None = None,
     on_progress: ProgressFn | None = None,
+    runtimes: Sequence[str] | None = None,
 ) -> TuneResult:
     """Measure the levers of this host on `model` against `profile`'s configuration and pick the fastest that keeps
     top-1 within `max_drop` points. `max_seconds` caps the timing steps; int8 files go to `work` (default: a
     temporary folder, gone after the call; pass a folder to keep the winner's file); int8 variants calibrate on
     the first `calib_samples` shipped calibration images. When an int8 variant is kept, its file is written to
-    `output` (default: `default_output(model)`), atomically."""
+    `output` (default: `default_output(model)`), atomically. `runtimes`: the other runtimes to try (None: every one
+    installed here, `available_engines`); a kept LiteRT configuration writes its TFLite file (`.tflite` beside
+    `output`)."""
     from .fsutil import check_writable, temp_dir
     from .hostinfo import cpu_summary, usable_cpus
     from .model import Model
@@ -367,18 +427,28 @@ def tune(
         raise BadInput(f"tune screens classifiers; {model} is a {handle.task.name} model",
                        "time it with mnetctl bench (--device / --profile)")
     eps = available_eps(prof)  # EnvironmentMissing when the profile's providers are not here
+    engines, engines_skipped = available_engines(runtimes)
+    if prof.engine != "onnxruntime":
+        from .engines import require
+
+        require(prof.engine)
+        if prof.engine not in engines:
+            engines.append(prof.engine)
     cores = cores or usable_cpus()
     out = Path(output) if output is not None else default_output(model)
     if int8:
         check_writable(out, inputs=(model,))
     args = (handle, prof, eps, cores, max_seconds, limit, max_drop, int8, calib_samples, finalists, on_progress,
-            time.perf_counter(), cpu_summary())
+            time.perf_counter(), cpu_summary(), engines)
     if work is None:
         with temp_dir("mnetctl-tune-") as tmp:
-            return _keep(_tune(tmp, *args), out)
-    folder = Path(work)
-    folder.mkdir(parents=True, exist_ok=True)
-    return _keep(_tune(folder, *args), out)
+            result = _keep(_tune(tmp, *args), out)
+    else:
+        folder = Path(work)
+        folder.mkdir(parents=True, exist_ok=True)
+        result = _keep(_tune(folder, *args), out)
+    result.runtimes_skipped = engines_skipped
+    return result
 
 
 def default_output(model: Path | str) -> Path:
@@ -390,7 +460,12 @@ def _keep(result: TuneResult, out: Path) -> TuneResult:
     """Write the kept int8 variant's file to `out` (while the work folder still exists)."""
     from .fsutil import atomic_path
 
-    if result.winner.variant != GIVEN:
+    if result.winner.engine == "litert":  # LiteRT runs the variant's TFLite export: that file is the result
+        out = out.with_suffix(".tflite")
+        with atomic_path(out) as tmp:
+            shutil.copyfile(result.tflite_paths[result.winner.variant], tmp)
+        result.model_written = str(out)
+    elif result.winner.variant != GIVEN:
         with atomic_path(out) as tmp:
             shutil.copyfile(result.variant_paths[result.winner.variant], tmp)
         result.model_written = str(out)
@@ -398,18 +473,25 @@ def _keep(result: TuneResult, out: Path) -> TuneResult:
 
 
 def _tune(folder, handle, prof, eps, cores, max_seconds, limit, max_drop, int8, calib_samples, finalists, on_progress,
-          t_start, host) -> TuneResult:
+          t_start, host, engines=()) -> TuneResult:
     paths: dict[str, Path] = {GIVEN: Path(handle.path)}
     errors: dict[str, str] = {}
     if int8:
         made, errors = make_variants(handle, int8_variants(handle), folder, on_progress, calib_samples)
         paths.update(made)
-    configs = candidates(prof, cores, eps, list(paths))
-    acc = measure_accuracy(paths, configs, limit, on_progress)
+    tflite_paths: dict[str, Path] = {}
+    if "litert" in engines:
+        from .stages import tflite_exporter
+
+        export = tflite_exporter()
+        for name, path in paths.items():
+            tflite_paths[name] = Path(export(path, folder / f"{name}.tflite"))
+    configs = candidates(prof, cores, eps, list(paths), engines)
+    acc = measure_accuracy(paths, configs, limit, on_progress, tflite_paths)
     kept, dropped = accuracy_filter(configs, acc, max_drop)
-    rows = {c: Row(c, acc.top1[(c.variant, c.eval_level)], dropped=c in dropped) for c in configs}
+    rows = {c: Row(c, acc.top1[c.acc_key], dropped=c in dropped) for c in configs}
     ref = configs[0]
-    runnables = {c: runnable(c, paths[c.variant]) for c in kept}
+    runnables = {c: runnable(c, tflite_paths[c.variant] if c.engine == "litert" else paths[c.variant]) for c in kept}
 
     # screen: everything kept, short blocks (about a third of the time)
     screen = timed([runnables[c] for c in kept], max_seconds * 0.35, SCREEN, min_rounds=2, on_progress=on_progress,
@@ -444,6 +526,7 @@ def _tune(folder, handle, prof, eps, cores, max_seconds, limit, max_drop, int8, 
         check_ratio=check_ratio, check_ci=check_ci, check_rounds=check_rounds, kept_reference=kept_reference,
         accuracy_images=acc.images, max_drop=float(max_drop), other_load=float(np.mean(loads)) if loads else None,
         seconds=time.perf_counter() - t_start, variant_paths={k: str(v) for k, v in paths.items()}, variant_errors=errors,
+        runtimes=[e for e in engines if e != "onnxruntime"], tflite_paths={k: str(v) for k, v in tflite_paths.items()},
     )
 
 
@@ -480,9 +563,11 @@ def profile_toml(result: TuneResult, base: Profile, name: str, model_file: str |
         f"(95% CI {result.check_ci[0]:.3f}-{result.check_ci[1]:.3f}, {result.check_rounds} interleaved rounds).",
         f"name = {_toml_value(name)}",
         f"description = {_toml_value(f'{base.description}, tuned by mnetctl tune on this host')}",
-        f"runtime = {_toml_value(base.runtime)}",
+        f"runtime = {_toml_value(base.runtime if w.engine == base.engine else _RUNTIME_WORDS.get(w.engine, w.engine))}",
         f"resolution = {result.resolution}",
     ]
+    if w.engine != "onnxruntime":  # the kept configuration runs on another runtime than onnxruntime
+        lines.append(f"engine = {_toml_value(w.engine)}")
     if w.threads is not None:
         lines.append(f"threads = {w.threads}")
     for key in ("max_opset", "max_ir", "warmup", "iterations"):
@@ -490,7 +575,8 @@ def profile_toml(result: TuneResult, base: Profile, name: str, model_file: str |
             lines.append(f"{key} = {getattr(base, key)}")
     if base.batch != 1:
         lines.append(f"batch = {base.batch}")
-    notes = f"tuned for {Path(result.model).name}: {w.variant}" + (f" ({model_file})" if model_file else "")
+    notes = (f"tuned for {Path(result.model).name}: {w.variant}" + (f" on {w.engine}" if w.engine != "onnxruntime" else "")
+             + (f" ({model_file})" if model_file else ""))
     if result.kept_reference:
         notes += f"; {base.name}'s own configuration kept (no faster one held up in the check)"
     lines.append(f"notes = {_toml_value(notes)}")
@@ -504,10 +590,19 @@ def profile_toml(result: TuneResult, base: Profile, name: str, model_file: str |
     session = {"intra_op_spinning": w.spinning, "graph_optimization": w.level}
     if any(v is not None for v in session.values()):
         lines += ["", "[session]"] + [f"{k} = {_toml_value(v)}" for k, v in session.items() if v is not None]
+    engine_options = dict(base.engine_options) if w.engine == base.engine else dict(_ENGINE_OPTIONS.get(w.engine, {}))
+    if engine_options:
+        lines += ["", "[engine_options]"] + [f"{k} = {_toml_value(v)}" for k, v in engine_options.items()]
     budgets = {k: v for k, v in base.budgets.model_dump(mode="json").items() if v is not None}
     if budgets:
         lines += ["", "[budgets]"] + [f"{k} = {_toml_value(v)}" for k, v in budgets.items()]
     return "\n".join(lines) + "\n"
+
+
+_ENGINE_OPTIONS = {"litert": {"delegate": "xnnpack"}, "openvino": {"device": "CPU", "performance_hint": "LATENCY"}}
+_RUNTIME_WORDS = {"onnxruntime": "the onnxruntime installed next to mnetctl",
+                  "litert": "ai-edge-litert installed next to mnetctl (XNNPACK CPU delegate)",
+                  "openvino": "openvino installed next to mnetctl (CPU, LATENCY hint)"}
 
 
 def write_profile(result: TuneResult, base: Profile, path: Path | str) -> Path:

@@ -102,7 +102,7 @@ def test_bad_session_settings_in_a_profile_are_refused(tmp_path):
 
 def test_cli_tune_writes_a_profile_bench_loads(tiny_model, tmp_path, capsys):
     prof, js, out = tmp_path / "tuned.toml", tmp_path / "t.json", tmp_path / "m.tuned.onnx"
-    rc = main(["tune", str(tiny_model), "--max-seconds", "2", "--limit", "10", "--no-int8",
+    rc = main(["tune", str(tiny_model), "--max-seconds", "2", "--limit", "10", "--no-int8", "--runtimes", "",
                "--write-profile", str(prof), "--json", str(js), "-o", str(out)])
     assert rc == 0
     data = json.loads(js.read_text())

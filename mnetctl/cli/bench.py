@@ -41,6 +41,7 @@ def bench_cmd(
     models: Annotated[list[Path], typer.Argument(help="ONNX model file; give several to time them interleaved against the first.", show_default=False)],
     device: Annotated[Optional[str], typer.Option("--device", "-D", help="Shipped device profile (mnetctl profiles list).", show_default=False)] = None,
     profile: Annotated[Optional[Path], typer.Option("--profile", help="Your own device profile TOML file.", show_default=False)] = None,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help="Runtime: onnxruntime, litert (.tflite files) or openvino \\[default: the profile's, else by the file].", show_default=False)] = None,
     ep: Annotated[Optional[str], typer.Option("--ep", help="Execution providers in priority order, e.g. openvino,cpu \\[default: the profile's, else cpu].", show_default=False)] = None,
     ep_option: Annotated[Optional[list[str]], typer.Option("--ep-option", help="Provider option EP.KEY=VALUE (repeatable).", show_default=False)] = None,
     allow_fallback: Annotated[bool, typer.Option("--allow-fallback", help="Run even if a requested EP is missing or nodes fall back to CPU (reported).")] = False,
@@ -89,6 +90,10 @@ def bench_cmd(
     from ..report import write_bench_reports
     from ._progress import progress_bar
 
+    if runtime is not None and runtime.strip().lower() != "onnxruntime" and (against or max_seconds is not None or strict
+                                                                            or scenario is not None or len(models) > 1):
+        raise BadInput(f"--runtime {runtime} times one model; --against, --scenario and several models run on onnxruntime",
+                       "bench one model per run, or compare runtimes with mnetctl sweep --device host,host-litert,host-openvino")
     if against or max_seconds is not None or strict:
         from ._bench_ab import bench_ab
 
@@ -131,7 +136,7 @@ def bench_cmd(
         result = bench(
             model, profile=prof, eps=ep, threads=threads, iterations=iterations, duration=duration, batch=batch, warmup=warmup,
             allow_fallback=allow_fallback, op_profile=op_profile, ep_options=_ep_options(ep_option or []), op_top=op_top,
-            gates=gates, on_progress=on_progress,
+            gates=gates, on_progress=on_progress, runtime=runtime,
         )
     write_bench_reports(result, json_path if not to_stdout else None, junit_path, markdown_path)
     if to_stdout:
@@ -156,12 +161,17 @@ def _print(result, wide: bool = False) -> None:
     head = []
     m = result.model
     head.append(["model", f"{m.get('arch')} w{m.get('width')} r{m.get('resolution')} {m.get('precision')} | opset {m.get('opset')} IR {m.get('ir_version')} | {result.model_size_mb:.3f} MB"])
-    head.append(["host", f"{result.host.get('cpu')} ({result.host.get('cores_logical')} cores, {result.host.get('arch')}) | onnxruntime {result.onnxruntime.get('version')}"])
+    rt = result.runtime or {}
+    rt_name = f"{rt.get('version')}" if rt.get("engine", "onnxruntime") != "onnxruntime" else f"onnxruntime {result.onnxruntime.get('version')}"
+    head.append(["host", f"{result.host.get('cpu')} ({result.host.get('cores_logical')} cores, {result.host.get('arch')}) | {rt_name}"])
     if result.profile:
         match = "[green]yes[/]" if result.host_matches_profile else f"[yellow]no[/] ({'; '.join(result.host_mismatch)})"
         head.append(["host is the device", match])
     nodes = ", ".join(f"{p.replace('ExecutionProvider', '')}: {n}" for p, n in result.node_assignment.items())
-    head.append(["providers", f"{', '.join(result.providers)}  [dim]nodes ({result.assignment_source}): {nodes}[/]"])
+    if result.node_assignment:
+        head.append(["providers", f"{', '.join(result.providers)}  [dim]nodes ({result.assignment_source}): {nodes}[/]"])
+    else:
+        head.append(["runs on", ", ".join(result.providers)])
     if result.fallback.get("fell_back"):
         head.append(["fell back", f"[yellow]{_fallback_text(result.fallback)}[/]"])
     head.append(["threads / batch", f"{result.threads or 'default'} / {result.batch}"])

@@ -23,6 +23,7 @@ def compare_cmd(
              "or 'pretrained' for the shipped checkpoint of the model's arch and width.",
         show_default=False)],
     threads: Annotated[int, typer.Option("--threads", "-t", help="Threads for both runtimes.")] = 2,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help="What runs the ONNX model: onnxruntime or openvino (OpenVINO's own runtime) \\[default: onnxruntime].", show_default=False)] = None,
     iterations: Annotated[int, typer.Option("--iterations", "-n", help="Timed runs per runtime, interleaved.")] = 200,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed runs per runtime first.")] = 20,
     data: Annotated[
@@ -41,7 +42,7 @@ def compare_cmd(
     with flag_names(_FLAGS), progress_bar(enabled=not json_out) as on_progress:
         result = compare(model, tflite if len(tflite) > 1 else tflite[0], threads=threads, iterations=iterations,
                          warmup=warmup, data=data, limit=limit, on_progress=on_progress,
-                         allow_mismatch=allow_mismatch)
+                         allow_mismatch=allow_mismatch, runtime=runtime)
     for path, reason in result.failed:
         err_console.print(f"[yellow]unreadable:[/] {path}: {reason}", soft_wrap=True)
     if json_out:
@@ -57,9 +58,9 @@ def compare_cmd(
                      f"{lat.p50_ms:.3f}", f"{lat.p90_ms:.3f}", f"{lat.mean_ms:.3f}", top1])
     print_table(cols, rows, wide=wide, title=f"{result.host}, {result.threads} threads, {result.iterations} interleaved runs each",
                 title_justify="left")
-    console.print(f"[dim]onnxruntime providers: {result.onnx.detail}; litert: {result.litert.detail}[/]")
+    console.print(f"[dim]{result.onnx.name} runs on: {result.onnx.detail}; litert: {result.litert.detail}[/]")
     console.print(
-        f"onnx/litert p50 ratio [bold]{result.ratio_p50:.2f}x[/] (mean {result.ratio_mean:.2f}x); "
+        f"{'onnx' if result.onnx.name == 'onnxruntime' else result.onnx.name}/litert p50 ratio [bold]{result.ratio_p50:.2f}x[/] (mean {result.ratio_mean:.2f}x); "
         f"top-1 agreement {100 * result.agreement:.1f}% ({result.agree}/{result.images} images)"
     )
     if result.other_load is not None and result.other_load > 0.2:

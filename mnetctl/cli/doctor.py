@@ -23,6 +23,8 @@ def doctor_cmd(json_out: JsonFlag = False, wide: WideFlag = False) -> None:
         ["accelerators", ", ".join(host["accelerators"]) or "none found"],
         ["onnxruntime", f"{ort['version']} ({ort['device']}) | packages: {', '.join(f'{k} {v}' for k, v in ort['packages'].items())}"],
         ["built-in providers", ", ".join(ort["builtin_providers"])],
+        ["runtimes", " | ".join(f"{k}: {v['detail'] if v['installed'] else 'not installed'}"
+                                for k, v in report.get("runtimes", {}).items())],
     ]
     print_table([Col(kind="words", style="dim"), Col(kind="words")], head, wide=wide, title="this host", title_justify="left",
                 show_header=False, box=None)

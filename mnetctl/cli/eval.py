@@ -24,8 +24,9 @@ def eval_cmd(
     ] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", "-l", help="Use only the first N images (sorted order).", show_default=False)] = None,
     batch: Annotated[int, typer.Option("--batch", "-b", help="Images per inference call.")] = 32,
-    threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="ONNX Runtime intra-op threads \\[default: all cores].", show_default=False)] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="Runtime threads (ONNX Runtime intra-op) \\[default: the runtime's].", show_default=False)] = None,
     annotations: Annotated[Optional[Path], typer.Option("--annotations", help="Detectors: COCO instances JSON of the --data images (COCO mAP via pycocotools) \\[default with the default images: data/coco-10/instances.json].", show_default=False)] = None,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help="onnxruntime, litert (.tflite) or openvino \\[default: by the file].", show_default=False)] = None,
     json_out: JsonFlag = False,
     wide: WideFlag = False,
 ) -> None:
@@ -36,7 +37,7 @@ def eval_cmd(
 
     with progress_bar(not json_out) as on_progress:
         result = evaluate(model, data, limit=limit, batch=batch, threads=threads, on_progress=on_progress,
-                          annotations=annotations, truth=masks)
+                          annotations=annotations, truth=masks, runtime=runtime)
     for path, reason in result.failed:
         err_console.print(f"[yellow]unreadable:[/] {path}: {reason}", soft_wrap=True)
     if result.nonfinite:

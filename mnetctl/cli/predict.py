@@ -16,17 +16,18 @@ def predict(
     model: ModelArg,
     images: Annotated[list[Path], typer.Argument(help="Image files (or folders of images).", show_default=False)],
     top: Annotated[int, typer.Option("--top", "-k", help="How many classes to list per image.")] = 5,
-    threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="ONNX Runtime intra-op threads.", show_default=False)] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="Runtime threads (ONNX Runtime intra-op).", show_default=False)] = None,
     min_score: Annotated[float, typer.Option("--min-score", help="Detectors: list and draw the boxes scoring at least this.")] = 0.5,
     mask: Annotated[Optional[Path], typer.Option("--mask", help="Segmentation: write the class-index mask (.png); a folder for several images.", show_default=False)] = None,
     draw: Annotated[Optional[Path], typer.Option("--draw", help="Detectors: the image with its boxes, labels and scores drawn; segmentation: the mask drawn over the image (PNG); a folder for several images.", show_default=False)] = None,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help="onnxruntime, litert (.tflite) or openvino \\[default: by the file].", show_default=False)] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Classify images (top-k labels with softmax probabilities), detect objects (boxes [x0, y0, x1, y1] in pixels with
     label and score) or segment them (classes per pixel; --mask, --draw). Exit 2 if an image cannot be read."""
     from ..evaluate import predict as run_predict
 
-    results = run_predict(model, images, top=top, threads=threads, min_score=min_score)
+    results = run_predict(model, images, top=top, threads=threads, min_score=min_score, runtime=runtime)
     failed = [r for r in results if r.error]
     if mask is not None or draw is not None:
         _write_pictures(results, mask, draw)

@@ -30,6 +30,7 @@ def quantize(
     moving_average: Annotated[Optional[bool], typer.Option("--moving-average/--no-moving-average", help="minmax: mean of per-batch (10 images) ranges instead of the extremes \\[default: per architecture].", show_default=False)] = None,
     float_max_channels: Annotated[Optional[int], typer.Option("--float-max-channels", help="Keep Conv layers with at most N output channels in float (0: none) \\[default: per architecture].", show_default=False)] = None,
     int8_storage: Annotated[Optional[bool], typer.Option("--int8-storage/--float-storage", help="Store the on-grid weights of float layers as int8 (folded back to float at load) \\[default: int8].", show_default=False)] = None,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help="Target runtime whose quantize defaults apply: onnxruntime | openvino \\[default: onnxruntime's].", show_default=False)] = None,
     reduce_range: Annotated[Optional[bool], typer.Option("--reduce-range/--full-range", help="7-bit weights, for x86 CPUs without VNNI \\[default: full range].", show_default=False)] = None,
     eval_data: Annotated[Optional[Path], typer.Option("--eval", help="Labelled images for the before/after report \\[default: the shipped val sample].", show_default=False)] = None,
     annotations: Annotated[Optional[Path], typer.Option("--annotations", help="Detectors: COCO instances JSON of the --eval images (mAP before/after) \\[default with the default images: data/coco-10/instances.json].", show_default=False)] = None,
@@ -75,6 +76,7 @@ def quantize(
             handle, output, settings, calib=calib, samples=samples,
             eval_data=None if no_eval else eval_data,
             eval_limit=eval_limit, max_drop=max_drop, speed=speed, on_progress=on_progress, annotations=annotations,
+            runtime=runtime,
         )
     if rep.calib_failed:
         err_console.print(f"[yellow]warning:[/] {rep.calib_failed} calibration image(s) could not be read and were skipped")

@@ -35,7 +35,8 @@ def sweep(
     train_data: Annotated[Optional[Path], typer.Option("--train-data", help="Your classes: train a head per variant on DIR/<class name>/ (pretrained backbones; early stopping on a 20% split), calibrate int8 on it.", show_default=False)] = None,
     val_data: Annotated[Optional[Path], typer.Option("--val-data", help="With --train-data: the images each variant is scored on, DIR/<class name>/ with the same classes.", show_default=False)] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", "-l", help="Evaluate on the first N images only.", show_default=False)] = None,
-    device: Annotated[str, typer.Option("--device", "-D", help="Device profile (name or TOML path) to bench on.")] = "host",
+    device: Annotated[str, typer.Option("--device", "-D", help="Device profile (name or TOML path) to bench on; a comma list (host,host-litert,host-openvino) puts them on one frontier.")] = "host",
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help="Run every device on this runtime: onnxruntime, litert or openvino \\[default: each profile's].", show_default=False)] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="Intra-op threads [default: the profile's].", show_default=False)] = None,
     iterations: Annotated[int, typer.Option("--iterations", "-n", help="Measured runs per variant.")] = 100,
     metric: Annotated[str, typer.Option("--metric", help="Latency statistic for the frontier and budget: p50, p90, p95, p99, mean.")] = "p50",
@@ -66,8 +67,10 @@ def sweep(
     for s in skipped:
         err_console.print(f"[yellow]skip[/] {s}")
     # the outputs must not land in or on what the sweep reads: the images, a profile file
-    check_writable(out / "sweep.json", inputs=(data, train_data, val_data, Path(device) if Path(device).is_file() else None), flag="--out")
-    settings = SweepSettings(weights=weights, data=data, train_data=train_data, val_data=val_data, limit=limit, device=device, threads=threads,
+    check_writable(out / "sweep.json", inputs=(data, train_data, val_data, *[Path(d) for d in device.split(",") if Path(d).is_file()]),
+                   flag="--out")
+    settings = SweepSettings(weights=weights, data=data, train_data=train_data, val_data=val_data, limit=limit, device=device,
+                             runtime=runtime, threads=threads,
                              iterations=iterations, metric=metric, fresh=fresh, sequential=sequential,
                              max_load=max_load, max_seconds=max_seconds, task=task_of_variants(variants))
     with flag_names({"max_load": "--max-load", "max_seconds": "--max-seconds"}):

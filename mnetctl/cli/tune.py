@@ -32,6 +32,7 @@ def tune_cmd(
     limit: Annotated[Optional[int], typer.Option("--limit", "-l", help="Val images for the accuracy filter \\[default: all 200 shipped; 0.5 point is one image].", show_default=False)] = None,
     max_drop: Annotated[float, typer.Option("--max-drop", help="Drop configurations whose top-1 is more points below the model's.")] = 0.5,
     int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also try the int8 variants mnetctl can make of a float model it built.")] = True,
+    runtimes: Annotated[Optional[str], typer.Option("--runtimes", help="Other runtimes to try, comma list of litert,openvino ('' for none) \\[default: every one installed].", show_default=False)] = None,
     top: Annotated[int, typer.Option("--top", help="Table rows: the finalists, then the best screened (all with --wide; every row is in --json).")] = 12,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the full result as JSON to this file.", show_default=False)] = None,
     wide: WideFlag = False,
@@ -52,13 +53,16 @@ def tune_cmd(
             check_writable(Path(path), inputs=(model,), flag=flag)
     with flag_names(_FLAGS), progress_bar() as on_progress:
         result = tune(model, prof, max_seconds=max_seconds, limit=limit, max_drop=max_drop, int8=int8, output=output,
-                      on_progress=on_progress)
+                      on_progress=on_progress,
+                      runtimes=None if runtimes is None else [r for r in runtimes.split(",") if r.strip()])
     written = {"model": result.model_written} if result.model_written else {}
     if write_profile is not None:
         written["profile"] = str(write_profile_file(result, prof, write_profile))
 
     for name, reason in result.variant_errors.items():
         err_console.print(f"[yellow]skip[/] {name}: {reason}", soft_wrap=True)
+    for name, reason in result.runtimes_skipped.items():
+        err_console.print(f"[yellow]skip[/] runtime {name}: {reason}", soft_wrap=True)
     rows = sorted(result.rows, key=lambda r: (r.dropped, r.race_ratio is None, r.race_ratio or 0, r.screen_ratio or 0))
     cols = [Col("configuration", "words"), Col("top-1"), Col("screen x ref"), Col("p50 ms"), Col("x ref"),
             Col("95% CI", drop=1), Col("", "words")]

@@ -161,6 +161,7 @@ def quantize_model(
     speed: SpeedOptions | None = None,
     on_progress: ProgressFn | None = None,
     annotations: Path | str | None = None,
+    runtime: str | None = None,
 ) -> QuantReport:
     """Static int8 quantization of a float ONNX model (a handle or a path) with real calibration images, verified.
 
@@ -174,6 +175,8 @@ def quantize_model(
       their instances.json).
     speed: if given, time the float model against the int8 file on that device profile (`quant.speed`) and
       fill `speed` of the report (None: no timing).
+    runtime: the runtime the int8 model is for (`settings.RUNTIME_DEFAULTS`: onnxruntime, openvino; None: ONNX
+      Runtime's defaults); the mapping `settings` changes those.
     Output (default `<stem>.int8.onnx` next to the input) appears atomically or not at all.
     """
     t0 = time.perf_counter()
@@ -198,7 +201,8 @@ def quantize_model(
     meta = model.meta
     if meta.precision not in ("fp32", "float32", ""):
         raise BadInput(f"{name} has precision {meta.precision!r}; quantize needs a float32 model")
-    qs = settings if isinstance(settings, QuantSettings) else resolve_settings(meta.arch, meta.width, **dict(settings or {}))
+    qs = settings if isinstance(settings, QuantSettings) else resolve_settings(meta.arch, meta.width, runtime,
+                                                                               **dict(settings or {}))
 
     # the calibration images, walked once: the first few verify the simplification (and that ORT runs the model)
     calib_samples = find_samples(calib_src, int(samples), flag="calib", labels=False)
@@ -315,7 +319,7 @@ def _quantize(pre_path: Path, q_path: Path, qs: QuantSettings, op_types: Sequenc
     qmodel = onnx.load(str(q_path))
     if qs.int8_storage:
         store_float_weights_int8(qmodel, excluded)
-    if qs.fmt == "qdq":
+    if qs.fmt == "qdq" and qs.drop_zero_points:
         drop_zero_points(qmodel)
     compact_names(qmodel)
     return qmodel

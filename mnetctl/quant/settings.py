@@ -58,6 +58,8 @@ class QuantSettings:
     int8_storage: the weights of Conv/Gemm nodes kept in float are stored as int8 with per-channel
       scales (on a checkpoint grid: its own values) and turned back into float by constants ONNX
       Runtime folds at load (`mnetctl.quant.storage`): float kernels, int8 file size. Off: float weights.
+    drop_zero_points: QDQ weight/bias DequantizeLinear nodes whose zero point is all zeros lose that input
+      (ONNX's default is 0; ORT fuses them alike). Off: every DequantizeLinear keeps its zero point.
     """
 
     method: Method = "minmax"
@@ -77,6 +79,7 @@ class QuantSettings:
     reduce_range: bool = False
     float_max_channels: int = 0
     int8_storage: bool = True
+    drop_zero_points: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -166,17 +169,37 @@ WIDTH_DEFAULTS: tuple[tuple[str, float, dict[str, Any]], ...] = (
 ALWAYS_FLOAT: tuple[str, ...] = ("preprocess.*", "postprocess.*")
 
 
-def default_settings(arch: str, width: float | None = None) -> QuantSettings:
-    """The default settings for an architecture and width (generic ones for unknown/foreign models)."""
+# Changes for the runtime the int8 model is meant for (mnetctl.engines names): runtime -> arch -> changed fields,
+# applied after the arch/width defaults, which are ONNX Runtime's (its int8 kernels lose to its float ones on
+# narrow layers). Only measured architectures are listed; the others keep ONNX Runtime's defaults on every runtime.
+# OpenVINO: scripts/runtimes_side_by_side.py and docs/runtimes.md (which of quantize's choices it fuses).
+RUNTIME_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "onnxruntime": {},
+    # V2 on OpenVINO's CPU plugin: everything int8. ORT's float stem (and the <= 16-channel projection, float unless
+    # int8_storage) stays f32 in OpenVINO's compiled graph, with reorders around it; all-int8 ran 0.89-0.99x the
+    # time of the ORT-oriented defaults there (3 runs, blocks of 40) at the same top-1 (85.5% vs 86.0%, 1 image).
+    "openvino": {"v2": {"keep_float": (), "float_max_channels": 0}},
+}
+
+
+def default_settings(arch: str, width: float | None = None, runtime: str | None = None) -> QuantSettings:
+    """The default settings for an architecture and width (generic ones for unknown/foreign models), and the
+    target runtime's changes (`RUNTIME_DEFAULTS`; None: ONNX Runtime's)."""
     qs = ARCH_DEFAULTS.get(arch, GENERIC)
     for name, up_to, changes in WIDTH_DEFAULTS:
         if name == arch and width is not None and float(width) <= up_to:
             qs = replace(qs, **changes)
+    if runtime is not None:
+        if runtime not in RUNTIME_DEFAULTS:
+            raise BadInput(f"runtime must be one of {', '.join(RUNTIME_DEFAULTS)} for quantize, got {runtime!r}",
+                           "a LiteRT model comes from the int8 ONNX model through mnetctl export")
+        qs = replace(qs, **RUNTIME_DEFAULTS[runtime].get(arch, {}))
     return qs
 
 
-def resolve_settings(arch: str, width: float | None = None, **changes: Any) -> QuantSettings:
-    """The defaults for `arch`/`width` with the given fields changed (a None value keeps the default)."""
+def resolve_settings(arch: str, width: float | None = None, runtime: str | None = None, **changes: Any) -> QuantSettings:
+    """The defaults for `arch`/`width` (and the target `runtime`) with the given fields changed (a None value keeps
+    the default)."""
     changes = {k: v for k, v in changes.items() if v is not None}
     unknown = set(changes) - set(QuantSettings.__dataclass_fields__)
     if unknown:
@@ -184,4 +207,4 @@ def resolve_settings(arch: str, width: float | None = None, **changes: Any) -> Q
     for key in ("keep_float", "op_types"):
         if isinstance(changes.get(key), (list, tuple)):
             changes[key] = tuple(changes[key])
-    return replace(default_settings(arch, width), **changes)
+    return replace(default_settings(arch, width, runtime), **changes)
