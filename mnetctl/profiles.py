@@ -92,6 +92,8 @@ class Profile(_Strict):
     description: str
     hardware: Hardware = Field(default_factory=Hardware)
     runtime: str = ""  # which onnxruntime build the device runs, in words
+    # the Python environment its benches run in: a name made by `mnetctl env create`, or a path (mnetctl.envs)
+    env: Optional[str] = Field(default=None, min_length=1)
     eps: list[EPEntry] = Field(min_length=1)
     # integers are strict: `threads = true` or `iterations = 1e12` is refused, not read as 1 or as a float
     threads: Optional[int] = Field(default=None, ge=1, le=256, strict=True)
