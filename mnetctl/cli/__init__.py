@@ -31,6 +31,9 @@ COMMAND_MODULES = [
     "sweep",
     "tune",
     "train",
+    "env",
+    "worker",
+    "cluster",
 ]
 
 for _name in COMMAND_MODULES:

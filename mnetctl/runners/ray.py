@@ -28,20 +28,16 @@ from ray import exceptions as rex
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .. import __version__
+from ..cluster import RESOURCE_PREFIX, device_resource
 from ..errors import EXIT_INTERNAL, BadInput, EnvironmentMissing, GateFailed, MnetctlError, StageFailed, short
 from ..stages import DEVICE_STAGES
 
-RESOURCE_PREFIX = "mnetctl.device."
 NAMESPACE = "mnetctl"
 MAX_SHIPPED_BYTES = 2 << 30  # the most a stage's input files may total
 # a node or worker lost under a task, or the task never placed on its node: the device stage is tried elsewhere
 _LOST = (rex.WorkerCrashedError, rex.NodeDiedError, rex.RaySystemError, rex.ObjectLostError, rex.LocalRayletDiedError,
          rex.TaskUnschedulableError, rex.OutOfMemoryError)
 _KINDS = {"BadInput": BadInput, "EnvironmentMissing": EnvironmentMissing, "GateFailed": GateFailed}
-
-
-def device_resource(profile_name: str) -> str:
-    return RESOURCE_PREFIX + profile_name
 
 
 def connect(address: str, node_ip: str | None = None) -> None:
