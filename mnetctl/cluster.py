@@ -174,6 +174,8 @@ def start_local(devices: list[str], port: int = DEFAULT_PORT, num_cpus: int = 1,
     logs = state.parent / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     address = f"{LOCAL_IP}:{port}"
+    if port_open(LOCAL_IP, port, 1.0):
+        raise BadInput(f"--port {port}: something already listens on {address}", "choose another --port")
     doc: dict[str, Any] = {"address": address, "devices": devices, "processes": [], "logs": str(logs)}
     plan = [("head", [], None)] + [(f"worker-{d}", [d], address) for d in devices]
     try:
@@ -186,29 +188,40 @@ def start_local(devices: list[str], port: int = DEFAULT_PORT, num_cpus: int = 1,
             doc["processes"].append({"role": role, "devices": devs, "pid": proc.pid,
                                      "created": psutil.Process(proc.pid).create_time()})
             write_text(state, json.dumps(doc, indent=1))
-            if join is None:
-                _wait_port(LOCAL_IP, port, proc, logs / f"{role}.log")
+            _wait_ready(role, proc, logs / f"{role}.log")
     except BaseException:
         stop_local(state)
         raise
     return doc
 
 
-def _wait_port(host: str, port: int, proc: subprocess.Popen, log: Path, timeout_s: float = 60.0) -> None:
-    import socket
+READY_LINE = "will now block forever"  # what `ray start --block` prints once its node has started
 
+
+def _wait_ready(role: str, proc: subprocess.Popen, log: Path, timeout_s: float = 120.0) -> None:
+    """Wait until the node `proc` starts has joined (its log says so); nodes start one after another, since Ray
+    gives a starting node only 30 s to register and a busy small machine can take that long for several."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        if READY_LINE in text:
+            return
         if proc.poll() is not None:
-            tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-2:])
-            raise EnvironmentMissing(f"the Ray head did not start (exit code {proc.returncode}): {tail}",
-                                     f"see {log}; another cluster may hold port {port} (--port)")
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            if s.connect_ex((host, port)) == 0:
-                return
+            tail = " | ".join(line for line in text.strip().splitlines()[-2:])
+            raise EnvironmentMissing(f"the Ray {role} node did not start (exit code {proc.returncode}): {tail}",
+                                     f"see {log}; another cluster may hold the port (--port)")
         time.sleep(0.2)
-    raise EnvironmentMissing(f"the Ray head did not listen on {host}:{port} within {timeout_s:g} s", f"see {log}")
+    raise EnvironmentMissing(f"the Ray {role} node did not start within {timeout_s:g} s", f"see {log}")
+
+
+def port_open(host: str, port: int, timeout_s: float = 3.0) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
 
 
 def stop_local(state: Path | None = None, timeout_s: float = 20.0) -> list[int]:

@@ -85,6 +85,7 @@ class VariantResult:
     node: str | None = None  # the cluster node (Ray node id) that benched it; None in-process
     host: str | None = None  # the host name of the machine that benched it
     failed_attempts: list[dict] = field(default_factory=list)  # cluster: nodes lost under its bench before one finished
+    stage_nodes: dict[str, str | None] = field(default_factory=dict)  # cluster: the node each of its stages ran on
 
     @property
     def name(self) -> str:
@@ -383,14 +384,17 @@ def run_sweep(
                     "weights": settings.weights, "opset": opset}
         key = STAGES["build"].key(**build_in, checkpoint=_checkpoint_id(variant, settings.weights))
         facts, cached["build"] = stage("build", variant, key, build_in)
+        nodes = {"build": (facts.get("where") or {}).get("node")}
         if variant.precision == "int8":
             key = STAGES["quantize"].key(facts["model"], plan.calib_digest, repr(default_settings(variant.arch, variant.width)))
             facts, cached["quantize"] = stage("quantize", variant, key,
                                               {"model": facts["model"], "calib": str(plan.calib)})
+            nodes["quantize"] = (facts.get("where") or {}).get("node")
         key = STAGES["eval"].key(facts["model"], plan.samples_digest)
         scores, cached["eval"] = stage("eval", variant, key, {"model": facts["model"], "samples": samples_doc,
                                                               "threads": settings.threads})
-        return variant, facts, scores, cached
+        nodes["eval"] = (scores.get("where") or {}).get("node")
+        return variant, facts, scores, cached, nodes
 
     def bench_device(prof, prepared: list) -> tuple[dict, dict]:
         """(variant name -> timing, how it was measured) for one device."""
@@ -398,7 +402,7 @@ def run_sweep(
         key_host = bench_host(profile_doc) if bench_host else host
         if settings.sequential:
             timings, timing = {}, {"method": "sequential", "iterations": settings.iterations}
-            for variant, facts, _, cached in prepared:
+            for variant, facts, _, cached, _ in prepared:
                 bench_in = {"model": facts["model"], "profile": profile_doc, "threads": settings.threads,
                             "iterations": settings.iterations}
                 key = STAGES["bench"].key(**bench_in, host=key_host)
@@ -409,7 +413,7 @@ def run_sweep(
                     cache.put("bench", key, timings[variant.name])
                 tick("bench", variant, cached["bench"])
             return timings, timing
-        group_in = {"models": [f["model"] for _, f, _, _ in prepared], "names": [v.name for v, *_ in prepared],
+        group_in = {"models": [f["model"] for _, f, *_ in prepared], "names": [v.name for v, *_ in prepared],
                     "profile": profile_doc, "threads": settings.threads, "iterations": settings.iterations,
                     "max_load": settings.max_load, "max_seconds": settings.max_seconds}
         report(on_progress, 0, totals["bench"], f"{'bench':>8} · {len(prepared)} variants interleaved on {prof.name}")
@@ -425,7 +429,7 @@ def run_sweep(
         timing["cached"] = hit
         if where:
             timing["node"], timing["host"] = where.get("node"), where.get("host")
-        for variant, _, _, cached in prepared:
+        for variant, _, _, cached, _ in prepared:
             cached["bench"] = hit
             tick("bench", variant, hit)
         return timings, timing
@@ -470,7 +474,7 @@ def run_sweep(
         timings, timing = measured
         device_timing[prof.name] = timing
         group: list[VariantResult] = []
-        for variant, facts, scores, cached in per_device[prof.name]:
+        for variant, facts, scores, cached, nodes in per_device[prof.name]:
             t = timings[variant.name]
             lat = t["latency_ms"]
             where = t.get("where") or {}
@@ -483,6 +487,7 @@ def run_sweep(
                 p50_ci95_ms=t.get("p50_ci95_ms"), other_load=t.get("other_load"),
                 loaded_rounds=int(timing.get("loaded_rounds", 0)), device=prof.name, node=where.get("node"),
                 host=where.get("host") or platform.node(), failed_attempts=list(where.get("failed_attempts") or []),
+                stage_nodes={**nodes, "bench": where.get("node")} if where else {},
             ))
         mark_ties(group)
         flags = pareto_flags([(r.top1, r.latency(settings.metric)) for r in group])

@@ -28,7 +28,7 @@ from ray import exceptions as rex
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .. import __version__
-from ..cluster import RESOURCE_PREFIX, device_resource
+from ..cluster import RESOURCE_PREFIX, check_address, device_resource
 from ..errors import EXIT_INTERNAL, BadInput, EnvironmentMissing, GateFailed, MnetctlError, StageFailed, short
 from ..stages import DEVICE_STAGES
 
@@ -44,9 +44,13 @@ def connect(address: str, node_ip: str | None = None) -> None:
     """Join the Ray cluster at `address` (HOST:PORT) as a driver; never starts a cluster of its own."""
     if ray.is_initialized():
         return
-    if ":" not in address:
-        raise BadInput(f"cluster address {address!r} must be HOST:PORT", "e.g. --cluster 192.168.1.10:6379")
-    host = address.rsplit(":", 1)[0]
+    check_address(address, "--cluster")
+    host, port = address.rsplit(":", 1)
+    from ..cluster import port_open
+
+    if not port_open(host, int(port)):  # ray.init would wait for minutes
+        raise EnvironmentMissing(f"cluster {address}: nothing answers there",
+                                 "start one: mnetctl cluster up --local DEVICES, or check the head's address")
     if node_ip is None and host in ("127.0.0.1", "localhost"):
         node_ip = "127.0.0.1"  # a local cluster: Ray need not look for this machine's outward address
     try:
@@ -179,7 +183,9 @@ class RayRunner:
             return self._run_on_device(stage, inputs, files, outputs)
         task = _stage_task.options(num_cpus=1, max_retries=2, retry_exceptions=False)
         doc = self._wait(task.remote(stage, inputs, files, outputs))
-        return self._finish(doc, inputs, outputs)
+        result = self._finish(doc, inputs, outputs)
+        result["where"] = {"node": doc["node"], "host": doc["host"]}
+        return result
 
     def cancel(self) -> None:
         """Cancel every task in flight (Ctrl-C of the driver); later `run`s raise KeyboardInterrupt."""
