@@ -57,7 +57,7 @@ def main(config_path: str, out_path: str) -> int:
         finally:
             rr.disconnect()
 
-    def sweep(tag: str, *extra: str, kill_under: list[str] | None = None) -> None:
+    def sweep(tag: str, *extra: str, kill_under: list[str] | None = None, interrupt: bool = False) -> None:
         cmd = [sys.executable, "-m", "mnetctl", "sweep", "--cluster", ADDRESS, "--device", "host,raspberry-pi-4",
                "--weights", "pretrained", "--arch", "v1", "--widths", "0.25", "--resolutions", "128", "--precisions",
                "fp32,int8", "--limit", "8", "--max-seconds", "0", "--cache", str(work / "cache"),
@@ -68,7 +68,13 @@ def main(config_path: str, out_path: str) -> int:
         killed = None
         if kill_under:
             killed = _kill_bench_worker([nodes[n].pid for n in kill_under], proc)
+        if interrupt:  # Ctrl-C of the driver while a stage task runs: the task must be cancelled on its node
+            roots = [p.pid for p in nodes.values()]
+            killed = _kill_bench_worker(roots, proc, kill=False)
+            proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=240)
+        if interrupt:
+            seen["tasks_after_interrupt"] = _stage_tasks_after([p.pid for p in nodes.values()], 20.0)
         doc_path = work / tag / "sweep.json"
         seen["runs"][tag] = {"rc": proc.returncode, "stdout": out[-3000:], "stderr": err[-3000:],
                              "seconds": round(time.monotonic() - t0, 1), "killed": killed,
@@ -99,15 +105,45 @@ def main(config_path: str, out_path: str) -> int:
         time.sleep(1.0)
         seen["nodes_one_pi"] = node_ids()
         sweep("failed", "-n", "401", kill_under=["w-pi-a"])
+        sweep("interrupted", "-n", "20000", interrupt=True)
     finally:
         seen["leftover"] = _stop(nodes)
         Path(out_path).write_text(json.dumps(seen, indent=1))
     return 0
 
 
-def _kill_bench_worker(roots: list[int], sweep_proc: subprocess.Popen, timeout_s: float = 180.0) -> dict | None:
+def _stage_task_pids(roots: list[int]) -> list[int]:
+    """Ray worker processes under `roots` running a stage task (their title is `ray::_stage_task`)."""
+    found = []
+    for root in roots:
+        try:
+            tree = psutil.Process(root).children(recursive=True)
+        except psutil.NoSuchProcess:
+            continue
+        for p in tree:
+            try:
+                if " ".join(p.cmdline()).startswith("ray::_stage_task"):
+                    found.append(p.pid)
+            except psutil.Error:
+                continue
+    return found
+
+
+def _stage_tasks_after(roots: list[int], timeout_s: float) -> list[int]:
+    """Stage-task processes still running `timeout_s` after the driver ended (none once they are cancelled)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        left = _stage_task_pids(roots)
+        if not left:
+            return []
+        time.sleep(0.2)
+    return _stage_task_pids(roots)
+
+
+def _kill_bench_worker(roots: list[int], sweep_proc: subprocess.Popen, timeout_s: float = 180.0,
+                       kill: bool = True) -> dict | None:
     """SIGKILL the first Ray worker process under `roots` that runs a stage task (its title is
-    `ray::_stage_task`): with every other stage cached, that is the device's bench."""
+    `ray::_stage_task`): with every other stage cached, that is the device's bench. kill=False: only wait for one."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and sweep_proc.poll() is None:
         for root in roots:
@@ -122,6 +158,8 @@ def _kill_bench_worker(roots: list[int], sweep_proc: subprocess.Popen, timeout_s
                     continue
                 if title.startswith("ray::_stage_task"):
                     time.sleep(0.3)  # well inside the bench
+                    if not kill:
+                        return {"pid": p.pid, "node_root": root}
                     try:
                         p.kill()
                     except psutil.NoSuchProcess:

@@ -135,6 +135,14 @@ def test_killed_bench_with_no_other_node_is_reported_failed(fleet):
     assert "failed:" in run["stderr"] and "Traceback" not in run["stderr"]
 
 
+def test_ctrl_c_cancels_the_cluster_tasks(fleet):
+    run = fleet["runs"]["interrupted"]
+    assert run["killed"] is not None, "no stage task was seen running before the interrupt"
+    assert run["rc"] == 130, run["stderr"]
+    assert "interrupted" in run["stderr"]
+    assert fleet["tasks_after_interrupt"] == []  # the bench task on its node was cancelled, not left running
+
+
 def test_every_process_started_is_stopped(fleet):
     assert fleet["leftover"] == []
     import psutil
