@@ -26,6 +26,8 @@ ADDRESS = f"127.0.0.1:{PORT}"
 
 def main(config_path: str, out_path: str) -> int:
     cfg = json.loads(Path(config_path).read_text())
+    if cfg.get("mode") == "openvino":
+        return openvino(cfg, out_path)
     work = Path(cfg["work"])
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -108,6 +110,49 @@ def main(config_path: str, out_path: str) -> int:
         sweep("interrupted", "-n", "20000", interrupt=True)
     finally:
         seen["leftover"] = _stop(nodes)
+        Path(out_path).write_text(json.dumps(seen, indent=1))
+    return 0
+
+
+def openvino(cfg: dict, out_path: str) -> int:
+    """A head and one `mnetctl worker` serving host and host-openvino (the latter from an OpenVINO environment);
+    one sweep over both devices."""
+    work = Path(cfg["work"])
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    procs: dict[str, subprocess.Popen] = {}
+    seen: dict = {"started_pids": []}
+    env = dict(os.environ, MNETCTL_ENVS=cfg["envs"])
+
+    def start(name: str, args: list[str]) -> None:
+        log = open(logs / f"{name}.log", "wb")
+        procs[name] = subprocess.Popen(args, env=dict(child_env(), MNETCTL_ENVS=cfg["envs"]), stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        seen["started_pids"].append(procs[name].pid)
+        deadline = time.monotonic() + 150
+        while "will now block forever" not in (logs / f"{name}.log").read_text(errors="replace"):
+            if procs[name].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start: {(logs / f'{name}.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+
+    try:
+        start("head", start_args([], port=PORT, node_ip="127.0.0.1", num_cpus=1, object_store_mb=128))
+        start("worker", [sys.executable, "-m", "mnetctl", "worker", "--address", ADDRESS, "--device",
+                         "host,host-openvino", "--node-ip-address", "127.0.0.1", "--num-cpus", "1"])
+        seen["worker_log"] = (logs / "worker.log").read_text(errors="replace")[:2000]
+        rr.connect(ADDRESS)
+        rr.wait_for_nodes(2)
+        seen["nodes"] = rr.alive_nodes()
+        rr.disconnect()
+        cmd = [sys.executable, "-m", "mnetctl", "sweep", "--cluster", ADDRESS, "--device", "host,host-openvino",
+               "--arch", "v1", "--widths", "0.25", "--resolutions", "128", "--precisions", "fp32,int8", "--limit", "8",
+               "-n", "20", "--max-seconds", "0", "--cache", str(work / "cache"), "-o", str(work / "out")]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        seen["sweep_rc"], seen["sweep_stderr"] = res.returncode, res.stderr[-3000:]
+        doc = work / "out" / "sweep.json"
+        seen["sweep"] = json.loads(doc.read_text()) if doc.is_file() else None
+    finally:
+        seen["leftover"] = _stop(procs)
         Path(out_path).write_text(json.dumps(seen, indent=1))
     return 0
 

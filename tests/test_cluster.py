@@ -149,3 +149,37 @@ def test_every_process_started_is_stopped(fleet):
 
     alive = [p for p in fleet["started_pids"] if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
     assert alive == []
+
+
+@pytest.mark.venv
+def test_openvino_environment_benches_beside_the_cpu_ep(tmp_path):
+    """`mnetctl env create openvino` (reused while it matches), a worker serving host and host-openvino, one sweep
+    over both: the OpenVINO EP's bench runs in that environment on the worker node, the CPU EP's beside it."""
+    why = _netns_ok()
+    if why:
+        pytest.skip(why)
+    envs = REPO / ".cache" / "venvs"
+    made = subprocess.run([sys.executable, "-m", "mnetctl", "env", "create", "openvino", "--path", str(envs / "openvino")],
+                          capture_output=True, text=True, timeout=1500,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])))
+    if made.returncode == 3:
+        pytest.skip(made.stderr.strip()[-300:])
+    assert made.returncode == 0, made.stderr
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"work": str(tmp_path), "mode": "openvino", "envs": str(envs)}))
+    out = tmp_path / "seen.json"
+    res = _in_netns(REPO / "tests" / "cluster_script.py", str(cfg), str(out), timeout=400)
+    assert out.is_file(), res.stdout[-3000:] + res.stderr[-3000:]
+    seen = json.loads(out.read_text())
+    assert res.returncode == 0 and seen["leftover"] == [], res.stderr[-3000:]
+    assert "serving host-openvino" in seen["worker_log"] and "in env openvino" in seen["worker_log"]
+    assert seen["sweep_rc"] == 0, seen["sweep_stderr"]
+    worker = next(n for n in seen["nodes"] if not n["head"])
+    assert worker["devices"] == ["host", "host-openvino"]
+    by_device = {}
+    for v in seen["sweep"]["variants"]:
+        by_device.setdefault(v["device"], []).append(v)
+        assert v["node"] == worker["node"]
+    assert {v["providers"][0] for v in by_device["host"]} == {"CPUExecutionProvider"}
+    assert {v["providers"][0] for v in by_device["host-openvino"]} == {"OpenVINOExecutionProvider"}
+    assert len(by_device["host"]) == len(by_device["host-openvino"]) == 2
