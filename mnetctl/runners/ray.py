@@ -23,13 +23,16 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import ray
-from ray import exceptions as rex
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
 from .. import __version__
 from ..cluster import RESOURCE_PREFIX, check_address, device_resource
 from ..errors import EXIT_INTERNAL, BadInput, EnvironmentMissing, GateFailed, MnetctlError, StageFailed, short
+
+try:
+    import ray
+    from ray import exceptions as rex
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+except ImportError:
+    raise EnvironmentMissing("a cluster needs Ray, which is not installed here", "pip install 'mnetctl[cluster]'") from None
 from ..stages import DEVICE_STAGES
 
 NAMESPACE = "mnetctl"
