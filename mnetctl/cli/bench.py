@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -97,6 +98,10 @@ def bench_cmd(
         return bench_ab(models, dict(locals()))
     if cluster or env:
         return _bench_elsewhere(dict(locals()))
+    if (device or profile) and not os.environ.get("MNETCTL_ENV_ACTIVE"):
+        named = load_profile(profile if profile is not None else device).env
+        if named:  # the profile's benches run in its own Python environment
+            return _bench_elsewhere(dict(locals(), env=named, env_from_profile=True))
     from ._loadgen import bench_loadgen, refuse_mlperf_options
 
     if scenario is not None:
@@ -140,7 +145,8 @@ def bench_cmd(
 
 
 # what `bench --cluster/--env` passes on; every other option is refused there
-_ELSEWHERE_OK = {"models", "device", "profile", "threads", "iterations", "warmup", "json_path", "quiet", "wide", "cluster", "env"}
+_ELSEWHERE_OK = {"models", "device", "profile", "threads", "iterations", "warmup", "json_path", "quiet", "wide", "cluster", "env",
+                 "env_from_profile"}
 
 
 def _bench_elsewhere(opts: dict) -> int:
@@ -183,7 +189,7 @@ def _bench_elsewhere(opts: dict) -> int:
     else:
         from ..runners import LocalRunner
 
-        runner = LocalRunner(env=opts["env"])
+        runner = LocalRunner() if opts.get("env_from_profile") else LocalRunner(env=opts["env"])
     doc = runner.run("bench_report", inputs)
     doc["model"]["path"] = str(model)  # not the node's copy
     if json_path == "-":

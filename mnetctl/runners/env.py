@@ -61,9 +61,13 @@ class EnvRunner:
         return doc["result"]
 
 
+ACTIVE = "MNETCTL_ENV_ACTIVE"  # set in the child: a profile's `env` is where it already runs
+
+
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("PYTHONHOME", None)
+    env[ACTIVE] = "1"
     return env
 
 

@@ -8,6 +8,7 @@ runs it here.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from ..stages import DEVICE_STAGES, stage_function
@@ -38,6 +39,8 @@ class LocalRunner:
             return None
         if self.env:
             return self.env
+        if os.environ.get("MNETCTL_ENV_ACTIVE"):  # already inside an environment a profile named
+            return None
         profiles = [inputs["profile"]] if "profile" in inputs else list(inputs.get("profiles") or [])
         envs = {p.get("env") for p in profiles}
         return next(iter(envs)) if len(envs) == 1 else None
