@@ -69,33 +69,44 @@ def main(config_path: str, out_path: str) -> int:
                                 env=dict(os.environ, COLUMNS="200"))
         killed = None
         if kill_under:
-            killed = _kill_bench_worker([nodes[n].pid for n in kill_under], proc)
+            killed = _kill_bench_worker([roots[n] for n in kill_under], proc)
         if interrupt:  # Ctrl-C of the driver while a stage task runs: the task must be cancelled on its node
-            roots = [p.pid for p in nodes.values()]
-            killed = _kill_bench_worker(roots, proc, kill=False)
+            killed = _kill_bench_worker(list(roots.values()), proc, kill=False)
             proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=240)
         if interrupt:
-            seen["tasks_after_interrupt"] = _stage_tasks_after([p.pid for p in nodes.values()], 20.0)
+            seen["tasks_after_interrupt"] = _stage_tasks_after(list(roots.values()), 20.0)
         doc_path = work / tag / "sweep.json"
         seen["runs"][tag] = {"rc": proc.returncode, "stdout": out[-3000:], "stderr": err[-3000:],
                              "seconds": round(time.monotonic() - t0, 1), "killed": killed,
                              "sweep": json.loads(doc_path.read_text()) if doc_path.is_file() else None}
 
+    env = dict(os.environ, MNETCTL_CLUSTER_STATE=str(work / "state.json"), COLUMNS="200")
+    mnetctl = [sys.executable, "-m", "mnetctl"]
+    roots: dict[str, int] = {}  # node name -> the pid of its `ray start --block`
+    up_trees: list = []
     try:
         t0 = time.monotonic()
-        start("head", [], head=True)
-        start("w-host", ["host"])
-        start("w-pi-a", ["raspberry-pi-4"])
-        rr.connect(ADDRESS)
-        rr.wait_for_nodes(3)
-        rr.disconnect()
+        # head + a node for host + a node for raspberry-pi-4, by the CLI (pids recorded in the state file)
+        up = subprocess.run([*mnetctl, "cluster", "up", "--local", "host,raspberry-pi-4", "--port", str(PORT)],
+                            capture_output=True, text=True, timeout=300, env=env)
+        seen["up"] = {"rc": up.returncode, "stdout": up.stdout, "stderr": up.stderr[-2000:]}
+        state = json.loads((work / "state.json").read_text())
+        names = {"head": "head", "worker-host": "w-host", "worker-raspberry-pi-4": "w-pi-a"}
+        for p in state["processes"]:
+            roots[names[p["role"]]] = p["pid"]
+            seen["started_pids"].append(p["pid"])
         seen["startup_s"] = round(time.monotonic() - t0, 1)
+        status = subprocess.run([*mnetctl, "cluster", "status", "--json"], capture_output=True, text=True,
+                                timeout=300, env=env)
+        seen["status"] = {"rc": status.returncode, "stderr": status.stderr[-2000:],
+                          "doc": json.loads(status.stdout) if status.returncode == 0 else None}
         seen["nodes_before"] = node_ids()
         sweep("first", "-n", "20")
         sweep("again", "-n", "20")
         # a second node for the Pi: a bench whose worker is killed is taken again there
         start("w-pi-b", ["raspberry-pi-4"])
+        roots["w-pi-b"] = nodes["w-pi-b"].pid
         rr.connect(ADDRESS)
         rr.wait_for_nodes(4)
         rr.disconnect()
@@ -109,7 +120,21 @@ def main(config_path: str, out_path: str) -> int:
         sweep("failed", "-n", "401", kill_under=["w-pi-a"])
         sweep("interrupted", "-n", "20000", interrupt=True)
     finally:
-        seen["leftover"] = _stop(nodes)
+        for name in ("head", "w-host", "w-pi-a"):
+            if name in roots:
+                try:
+                    up_trees += [psutil.Process(roots[name])] + psutil.Process(roots[name]).children(recursive=True)
+                except psutil.NoSuchProcess:
+                    pass
+        down = subprocess.run([*mnetctl, "cluster", "down"], capture_output=True, text=True, timeout=120, env=env)
+        seen["down"] = {"rc": down.returncode, "stdout": down.stdout, "stderr": down.stderr[-2000:]}
+        _, alive = psutil.wait_procs(up_trees, timeout=10)
+        seen["leftover"] = [p.pid for p in alive] + _stop(nodes)
+        for p in alive:  # `cluster down` failed to stop them: this script started them, so it stops them
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
         Path(out_path).write_text(json.dumps(seen, indent=1))
     return 0
 

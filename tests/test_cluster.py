@@ -60,6 +60,20 @@ def _variants(run: dict) -> list[dict]:
     return run["sweep"]["variants"]
 
 
+def test_cluster_up_and_status(fleet):
+    assert fleet["up"]["rc"] == 0, fleet["up"]["stderr"]
+    assert fleet["up"]["stdout"].strip().endswith("127.0.0.1:6390")
+    status = fleet["status"]
+    assert status["rc"] == 0, status["stderr"]
+    nodes = {tuple(n["devices"]): n for n in status["doc"]["nodes"]}
+    assert set(nodes) == {(), ("host",), ("raspberry-pi-4",)} and nodes[()]["head"]
+    verdicts = {p["name"]: p["verdict"] for n in nodes.values() for f in n["facts"] for p in f["profiles"]}
+    assert verdicts == {"host": "native", "raspberry-pi-4": "emulated"}  # doctor ran on each node
+    for n in nodes.values():
+        assert n["error"] is None and n["ip"] == "127.0.0.1"
+        assert any(e["name"] == "cpu" and e["loads"] for f in n["facts"] for e in f["eps"])
+
+
 def test_benches_run_on_nodes_with_the_device(fleet):
     run = fleet["runs"]["first"]
     assert run["rc"] == 0, run["stderr"]
@@ -144,6 +158,7 @@ def test_ctrl_c_cancels_the_cluster_tasks(fleet):
 
 
 def test_every_process_started_is_stopped(fleet):
+    assert fleet["down"]["rc"] == 0 and fleet["down"]["stdout"].startswith("stopped"), fleet["down"]
     assert fleet["leftover"] == []
     import psutil
 

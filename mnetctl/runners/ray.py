@@ -1,6 +1,7 @@
 """The cluster runner: stages as Ray tasks on a fleet of nodes (the one module that imports ray).
 
-Build, quantize and eval run on any node with a free CPU (Ray retries them elsewhere when a node dies). A device
+Build, quantize and eval run on any node with a free CPU, spread over the nodes (Ray retries them elsewhere when
+a node dies). A device
 stage (bench, bench_group, bench_report, facts) runs on a node holding the device's resource
 `mnetctl.device.<profile>` (advertised by `mnetctl worker`); the task takes the resource (count 1) and all the
 node's CPUs, so two benches never overlap on one device and no other task shares the node while it is timed.
@@ -184,7 +185,8 @@ class RayRunner:
         files = self._pack(inputs)
         if stage in DEVICE_STAGES:
             return self._run_on_device(stage, inputs, files, outputs)
-        task = _stage_task.options(num_cpus=1, max_retries=2, retry_exceptions=False)
+        # SPREAD: the variants' stages go round the nodes rather than filling the first one
+        task = _stage_task.options(num_cpus=1, max_retries=2, retry_exceptions=False, scheduling_strategy="SPREAD")
         doc = self._wait(task.remote(stage, inputs, files, outputs))
         result = self._finish(doc, inputs, outputs)
         result["where"] = {"node": doc["node"], "host": doc["host"]}
