@@ -138,8 +138,8 @@ def _print_table(result, device: str, metric: str, wide: bool) -> None:
             Col("p90 ms", drop=0 if metric == "p90" else 1), Col("load", drop=4), Col("x fp32", drop=2),
             Col("front"), Col("tie", drop=1), Col("cached", "words", drop=5)]
     rows = []
-    several = len({r.device for r in result.variants}) > 1
-    for r in sorted(result.variants, key=lambda r: (r.device or "", r.latency(metric))):
+    several = len({getattr(r, "device", None) for r in result.variants}) > 1
+    for r in sorted(result.variants, key=lambda r: (getattr(r, "device", None) or "", r.latency(metric))):
         hits = [k for k, v in r.cached.items() if v]
         cached = "all" if len(hits) == len(r.cached) else (",".join(hits) or "-")
         ci, load, ties = getattr(r, "p50_ci95_ms", None), getattr(r, "other_load", None), getattr(r, "ties_with", [])

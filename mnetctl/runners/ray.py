@@ -57,6 +57,7 @@ def connect(address: str, node_ip: str | None = None) -> None:
                                  "start one: mnetctl cluster up --local DEVICES, or check the head's address")
     if node_ip is None and host in ("127.0.0.1", "localhost"):
         node_ip = "127.0.0.1"  # a local cluster: Ray need not look for this machine's outward address
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's C++ warnings stay in its log files
     try:
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level="ERROR",
                  configure_logging=True, _node_ip_address=node_ip)
