@@ -55,3 +55,28 @@ def test_missing_environment_is_named(tiny_model, tmp_path):
         LocalRunner().run("bench", _bench_in(tiny_model, prof))
     assert "mnetctl env create" in info.value.hint
     assert load_profile("host-openvino").env == "openvino"
+
+
+@pytest.mark.venv
+def test_sweep_over_cpu_and_openvino_in_process(tmp_path):
+    """`--device host,host-openvino` in one in-process sweep: the OpenVINO bench runs in the environment that
+    `mnetctl env create openvino` made (tests/test_ep_venvs.py builds it under .cache/venvs)."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    envs = repo / ".cache" / "venvs"
+    env = dict(os.environ, MNETCTL_ENVS=str(envs), PYTHONPATH=os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]))
+    made = subprocess.run([sys.executable, "-m", "mnetctl", "env", "create", "openvino", "--path", str(envs / "openvino")],
+                          capture_output=True, text=True, timeout=1500, env=env)
+    if made.returncode == 3:
+        pytest.skip(made.stderr.strip()[-300:])
+    res = subprocess.run([sys.executable, "-m", "mnetctl", "sweep", "--device", "host,host-openvino", "--arch", "v1",
+                          "--widths", "0.25", "--precisions", "fp32", "--limit", "8", "-n", "20", "--max-seconds", "0",
+                          "--cache", str(tmp_path / "c"), "-o", str(tmp_path / "o")],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads((tmp_path / "o" / "sweep.json").read_text())
+    providers = {v["device"]: v["providers"] for v in doc["variants"]}
+    assert providers == {"host": ["CPUExecutionProvider"], "host-openvino": ["OpenVINOExecutionProvider"]}
+    assert all(v["node"] is None and v["host"] for v in doc["variants"])  # in-process: no cluster node
+    assert set(doc["devices"]) == {"host", "host-openvino"}
