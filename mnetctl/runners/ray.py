@@ -28,6 +28,7 @@ from .. import __version__
 from ..cluster import RESOURCE_PREFIX, check_address, device_resource
 from ..errors import EXIT_INTERNAL, BadInput, EnvironmentMissing, GateFailed, MnetctlError, StageFailed, short
 
+os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # the driver's share of Ray's C++ warnings stays quiet
 try:
     import ray
     from ray import exceptions as rex
@@ -57,7 +58,6 @@ def connect(address: str, node_ip: str | None = None) -> None:
                                  "start one: mnetctl cluster up --local DEVICES, or check the head's address")
     if node_ip is None and host in ("127.0.0.1", "localhost"):
         node_ip = "127.0.0.1"  # a local cluster: Ray need not look for this machine's outward address
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's C++ warnings stay in its log files
     try:
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level="ERROR",
                  configure_logging=True, _node_ip_address=node_ip)
