@@ -55,8 +55,21 @@ def _try_profile(prof, model: bytes) -> str | None:
 
 
 def diagnose() -> dict[str, Any]:
+    from .profiles import list_profiles
+
+    return _diagnose(list_profiles())
+
+
+def diagnose_profiles(profiles: list[dict[str, Any]]) -> dict[str, Any]:
+    """`diagnose` for the given profiles (as plain data, e.g. sent by a cluster driver) instead of the shipped ones."""
+    from .profiles import Profile
+
+    return _diagnose([Profile.model_validate(p) for p in profiles])
+
+
+def _diagnose(profs) -> dict[str, Any]:
     from .hostinfo import host_info
-    from .profiles import host_matches_profile, list_profiles
+    from .profiles import host_matches_profile
     from .runtime import EP_REGISTRY, onnxruntime_info
 
     host = host_info()
@@ -70,7 +83,7 @@ def diagnose() -> dict[str, Any]:
         installed, detail = status(name)
         runtimes[name] = {"installed": installed, "detail": detail}
     profiles = []
-    for prof in list_profiles():
+    for prof in profs:
         matches, reasons = host_matches_profile(prof, host)
         ok = [n for n in prof.ep_names if loads.get(n)]
         missing = [n for n in prof.ep_names if not loads.get(n)]

@@ -6,6 +6,8 @@ Exit codes used everywhere:
   2  usage error or bad input (file, flag, data)
   3  the environment lacks what was asked (an execution provider, an optional package)
   4  an internal error (a bug in mnetctl or a library under it); MNETCTL_DEBUG=1 shows the traceback
+  5  the run ended but part of it failed where it ran (a cluster node died and no other node serves its device);
+     the outputs name what failed, where and why
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ EXIT_GATE = 1
 EXIT_USAGE = 2
 EXIT_ENV = 3
 EXIT_INTERNAL = 4
+EXIT_PARTIAL = 5
 
 
 class MnetctlError(Exception):
@@ -44,6 +47,12 @@ class GateFailed(MnetctlError):
     """A budget, accuracy gate or regression check failed (exit 1)."""
 
     exit_code = EXIT_GATE
+
+
+class StageFailed(MnetctlError):
+    """A stage could not finish where it ran: its node or worker died and no other node could take it (exit 5)."""
+
+    exit_code = EXIT_PARTIAL
 
 
 def short(exc: BaseException, limit: int = 300) -> str:

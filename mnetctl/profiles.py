@@ -97,6 +97,8 @@ class Profile(_Strict):
     # the runtime mnetctl runs the model on (mnetctl.engines); eps apply to onnxruntime only
     engine: Literal["onnxruntime", "litert", "openvino"] = "onnxruntime"
     engine_options: dict[str, OptionValue] = Field(default_factory=dict)
+    # the Python environment its benches run in: a name made by `mnetctl env create`, or a path (mnetctl.envs)
+    env: Optional[str] = Field(default=None, min_length=1)
     eps: list[EPEntry] = Field(min_length=1)
     # integers are strict: `threads = true` or `iterations = 1e12` is refused, not read as 1 or as a float
     threads: Optional[int] = Field(default=None, ge=1, le=256, strict=True)

@@ -241,6 +241,24 @@ class Stage:
     artifact: bool  # whether the stage writes a model file (`out`)
 
 
+def run_bench_report(model: str, profile: dict[str, Any], threads: int | None, iterations: int | None,
+                     warmup: int | None = None) -> dict[str, Any]:
+    """`mnetctl bench` of one model on a profile, its whole JSON report (budgets decided where it ran); not cached."""
+    from .bench import bench
+    from .profiles import Profile
+
+    return bench(model, profile=Profile.model_validate(profile), threads=threads, iterations=iterations,
+                 warmup=warmup).as_dict()
+
+
+def run_facts(profiles: list[dict[str, Any]]) -> dict[str, Any]:
+    """What this Python can run (the `doctor` facts: host, onnxruntime, EPs that load) and, per profile, whether the
+    host matches it and its EPs load here; not cached."""
+    from .doctor import diagnose_profiles
+
+    return diagnose_profiles(profiles)
+
+
 STAGES: dict[str, Stage] = {
     "build": Stage("build", run_build, build_key, True),
     "train": Stage("train", run_train, train_key, True),
@@ -250,3 +268,17 @@ STAGES: dict[str, Stage] = {
     "bench": Stage("bench", run_bench, bench_key, False),
     "bench_group": Stage("bench_group", run_bench_group, bench_group_key, False),
 }
+
+# Calls a runner can make that are not sweep stages (no cache key): a full bench report, a node's doctor facts.
+CALLS: dict[str, Callable[..., dict[str, Any]]] = {"bench_report": run_bench_report, "facts": run_facts}
+
+# the stages and calls that run on a device (on a node holding its resource, in its profile's environment)
+DEVICE_STAGES = frozenset({"bench", "bench_group", "bench_report", "facts"})
+
+
+def stage_function(name: str) -> Callable[..., dict[str, Any]]:
+    if name in STAGES:
+        return STAGES[name].run
+    if name in CALLS:
+        return CALLS[name]
+    raise KeyError(f"unknown stage {name!r}")

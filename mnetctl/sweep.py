@@ -16,15 +16,18 @@ from __future__ import annotations
 from collections import Counter
 
 import json
+import platform
 import shutil
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from . import __version__
 from .cache import Cache, default_cache_dir, digest, file_digest, samples_digest
-from .errors import BadInput
+from .errors import BadInput, StageFailed
 from .progress import ProgressFn, report
 from .stages import STAGES
 from .fsutil import atomic_path, atomic_paths, locked, writing
@@ -86,7 +89,11 @@ class VariantResult:
         if self.score is None:
             self.score = self.top1
     runtime: str = "onnxruntime"  # the engine that ran it (mnetctl.engines)
-    device: str | None = None  # the profile, when the sweep covers several devices (then part of the name)
+    device: str | None = None  # the profile it was benched on
+    node: str | None = None  # the cluster node (Ray node id) that benched it; None in-process
+    host: str | None = None  # the host name of the machine that benched it
+    failed_attempts: list[dict] = field(default_factory=list)  # cluster: nodes lost under its bench before one finished
+    stage_nodes: dict[str, str | None] = field(default_factory=dict)  # cluster: the node each of its stages ran on
 
     @property
     def name(self) -> str:
@@ -275,7 +282,7 @@ class SweepPlan:
     """Settings checked and resolved once: the profile loaded, the images found, their content hashed."""
 
     settings: SweepSettings
-    profile: Any
+    profile: Any  # the first device's profile
     data: Path
     samples: list  # data.Sample
     samples_digest: str
@@ -284,6 +291,10 @@ class SweepPlan:
     opset: int
     train: dict | None = None  # with train data: data, digest, names, the resolved head settings
     profiles: list = field(default_factory=list)  # every device of the sweep (profile is the first)
+
+    @property
+    def opsets(self) -> list[int]:
+        return [opset_for_profile(p) for p in self.profiles]
 
 
 def prepare(settings: SweepSettings) -> SweepPlan:
@@ -409,6 +420,12 @@ class SweepResult:
     budget_ms: float | None = None
     budget_metric: str | None = None  # the statistic budget_ms applies to
     timing: dict = field(default_factory=dict)  # how latency was measured: method, rounds, load limit, loaded rounds
+    device_timing: dict = field(default_factory=dict)  # device -> its `timing` (one entry per device benched)
+    failed: list[dict] = field(default_factory=list)  # variants whose bench failed where it ran: device, node, reason
+
+    @property
+    def devices(self) -> list[str]:
+        return list(dict.fromkeys(v.device for v in self.variants if v.device)) or [self.settings.get("device")]
 
     def as_dict(self) -> dict:
         return {
@@ -421,6 +438,8 @@ class SweepResult:
             "budget_metric": None if self.budget_metric is None else str(self.budget_metric),
             "selected": self.selected.name if self.selected else None,
             "timing": self.timing,
+            "devices": self.device_timing,
+            "failed": self.failed,
             "variants": [_variant_doc(v) for v in self.variants],
         }
 
@@ -441,155 +460,228 @@ def run_sweep(
 ) -> SweepResult:
     """Run [build, (quantize), eval] per variant, then time them all interleaved (`bench_group`; with
     `settings.sequential`, the `bench` stage per variant) through `runner` (default: in-process), each stage
-    cached by the content that determines it; then mark ties and flag the Pareto frontier."""
+    cached by the content that determines it; then mark ties and flag the Pareto frontier.
+
+    With several devices each variant is benched on each (built for the device's opset; a model two devices share
+    is built and evaluated once). A runner with `parallel > 1` (a cluster) runs the variants' stages side by side
+    and the devices' benches at once; a bench that fails where it ran (`StageFailed`) leaves its variants out of the
+    results and in `failed`, with the reason."""
     from .quant.settings import default_settings
     from .runners import LocalRunner
 
     plan = settings if isinstance(settings, SweepPlan) else prepare(settings)
     settings = plan.settings
     runner = runner or LocalRunner()
+    profiles = plan.profiles or [plan.profile]
     cache = Cache(cache_dir or default_cache_dir(), enabled=not settings.fresh)
     started = time.perf_counter()
     host = host_info()
-    profile_doc = plan.profile.model_dump(mode="json")
+    bench_host = getattr(runner, "bench_host", None)
     samples_doc = [[str(s.path), s.label] for s in plan.samples]
     latency_only = settings.weights == "random"  # random weights: nothing to evaluate, accuracy stays None
-    multi = len(plan.profiles) > 1
-    docs = [p.model_dump(mode="json") for p in plan.profiles]
-    per_device = len(variants) * len(plan.profiles)
+    jobs = [(prof, opset_for_profile(prof), v) for prof in profiles for v in variants]
     first = "train" if plan.train else "build"
-    totals = {first: len(variants), "quantize": sum(v.precision == "int8" for v in variants),
-              "export_tflite": len(variants) * sum(p.engine == "litert" for p in plan.profiles),
-              "eval": 0 if latency_only else per_device, "bench": per_device}
+    totals = {first: len(jobs), "quantize": sum(v.precision == "int8" for _, _, v in jobs),
+              "export_tflite": sum(p.engine == "litert" for p, _, _ in jobs),
+              "eval": 0 if latency_only else len(jobs), "bench": len(jobs)}
     done = dict.fromkeys(totals, 0)
+    lock = threading.Lock()
     for name, total in totals.items():  # every stage's bar from the start, in stage order
         if total:
             report(on_progress, 0, total, f"{name:>8} · ")
+    shared: dict[tuple[str, str], Any] = {}  # (stage, key) -> the Future of the one run of it in this sweep
 
     def stage(name: str, variant: Variant, key: str, inputs: dict) -> tuple[dict, bool]:
+        with lock:
+            first = (name, key) not in shared
+            if first:
+                shared[(name, key)] = Future()
+            fut = shared[(name, key)]
+        if not first:  # another device's chain asked for the same content: its result, counted as cached
+            result = fut.result()
+            tick(name, variant, True)
+            return result, True
         spec = STAGES[name]
         if spec.artifact:
             inputs = {**inputs, "out": str(cache.artifact(name, key))}
-        result = cache.get(name, key)
-        hit = result is not None
-        if not hit:
-            result = runner.run(name, inputs)
-            cache.put(name, key, result, artifact=spec.artifact)
+        try:
+            result = cache.get(name, key)
+            hit = result is not None
+            if not hit:
+                result = runner.run(name, inputs)
+                cache.put(name, key, result, artifact=spec.artifact)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            raise
+        fut.set_result(result)
         tick(name, variant, hit)
         return result, hit
 
     def tick(name: str, variant: Variant, hit: bool) -> None:
-        if on_stage:
-            on_stage(name, variant, hit)
-        done[name] += 1
-        report(on_progress, done[name], totals[name], f"{name:>8} · {variant.name}{' (cached)' if hit else ''}")
+        with lock:
+            if on_stage:
+                on_stage(name, variant, hit)
+            done[name] += 1
+            report(on_progress, done[name], totals[name], f"{name:>8} · {variant.name}{' (cached)' if hit else ''}")
 
-    prepared = []  # (variant, profile, profile doc, facts, scores, cached) before timing
-    for variant in variants:
-        base_cached: dict[str, bool] = {}
+    def chain(prof, opset: int, variant: Variant) -> tuple:
+        cached: dict[str, bool] = {}
         if plan.train:
             t = plan.train
             train_in = {"arch": variant.arch, "width": variant.width, "resolution": variant.resolution,
                         "data": t["data"], "val_split": settings.train_val_split, "views": settings.train_views,
-                        "augment": settings.train_augment, "settings": t["settings"], "opset": plan.opset}
+                        "augment": settings.train_augment, "settings": t["settings"], "opset": opset}
             key = STAGES["train"].key(variant.arch, variant.width, variant.resolution,
                                       _checkpoint_id(variant, "pretrained"), t["digest"], t["names"],
                                       settings.train_val_split, settings.train_views, settings.train_augment,
-                                      t["settings"], plan.opset)
+                                      t["settings"], opset)
             features = None if settings.fresh else str(cache.root / "features")
-            facts, base_cached["train"] = stage("train", variant, key, {**train_in, "features": features})
+            facts, cached["train"] = stage("train", variant, key, {**train_in, "features": features})
+            nodes = {"train": (facts.get("where") or {}).get("node")}
         else:
             build_in = {"arch": variant.arch, "width": variant.width, "resolution": variant.resolution,
-                        "weights": settings.weights, "opset": plan.opset}
+                        "weights": settings.weights, "opset": opset}
             key = STAGES["build"].key(**build_in, checkpoint=_checkpoint_id(variant, settings.weights))
-            facts, base_cached["build"] = stage("build", variant, key, build_in)
+            facts, cached["build"] = stage("build", variant, key, build_in)
+            nodes = {"build": (facts.get("where") or {}).get("node")}
         trained = facts.get("train_val_accuracy")
         float_facts = facts
         if variant.precision == "int8":
-            key = STAGES["quantize"].key(facts["model"], plan.calib_digest, repr(default_settings(variant.arch, variant.width)))
-            facts, base_cached["quantize"] = stage("quantize", variant, key,
-                                                   {"model": facts["model"], "calib": str(plan.calib)})
-        for prof, doc in zip(plan.profiles, docs):
-            cached = dict(base_cached)
-            dev_facts = dict(facts)
-            own = _runtime_quant(variant, prof.engine)
-            if own is not None:  # the runtime has its own quantize defaults: its own int8 file
-                key = STAGES["quantize"].key(float_facts["model"], plan.calib_digest, repr(own))
-                dev_facts, cached["quantize"] = stage("quantize", variant, key, {"model": float_facts["model"],
-                                                      "calib": str(plan.calib), "runtime": prof.engine})
-            if prof.engine == "litert":  # LiteRT runs the variant's TFLite export
-                exported, cached["export_tflite"] = stage("export_tflite", variant, STAGES["export_tflite"].key(facts["model"]),
-                                                          {"model": facts["model"]})
-                dev_facts.update(model=exported["model"], size_mb=exported["size_mb"])
-            runtime = None if prof.engine == "onnxruntime" else prof.engine
-            eval_in = {"model": dev_facts["model"], "samples": samples_doc, "threads": settings.threads}
+            own = _runtime_quant(variant, prof.engine)  # a runtime with quantize defaults of its own: its own file
+            q_in = {"model": facts["model"], "calib": str(plan.calib)}
+            if own is not None:
+                q_in["runtime"] = prof.engine
+            key = STAGES["quantize"].key(float_facts["model"], plan.calib_digest,
+                                         repr(own if own is not None else default_settings(variant.arch, variant.width)))
+            facts, cached["quantize"] = stage("quantize", variant, key, q_in)
+            nodes["quantize"] = (facts.get("where") or {}).get("node")
+        if prof.engine == "litert":  # LiteRT runs the variant's TFLite export
+            exported, cached["export_tflite"] = stage("export_tflite", variant, STAGES["export_tflite"].key(facts["model"]),
+                                                      {"model": facts["model"]})
+            facts = {**facts, "model": exported["model"], "size_mb": exported["size_mb"]}
+        runtime = None if prof.engine == "onnxruntime" else prof.engine
+        if latency_only:
+            scores = {"top1": None, "top5": None, "n": 0}
+        else:
+            eval_in = {"model": facts["model"], "samples": samples_doc, "threads": settings.threads}
             if runtime is not None:
                 eval_in.update(runtime=runtime, engine_options=dict(prof.engine_options))
-            if latency_only:
-                scores = {"top1": None, "top5": None, "n": 0}
-            else:
-                key = STAGES["eval"].key(dev_facts["model"], plan.samples_digest, runtime, prof.engine_options)
-                scores, cached["eval"] = stage("eval", variant, key, eval_in)
-            prepared.append((variant, prof, doc, {**dev_facts, "train_val_accuracy": trained}, scores, cached))
-
-    def member(variant: Variant, prof) -> str:
-        return f"{variant.name}@{prof.name}" if multi else variant.name
-
-    if settings.sequential:
-        timings, timing = {}, {"method": "sequential", "iterations": settings.iterations}
-        for variant, prof, doc, facts, _, cached in prepared:
-            bench_in = {"model": facts["model"], "profile": doc, "threads": settings.threads,
-                        "iterations": settings.iterations}
-            timings[member(variant, prof)], cached["bench"] = stage("bench", variant,
-                                                                    STAGES["bench"].key(**bench_in, host=host), bench_in)
-    else:
-        group_in = {"models": [f["model"] for *_, f, _, _ in prepared],
-                    "names": [member(v, p) for v, p, *_ in prepared],
+            key = STAGES["eval"].key(facts["model"], plan.samples_digest, runtime, prof.engine_options)
+            scores, cached["eval"] = stage("eval", variant, key, eval_in)
+            nodes["eval"] = (scores.get("where") or {}).get("node")
+        return variant, {**facts, "train_val_accuracy": trained}, scores, cached, nodes
+    def bench_device(prof, prepared: list) -> tuple[dict, dict]:
+        """(variant name -> timing, how it was measured) for one device."""
+        profile_doc = prof.model_dump(mode="json")
+        key_host = bench_host(profile_doc) if bench_host else host
+        if settings.sequential:
+            timings, timing = {}, {"method": "sequential", "iterations": settings.iterations}
+            for variant, facts, _, cached, _ in prepared:
+                bench_in = {"model": facts["model"], "profile": profile_doc, "threads": settings.threads,
+                            "iterations": settings.iterations}
+                key = STAGES["bench"].key(**bench_in, host=key_host)
+                timings[variant.name] = cache.get("bench", key)
+                cached["bench"] = timings[variant.name] is not None
+                if not cached["bench"]:
+                    timings[variant.name] = runner.run("bench", bench_in)
+                    cache.put("bench", key, timings[variant.name])
+                tick("bench", variant, cached["bench"])
+            return timings, timing
+        group_in = {"models": [f["model"] for _, f, *_ in prepared], "names": [v.name for v, *_ in prepared],
                     "profile": profile_doc, "threads": settings.threads, "iterations": settings.iterations,
                     "max_load": settings.max_load, "max_seconds": settings.max_seconds}
-        if multi:
-            group_in["profiles"] = [doc for _, _, doc, *_ in prepared]
-        report(on_progress, 0, totals["bench"], f"{'bench':>8} · {len(prepared)} variants interleaved")
-        key = STAGES["bench_group"].key(**group_in, host=host)
+        report(on_progress, 0, totals["bench"], f"{'bench':>8} · {len(prepared)} variants interleaved on {prof.name}")
+        key = STAGES["bench_group"].key(**group_in, host=key_host)
         group = cache.get("bench_group", key)
         hit = group is not None
         if not hit:
             group = runner.run("bench_group", group_in)
             cache.put("bench_group", key, group)  # loaded rounds stay counted in it; --fresh measures again
-        timings = group["variants"]
-        timing = {k: v for k, v in group.items() if k != "variants"}
+        where = group.get("where")
+        timings = {n: dict(t, where=where) if where else t for n, t in group["variants"].items()}
+        timing = {k: v for k, v in group.items() if k not in ("variants", "where")}
         timing["cached"] = hit
-        for variant, _, _, _, _, cached in prepared:
+        if where:
+            timing["node"], timing["host"] = where.get("node"), where.get("host")
+        for variant, _, _, cached, _ in prepared:
             cached["bench"] = hit
             tick("bench", variant, hit)
+        return timings, timing
+
+    parallel = max(1, int(getattr(runner, "parallel", 1)))
+    pool = ThreadPoolExecutor(max_workers=parallel) if parallel > 1 else None
+    try:
+        if pool is None:
+            chains = [chain(*job) for job in jobs]
+        else:
+            chains = [f.result() for f in [pool.submit(chain, *job) for job in jobs]]
+        per_device = {prof.name: [c for (p, _, _), c in zip(jobs, chains) if p is prof] for prof in profiles}
+
+        failed: list[dict] = []
+
+        def bench_or_fail(prof):
+            try:
+                return bench_device(prof, per_device[prof.name])
+            except StageFailed as exc:
+                failed.extend({"variant": v.name, "device": prof.name, "reason": exc.message}
+                              for v, *_ in per_device[prof.name])
+                return None
+
+        if pool is None:
+            benched = [bench_or_fail(prof) for prof in profiles]
+        else:
+            benched = [f.result() for f in [pool.submit(bench_or_fail, prof) for prof in profiles]]
+    except BaseException:  # Ctrl-C or a failed stage: stop the runner's other work (a cluster's tasks) too
+        cancel = getattr(runner, "cancel", None)
+        if cancel is not None:
+            cancel()
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     results: list[VariantResult] = []
-    for variant, prof, _, facts, scores, cached in prepared:
-        t = timings[member(variant, prof)]
-        lat = t["latency_ms"]
-        results.append(VariantResult(
-            arch=variant.arch, width=variant.width, resolution=variant.resolution, precision=variant.precision,
-            weights=settings.weights, macs=facts["macs"], params=facts["params"], size_mb=facts["size_mb"],
-            top1=scores["top1"], top5=scores["top5"], n_images=scores["n"],
-            p50_ms=lat["p50"], p90_ms=lat["p90"], mean_ms=lat["mean"],
-            latency_ms=lat, providers=t["providers"], model=facts["model"], cached=cached,
-            p50_ci95_ms=t.get("p50_ci95_ms"), other_load=t.get("other_load"),
-            loaded_rounds=int(timing.get("loaded_rounds", 0)), train_val_accuracy=facts.get("train_val_accuracy"),
-            headline=scores.get("headline", "top1"), score=scores.get("score", scores["top1"]),
-            runtime=prof.engine, device=prof.name if multi else None,
-        ))
-    mark_ties(results)
+    device_timing: dict[str, dict] = {}
+    for prof, measured in zip(profiles, benched):
+        if measured is None:
+            continue
+        timings, timing = measured
+        device_timing[prof.name] = timing
+        group: list[VariantResult] = []
+        for variant, facts, scores, cached, nodes in per_device[prof.name]:
+            t = timings[variant.name]
+            lat = t["latency_ms"]
+            where = t.get("where") or {}
+            group.append(VariantResult(
+                arch=variant.arch, width=variant.width, resolution=variant.resolution, precision=variant.precision,
+                weights=settings.weights, macs=facts["macs"], params=facts["params"], size_mb=facts["size_mb"],
+                top1=scores["top1"], top5=scores["top5"], n_images=scores["n"],
+                p50_ms=lat["p50"], p90_ms=lat["p90"], mean_ms=lat["mean"],
+                latency_ms=lat, providers=t["providers"], model=facts["model"], cached=cached,
+                p50_ci95_ms=t.get("p50_ci95_ms"), other_load=t.get("other_load"),
+                loaded_rounds=int(timing.get("loaded_rounds", 0)), train_val_accuracy=facts.get("train_val_accuracy"),
+                headline=scores.get("headline", "top1"), score=scores.get("score", scores["top1"]),
+                runtime=prof.engine, device=prof.name, node=where.get("node"),
+                host=where.get("host") or platform.node(), failed_attempts=list(where.get("failed_attempts") or []),
+                stage_nodes={**nodes, "bench": where.get("node")} if where else {},
+            ))
+        mark_ties(group)  # ties within a device: its variants were timed together
+        add_speedups(group)
+        results.extend(group)
+    # one frontier over every device and runtime (which variant, on which of them, for the budget)
     flags = pareto_flags(frontier_points(results, settings.metric))
     for r, flag in zip(results, flags):
         r.pareto = flag
-    add_speedups(results)
     settings_doc = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()}
-    settings_doc["device"] = ",".join(p.name for p in plan.profiles) if multi else plan.profile.name
+    settings_doc["device"] = ",".join(p.name for p in profiles)
+    settings_doc["devices"] = [p.name for p in profiles]
     settings_doc["data"] = str(plan.data)
     settings_doc["calib"] = str(plan.calib)
     if plan.train:
         settings_doc["train"] = {k: v for k, v in plan.train.items() if k != "digest"}
-    return SweepResult(results, [], settings_doc, host, time.perf_counter() - started, timing=timing)
+    timing = device_timing.get(profiles[0].name) or next(iter(device_timing.values()), {})
+    return SweepResult(results, [], settings_doc, host, time.perf_counter() - started, timing=timing,
+                       device_timing=device_timing, failed=failed)
 
 
 def _runtime_quant(variant: Variant, engine: str):
@@ -742,8 +834,9 @@ def _draw_pareto(results: list[VariantResult], path: Path, metric: str) -> None:
     if front:
         ax.step([r.latency(metric) for r in front], [y(r) for r in front], where="post",
                 color="tab:red", lw=1.2, alpha=0.7, label="Pareto frontier", zorder=2)
+    several = len({r.device for r in results}) > 1
     for r in results:  # "~": its p50 interval overlaps another variant's (a tie on latency)
-        ax.annotate(r.name + (" ~" if r.ties_with else ""), (r.latency(metric), y(r)), fontsize=7,
+        ax.annotate(r.name + (f" @{r.device}" if several else "") + (" ~" if r.ties_with else ""), (r.latency(metric), y(r)), fontsize=7,
                     xytext=(4, 3), textcoords="offset points")
     ax.set_xlabel(f"latency {metric} (ms, batch 1)")
     headline = results[0].headline if results else "top1"
@@ -782,11 +875,13 @@ def markdown_report(result: SweepResult, metric: str, plot_name: str) -> str:
         "| other load | x fp32 | Pareto | ties with |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---|",
     ]
-    for r in sorted(result.variants, key=lambda r: r.latency(metric)):
+    several = len(result.device_timing) > 1
+    for r in sorted(result.variants, key=lambda r: (r.device or "", r.latency(metric))):
         ci = "" if r.p50_ci95_ms is None else f"{r.p50_ci95_ms[0]:.3f}-{r.p50_ci95_ms[1]:.3f}"
         load = "" if r.other_load is None else f"{r.other_load:.2f}"
+        on = f" @ {r.device}" if several else ""
         lines.append(
-            f"| {r.arch} {format_width(r.width)} {r.resolution}{f' @{r.device}' if r.device else ''} | {r.precision} | {r.macs / 1e6:.1f} | {r.params / 1e6:.3f} | "
+            f"| {r.arch} {format_width(r.width)} {r.resolution}{on} | {r.precision} | {r.macs / 1e6:.1f} | {r.params / 1e6:.3f} | "
             f"{r.size_mb:.2f} | {_pct(r.score)} | {_pct(r.top5) if headline == 'top1' else ''} | {r.p50_ms:.3f}{' ~' if r.ties_with else ''} | "
             f"{ci} | {r.p90_ms:.3f} | {load} | {'' if r.speedup is None else f'{r.speedup:.2f}x'} | "
             f"{'yes' if r.pareto else ''} | {', '.join(r.ties_with)} |"
@@ -799,8 +894,23 @@ def markdown_report(result: SweepResult, metric: str, plot_name: str) -> str:
         lines += ["", f"Each variant is a new head on its pretrained backbone, trained on {train['data']} "
                       f"({train['images']} images; classes {', '.join(train['names'])}), int8 calibrated on "
                       f"{result.settings.get('calib')}; top-1 on {result.settings.get('data')}."]
-    if result.timing:
+    if several:
+        for device, timing in result.device_timing.items():
+            where = f" (node {timing['node'][:12]}, host {timing.get('host')})" if timing.get("node") else ""
+            lines += ["", f"On `{device}`{where}: " + timing_note(timing)]
+    elif result.timing:
         lines += ["", timing_note(result.timing)]
+    if any(r.node for r in result.variants) and not several:
+        r = result.variants[0]
+        lines += ["", f"Benched on cluster node {r.node} (host {r.host})."]
+    if any(r.failed_attempts for r in result.variants):
+        for r in result.variants:
+            for a in r.failed_attempts:
+                lines += ["", f"{r.name} on {r.device}: node {a['node'][:12]} lost ({a['reason']}); benched again on "
+                              f"node {(r.node or '')[:12]}."]
+    if result.failed:
+        lines += ["", "**Failed** (no result): " + "; ".join(f"{f['variant']} on {f['device']}: {f['reason']}"
+                                                       for f in result.failed)]
     if any(r.ties_with for r in result.variants):
         lines += ["", "~ tie: the variant's p50 95% interval overlaps those listed under *ties with*; their order on "
                       "latency (and so the frontier between them) is not resolved by this measurement."]

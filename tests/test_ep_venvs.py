@@ -2,20 +2,15 @@
 
 `onnxruntime-qnn` (a plugin EP library next to the standard onnxruntime) and `onnxruntime-openvino` (which replaces
 the onnxruntime module) cannot share the project's environment, so a session fixture builds one venv per package
-under `.cache/venvs/<name>` (reused while its marker matches), installs mnetctl there (editable, with its
-dependencies but without replacing that venv's onnxruntime) and the tests run `mnetctl bench` in it.
+under `.cache/venvs/<name>` with `mnetctl.envs.create_env` (reused while its marker matches: mnetctl installed
+editable, with its dependencies but without replacing that venv's onnxruntime) and the tests run `mnetctl bench` in it.
 A test is skipped, with pip's reason, only when the package cannot be installed.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import shutil
 import subprocess
-import sys
-import time
-import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,52 +18,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 VENVS = REPO / ".cache" / "venvs"
-PACKAGES = {"qnn": "onnxruntime-qnn>=2.0", "openvino": "onnxruntime-openvino"}
-MARKER = ".mnetctl-ready"
+PACKAGES = ("qnn", "openvino")
 
 pytestmark = pytest.mark.venv
 
 
-def _project_deps() -> list[str]:
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    return [d for d in deps if not re.match(r"onnxruntime\b", d.strip())]
-
-
-def _pip(py: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
-    return subprocess.run([str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q", *args],
-                          capture_output=True, text=True, timeout=timeout)
-
-
 def build_venv(name: str) -> tuple[Path | None, str, float]:
-    """(venv dir or None, why not, seconds spent). Reuses a finished venv with the same package and deps."""
-    target = VENVS / name
-    py = target / "bin" / "python"
-    spec = json.dumps({"package": PACKAGES[name], "deps": _project_deps(), "repo": str(REPO)})
-    marker = target / MARKER
-    if py.exists() and marker.exists() and marker.read_text() == spec:
-        return target, "", 0.0
-    start = time.perf_counter()
-    if target.exists():
-        shutil.rmtree(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    res = subprocess.run([sys.executable, "-m", "venv", str(target)], capture_output=True, text=True)
-    if res.returncode:
-        return None, f"python -m venv failed: {res.stderr.strip()[-300:]}", time.perf_counter() - start
-    res = _pip(py, PACKAGES[name])
-    if res.returncode:
-        tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["?"]
-        return None, f"pip cannot install {PACKAGES[name]}: {tail[0]}", time.perf_counter() - start
-    for args in (("-e", str(REPO), "--no-deps"), tuple(_project_deps())):
-        res = _pip(py, *args)
-        if res.returncode:
-            tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["?"]
-            return None, f"pip cannot install mnetctl's dependencies next to {PACKAGES[name]}: {tail[0]}", time.perf_counter() - start
-    check = subprocess.run([str(py), "-c", "import onnxruntime, mnetctl.cli; print(onnxruntime.__version__)"],
-                           capture_output=True, text=True)
-    if check.returncode:
-        raise RuntimeError(f"{name} venv is broken:\n{check.stderr[-2000:]}")
-    marker.write_text(spec)
-    return target, "", time.perf_counter() - start
+    """(venv dir or None, why not, seconds spent): `mnetctl env create NAME --path .cache/venvs/NAME` (reused while
+    its marker matches)."""
+    from mnetctl.envs import create_env
+    from mnetctl.errors import EnvironmentMissing
+
+    try:
+        path, seconds = create_env(name, VENVS / name)
+    except EnvironmentMissing as exc:
+        return None, exc.message, 0.0
+    return path, "", seconds
 
 
 @pytest.fixture(scope="session")

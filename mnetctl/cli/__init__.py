@@ -32,6 +32,9 @@ COMMAND_MODULES = [
     "tune",
     "train",
     "export",
+    "env",
+    "worker",
+    "cluster",
 ]
 
 for _name in COMMAND_MODULES:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -70,6 +71,8 @@ def bench_cmd(
     markdown_path: Annotated[Optional[Path], typer.Option("--markdown", help="Write a Markdown summary to PATH (e.g. $GITHUB_STEP_SUMMARY).", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; print only the verdict line.")] = False,
     wide: WideFlag = False,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", help="Bench on a node of the Ray cluster at HOST:PORT that serves --device (needs mnetctl\\[cluster]).", show_default=False)] = None,
+    env: Annotated[Optional[str], typer.Option("--env", help="Bench in this Python environment (name or path; see mnetctl env create) instead of the profile's or this one.", show_default=False)] = None,
     scenario: Annotated[Optional[str], typer.Option("--scenario", help="Run an MLPerf LoadGen test instead: single-stream or offline (needs the extra: pip install mnetctl\\[mlperf]).", show_default=False, rich_help_panel=_MLPERF)] = None,
     mlperf_mode: Annotated[Optional[str], typer.Option("--mlperf-mode", help="LoadGen mode: performance or accuracy (top-1 from LoadGen's accuracy log) \\[default: performance].", show_default=False, rich_help_panel=_MLPERF)] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for LoadGen's logs \\[default: results/mlperf/SCENARIO-MODE].", show_default=False, rich_help_panel=_MLPERF)] = None,
@@ -98,6 +101,12 @@ def bench_cmd(
         from ._bench_ab import bench_ab
 
         return bench_ab(models, dict(locals()))
+    if cluster or env:
+        return _bench_elsewhere(dict(locals()))
+    if (device or profile) and not os.environ.get("MNETCTL_ENV_ACTIVE"):
+        named = load_profile(profile if profile is not None else device).env
+        if named:  # the profile's benches run in its own Python environment
+            return _bench_elsewhere(dict(locals(), env=named, env_from_profile=True))
     from ._loadgen import bench_loadgen, refuse_mlperf_options
 
     if scenario is not None:
@@ -146,6 +155,70 @@ def bench_cmd(
     else:
         _print(result, wide)
     return 0 if result.passed else EXIT_GATE
+
+
+# what `bench --cluster/--env` passes on; every other option is refused there
+_ELSEWHERE_OK = {"models", "device", "profile", "threads", "iterations", "warmup", "json_path", "quiet", "wide", "cluster", "env",
+                 "env_from_profile"}
+
+
+def _bench_elsewhere(opts: dict) -> int:
+    """bench --cluster / --env: the profile's bench, run on a cluster node serving the device or in another Python
+    environment; the same JSON report plus where it ran."""
+    from ..modelio import check_model_path
+    from ..profiles import load_profile
+    from ..report import to_json
+    from ..fsutil import check_writable, write_text
+
+    import inspect
+
+    params = inspect.signature(bench_cmd).parameters
+    given = [k for k, v in opts.items() if k in params and k not in _ELSEWHERE_OK and v != params[k].default]
+    if given:
+        raise BadInput(f"--cluster/--env take the profile's settings; not supported with them: {', '.join(sorted(given))}")
+    if len(opts["models"]) != 1:
+        raise BadInput("--cluster/--env bench one model")
+    if opts["device"] and opts["profile"]:
+        raise BadInput("give --device NAME or --profile PATH, not both")
+    if opts["cluster"] and opts["env"]:
+        raise BadInput("--env and --cluster: on a cluster the device's profile names its environment")
+    model = opts["models"][0]
+    check_model_path(model)
+    if not (opts["device"] or opts["profile"]):
+        raise BadInput("--cluster/--env need --device NAME or --profile PATH")
+    prof = load_profile(opts["profile"] if opts["profile"] is not None else opts["device"])
+    json_path = opts["json_path"]
+    if json_path not in (None, "-"):
+        check_writable(Path(json_path), inputs=(model, opts["profile"]), flag="--json")
+    inputs = {"model": str(model), "profile": prof.model_dump(mode="json"), "threads": opts["threads"],
+              "iterations": opts["iterations"], "warmup": opts["warmup"]}
+    if opts["cluster"]:
+        from ..cluster import check_address
+        from ..runners import ray as rr
+
+        rr.connect(check_address(opts["cluster"], "--cluster"))
+        runner = rr.RayRunner()
+        runner.check_devices([prof.name])
+    else:
+        from ..runners import LocalRunner
+
+        runner = LocalRunner() if opts.get("env_from_profile") else LocalRunner(env=opts["env"])
+    doc = runner.run("bench_report", inputs)
+    doc["model"]["path"] = str(model)  # not the node's copy
+    if json_path == "-":
+        print_json(doc)
+    elif json_path is not None:
+        write_text(Path(json_path), to_json(doc))
+    lat = doc["latency_ms"]
+    where = doc.get("where")
+    at = f" on node {where['node'][:12]} ({where['host']})" if where else (f" in env {opts['env']}" if opts["env"] else "")
+    if json_path != "-":
+        state = "[green]PASS[/]" if doc["passed"] else "[bold red]FAIL[/]"
+        console.print(f"{state} {model}: p50 {lat['p50']:.3f} ms, p90 {lat['p90']:.3f} ms on "
+                      f"{', '.join(doc['providers'])}{at}", soft_wrap=True)
+        for w in (where or {}).get("failed_attempts", []):
+            err_console.print(f"[yellow]retried:[/] node {w['node'][:12]} lost ({w['reason']})", soft_wrap=True)
+    return 0 if doc["passed"] else EXIT_GATE
 
 
 def _verdict(result) -> None:

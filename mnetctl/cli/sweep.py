@@ -35,7 +35,7 @@ def sweep(
     train_data: Annotated[Optional[Path], typer.Option("--train-data", help="Your classes: train a head per variant on DIR/<class name>/ (pretrained backbones; early stopping on a 20% split), calibrate int8 on it.", show_default=False)] = None,
     val_data: Annotated[Optional[Path], typer.Option("--val-data", help="With --train-data: the images each variant is scored on, DIR/<class name>/ with the same classes.", show_default=False)] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", "-l", help="Evaluate on the first N images only.", show_default=False)] = None,
-    device: Annotated[str, typer.Option("--device", "-D", help="Device profile (name or TOML path) to bench on; a comma list (host,host-litert,host-openvino) puts them on one frontier.")] = "host",
+    device: Annotated[str, typer.Option("--device", "-D", help="Device profile (name or TOML path) to bench on; a comma list benches every variant on each and puts them on one frontier, e.g. host,host-litert,host-openvino.")] = "host",
     runtime: Annotated[Optional[str], typer.Option("--runtime", help="Run every device on this runtime: onnxruntime, litert or openvino \\[default: each profile's].", show_default=False)] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", "-t", help="Intra-op threads [default: the profile's].", show_default=False)] = None,
     iterations: Annotated[int, typer.Option("--iterations", "-n", help="Measured runs per variant.")] = 100,
@@ -48,9 +48,15 @@ def sweep(
     max_load: Annotated[float, typer.Option("--max-load", help="Take a timing round again when other processes used more than this many cores during it (0.2 = a fifth of one core).")] = 0.2,
     max_seconds: Annotated[float, typer.Option("--max-seconds", help="Stop taking loaded rounds again after this long; later loaded rounds are kept and flagged.")] = 60.0,
     sequential: Annotated[bool, typer.Option("--sequential", help="Bench variants one after another instead of interleaved (no intervals or ties; for comparison).")] = False,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", help="Run on the Ray cluster at HOST:PORT: benches on the nodes serving each device, the rest on any node (needs mnetctl\\[cluster]).", show_default=False)] = None,
+    env: Annotated[Optional[str], typer.Option("--env", help="Python environment (name or path) the benches run in, overriding the profile's (see mnetctl env create).", show_default=False)] = None,
     wide: WideFlag = False,
-) -> None:
-    """Build (or with --train-data train), quantize, evaluate and benchmark every variant; flag the Pareto frontier; optionally select one."""
+) -> int:
+    """Build (or with --train-data train), quantize, evaluate and benchmark every variant; flag the Pareto frontier;
+    optionally select one.
+
+    Exit codes: 0 done, 1 nothing fits the --select budget, 2 bad input, 3 a device or EP is missing, 5 a device's
+    bench failed on the cluster (sweep.json lists it with the node and the reason)."""
     from ._progress import progress_bar
 
     from ..fsutil import check_writable
@@ -67,10 +73,15 @@ def sweep(
     for s in skipped:
         err_console.print(f"[yellow]skip[/] {s}")
     # the outputs must not land in or on what the sweep reads: the images, a profile file
-    check_writable(out / "sweep.json", inputs=(data, train_data, val_data, *[Path(d) for d in device.split(",") if Path(d).is_file()]),
+    devices = _split("--device", device)
+    check_writable(out / "sweep.json", inputs=(data, train_data, val_data, *[Path(d) for d in devices if Path(d).is_file()]),
                    flag="--out")
-    settings = SweepSettings(weights=weights, data=data, train_data=train_data, val_data=val_data, limit=limit, device=device,
-                             runtime=runtime, threads=threads,
+    if select and len(devices) > 1:
+        raise BadInput("--select takes one --device (a selection is for one device)")
+    if cluster and env:
+        raise BadInput("--env and --cluster: on a cluster each device's profile names its environment")
+    settings = SweepSettings(weights=weights, data=data, train_data=train_data, val_data=val_data, limit=limit,
+                             device=devices if len(devices) > 1 else devices[0], runtime=runtime, threads=threads,
                              iterations=iterations, metric=metric, fresh=fresh, sequential=sequential,
                              max_load=max_load, max_seconds=max_seconds, task=task_of_variants(variants))
     with flag_names({"max_load": "--max-load", "max_seconds": "--max-seconds"}):
@@ -79,8 +90,20 @@ def sweep(
     budget = selection_budget(plan.profile, budget_ms, metric) if select else None  # --budget-ms on --metric, else the profile's
     if select and budget is None:
         raise BadInput("--select needs --budget-ms (the profile has no latency budget)")
+    runner = None
+    if cluster:
+        from ..cluster import check_address
+        from ..runners import ray as rr
+
+        rr.connect(check_address(cluster, "--cluster"))
+        runner = rr.RayRunner()
+        runner.check_devices([p.name for p in plan.profiles])
+    elif env:
+        from ..runners import LocalRunner
+
+        runner = LocalRunner(env=env)
     with progress_bar(transient=False) as on_progress:
-        result = run_sweep(variants, plan, cache_dir=cache, on_progress=on_progress)
+        result = run_sweep(variants, plan, cache_dir=cache, on_progress=on_progress, runner=runner)
     result.skipped = skipped
     if budget is not None:
         result.budget_ms, result.budget_metric = budget
@@ -89,11 +112,23 @@ def sweep(
     selected_path = paths.get("selected")
 
     _print_table(result, device, metric, wide)
+    for f in result.failed:
+        err_console.print(f"[bold red]failed:[/] {f['variant']} on {f['device']}: {f['reason']}", soft_wrap=True)
+    for r in result.variants:
+        for a in r.failed_attempts:
+            err_console.print(f"[yellow]retried:[/] {r.name} on {r.device}: node {a['node'][:12]} lost ({a['reason']}); "
+                              f"benched on node {(r.node or '')[:12]}", soft_wrap=True)
     if result.timing.get("loaded_rounds"):
         err_console.print(f"[yellow]note:[/] {result.timing['loaded_rounds']} timing rounds were kept although other "
                           f"processes used more than {max_load:g} cores (the {max_seconds:g} s cap ran out); "
                           "absolute times are inflated, the ranking holds better", soft_wrap=True)
     console.print(f"wrote {paths['json']}, {paths['plot']}, {paths['report']}  [dim]({result.seconds:.0f} s)[/]")
+    if result.failed:
+        from ..errors import StageFailed
+
+        devices_failed = sorted({f["device"] for f in result.failed})
+        raise StageFailed(f"the benches on {', '.join(devices_failed)} failed ({len(result.failed)} variants); "
+                          f"the others are in {paths['json']}")
     if budget is not None:
         limit, on = budget
         if result.selected is None:
@@ -104,6 +139,7 @@ def sweep(
                else f"{chosen.macs / 1e6:.1f} M MACs, random weights")
         console.print(f"[green]selected[/] {chosen.name} ({why}, "
                       f"{on} {result.selected.latency(on):.3f} ms) -> {selected_path}")
+    return 0
 
 
 def _pct(value) -> str:
@@ -119,12 +155,13 @@ def _print_table(result, device: str, metric: str, wide: bool) -> None:
             Col("p90 ms", drop=0 if metric == "p90" else 1), Col("load", drop=4), Col("x fp32", drop=2),
             Col("front"), Col("tie", drop=1), Col("cached", "words", drop=5)]
     rows = []
-    for r in sorted(result.variants, key=lambda r: r.latency(metric)):
+    several = len({getattr(r, "device", None) for r in result.variants}) > 1
+    for r in sorted(result.variants, key=lambda r: (getattr(r, "device", None) or "", r.latency(metric))):
         hits = [k for k, v in r.cached.items() if v]
         cached = "all" if len(hits) == len(r.cached) else (",".join(hits) or "-")
         ci, load, ties = getattr(r, "p50_ci95_ms", None), getattr(r, "other_load", None), getattr(r, "ties_with", [])
-        rows.append([r.name, f"{r.macs / 1e6:.1f}", f"{r.size_mb:.2f}", _pct(getattr(r, "score", r.top1)),
-                     _pct(r.top5) if headline == "top1" else "",
+        rows.append([r.name + (f" @{r.device}" if several else ""), f"{r.macs / 1e6:.1f}", f"{r.size_mb:.2f}",
+                     _pct(getattr(r, "score", r.top1)), _pct(r.top5) if headline == "top1" else "",
                      f"{r.p50_ms:.3f}", "" if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}", f"{r.p90_ms:.3f}",
                      "" if load is None else f"{load:.2f}", "" if r.speedup is None else f"{r.speedup:.2f}x",
                      "[red]*[/]" if r.pareto else "", f"~{len(ties)}" if ties else "", cached])
