@@ -97,8 +97,7 @@ class VariantResult:
 
     @property
     def name(self) -> str:
-        base = Variant(self.arch, self.width, self.resolution, self.precision).name
-        return f"{base}@{self.device}" if self.device else base
+        return Variant(self.arch, self.width, self.resolution, self.precision).name
 
     def latency(self, metric: str) -> float:
         return float(self.latency_ms[metric])

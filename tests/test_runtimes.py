@@ -207,10 +207,10 @@ def test_sweep_over_onnxruntime_and_openvino_is_one_frontier(tmp_path):
     variants, _ = plan_variants(["v1"], [0.25], [128], ["fp32"], "random")
     res = run_sweep(variants, SweepSettings(weights="random", limit=8, device="host,host-openvino", iterations=10,
                                             max_seconds=5), cache_dir=tmp_path / "cache")
-    by = {r.name: r for r in res.variants}
-    assert set(by) == {"v1-0.25-128-fp32@host", "v1-0.25-128-fp32@host-openvino"}
-    assert by["v1-0.25-128-fp32@host-openvino"].runtime == "openvino"
-    assert by["v1-0.25-128-fp32@host-openvino"].providers == ["openvino:CPU"]
+    by = {(r.name, r.device): r for r in res.variants}
+    assert set(by) == {("v1-0.25-128-fp32", "host"), ("v1-0.25-128-fp32", "host-openvino")}
+    assert by[("v1-0.25-128-fp32", "host-openvino")].runtime == "openvino"
+    assert by[("v1-0.25-128-fp32", "host-openvino")].providers == ["openvino:CPU"]
     assert res.timing["method"] == "interleaved" and res.settings["device"] == "host,host-openvino"
     assert any(r.pareto for r in res.variants)
     assert all(r.p50_ci95_ms is not None for r in res.variants)
