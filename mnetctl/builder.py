@@ -114,18 +114,7 @@ def build_model(
         if classes is not None and classes != cfg.classes:
             raise BadInput(f"classes {classes} does not match the checkpoint's {cfg.classes} classes")
     pad = resolve_padding(padding, weights)
-    meta = replace(
-        meta,
-        arch=cfg.arch,
-        width=cfg.width,
-        resolution=cfg.resolution,
-        classes=cfg.classes,
-        padding=pad,
-        opset=opset,
-        input_format=input_format,
-        layout="NHWC" if input_format == "uint8-nhwc" else "NCHW",
-        version=__version__,
-    )
+    meta = _spec_meta(meta, cfg, pad, opset, input_format)
     meta = _with_preprocessing(meta, crop_fraction, mean, std)
     if labels is not None:
         meta = _with_labels(meta, labels)
@@ -149,6 +138,13 @@ def _check_common(opset: int, input_format: str, precision: str, int8_layout: st
             "--precision int8 imports a quantized checkpoint's own quantization; random weights have none",
             "use --weights pretrained or a .tflite checkpoint, or build fp32 and run `mnetctl quantize`",
         )
+
+
+def _spec_meta(meta: ModelMeta, cfg, pad: str, opset: int, input_format: str) -> ModelMeta:
+    """`meta` with what the built graph is: the config's arch/width/resolution/classes, padding, opset, input."""
+    return replace(meta, arch=cfg.arch, width=cfg.width, resolution=cfg.resolution, classes=cfg.classes, padding=pad,
+                   opset=opset, input_format=input_format, layout="NHWC" if input_format == "uint8-nhwc" else "NCHW",
+                   version=__version__)
 
 
 def _check_checkpoint_padding(pad: str) -> None:
@@ -243,9 +239,7 @@ def build_ssd_model(
         if labels is None:
             labels = checkpoint.labels
     pad = resolve_padding(padding, weights)
-    meta = replace(meta, arch=cfg.arch, width=cfg.width, resolution=cfg.resolution, classes=cfg.classes, padding=pad,
-                   opset=opset, input_format=input_format, layout="NHWC" if input_format == "uint8-nhwc" else "NCHW",
-                   version=__version__)
+    meta = _spec_meta(meta, cfg, pad, opset, input_format)
     meta = meta.with_extra(**detection_extra(cfg, anchors, postprocess))
     if labels is not None:
         meta = _with_labels(meta, labels)
@@ -302,18 +296,7 @@ def build_deeplab(
         if labels is None and checkpoint.labels is not None:
             labels = checkpoint.labels
     pad = resolve_padding(padding, weights)
-    meta = replace(
-        meta,
-        arch=cfg.arch,
-        width=cfg.width,
-        resolution=cfg.resolution,
-        classes=cfg.classes,
-        padding=pad,
-        opset=opset,
-        input_format=input_format,
-        layout="NHWC" if input_format == "uint8-nhwc" else "NCHW",
-        version=__version__,
-    ).with_extra(output_stride=cfg.output_stride, postprocess=cfg.postprocess)
+    meta = _spec_meta(meta, cfg, pad, opset, input_format).with_extra(output_stride=cfg.output_stride, postprocess=cfg.postprocess)
     meta = _with_preprocessing(meta, None, mean, std)
     if labels is not None:
         meta = _with_labels(meta, labels)

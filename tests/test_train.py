@@ -32,6 +32,21 @@ def _run(*args: str) -> int:
 # ------------------------------------------------------------------------------------------ head (numpy)
 
 
+
+def _check_against_finite_differences(head, grads, loss, step: int) -> None:
+    """Every `step`-th parameter's analytic gradient equals the central difference of `loss`."""
+    params = [p for layer in head.layers for p in layer]
+    for p, g in zip(params, grads):
+        flat, gflat = p.reshape(-1), g.reshape(-1)
+        for k in range(0, flat.size, step):
+            old = flat[k]
+            flat[k] = old + 1e-6
+            up = loss()
+            flat[k] = old - 1e-6
+            down = loss()
+            flat[k] = old
+            assert abs((up - down) / 2e-6 - gflat[k]) < 1e-5
+
 def test_head_gradients_match_finite_differences():
     from mnetctl.train.head import Head, _gradients, _targets
 
@@ -46,17 +61,7 @@ def test_head_gradients_match_finite_differences():
         return float(-(t * (z - np.log(np.exp(z).sum(axis=1, keepdims=True)))).sum(axis=1).mean())
 
     grads = _gradients(head, x, t, 0.0, rng)
-    params = [p for layer in head.layers for p in layer]
-    for p, g in zip(params, grads):
-        flat, gflat = p.reshape(-1), g.reshape(-1)
-        for k in range(0, flat.size, 3):
-            old = flat[k]
-            flat[k] = old + 1e-6
-            up = loss()
-            flat[k] = old - 1e-6
-            down = loss()
-            flat[k] = old
-            assert abs((up - down) / 2e-6 - gflat[k]) < 1e-5
+    _check_against_finite_differences(head, grads, loss, step=3)
 
 
 def test_head_training_is_deterministic_and_learns():
@@ -314,17 +319,7 @@ def test_distillation_gradient_matches_finite_differences():
         return float((alpha * hard * ce + (1 - alpha) * temperature**2 * kl).mean())
 
     grads = _gradients(head, x, t, 0.0, rng, hard=hard, soft=q, temperature=temperature, alpha=alpha)
-    params = [p for layer in head.layers for p in layer]
-    for p, g in zip(params, grads):
-        flat, gflat = p.reshape(-1), g.reshape(-1)
-        for k in range(0, flat.size, 2):
-            old = flat[k]
-            flat[k] = old + 1e-6
-            up = loss()
-            flat[k] = old - 1e-6
-            down = loss()
-            flat[k] = old
-            assert abs((up - down) / 2e-6 - gflat[k]) < 1e-5
+    _check_against_finite_differences(head, grads, loss, step=2)
 
 
 @pytest.fixture(scope="module")
