@@ -97,7 +97,7 @@ def tflite_exporter():
 
 
 def export_key(model: str) -> str:
-    return digest({"model": file_digest(model), "to": "tflite", "version": __version__})
+    return digest({"model": file_digest(model), "to": "tflite", "precision": "auto (mixed for QDQ)", "version": __version__})
 
 
 def run_eval(model: str, samples: list[list[Any]], threads: int | None, runtime: str | None = None,

@@ -88,7 +88,7 @@ def test_v3_structure_in_float(tmp_path, val_batch):
 
 
 def test_int8_export_is_full_integer_and_agrees(pretrained_small, small_int8, val_batch, tmp_path):
-    out = export_tflite(small_int8, tmp_path / "v1.int8.tflite")  # auto: int8 for a QDQ model
+    out = export_tflite(small_int8, tmp_path / "v1.int8.tflite", target="edgetpu")  # auto: int8 for the Edge TPU
     r = LiteRTRunner(out, threads=1)
     assert r.input_dtype == np.int8 and r.input_quant[0] > 0
     assert read_tflite_meta(out)["mnetctl.precision"] == "int8"
@@ -100,7 +100,8 @@ def test_int8_export_is_full_integer_and_agrees(pretrained_small, small_int8, va
 
 
 def test_mixed_export_follows_the_qdq_model(small_int8, val_batch, tmp_path):
-    out = export_tflite(small_int8, tmp_path / "v1.mixed.tflite", "mixed")
+    out = export_tflite(small_int8, tmp_path / "v1.mixed.tflite")  # auto: mixed for a QDQ model
+    assert read_tflite_meta(out)["mnetctl.precision"] == "mixed"
     agree = _agree(_onnx(small_int8, val_batch), _litert(out, val_batch))
     assert agree >= 0.95, agree
     rep = check_tflite(out)  # float stem: not for the Edge TPU

@@ -15,7 +15,7 @@ from ._app import JsonFlag, app, console, print_json
 def export(
     model: Annotated[Path, typer.Argument(help="ONNX model file (or a .tflite file with --check).", show_default=False)],
     fmt: Annotated[str, typer.Option("--format", "-f", help="Output format: tflite.")] = "tflite",
-    precision: Annotated[str, typer.Option("--precision", help="auto (int8 for a quantized model, else fp32) | int8 (full integer) | mixed (int8 where the QDQ model is) | fp32.")] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="auto (mixed for a quantized model, int8 with --check edgetpu, else fp32) | int8 (full integer) | mixed (int8 where the QDQ model is, float where it kept layers float) | fp32.")] = "auto",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file \\[default: <stem>.tflite next to the input].", show_default=False)] = None,
     calib: Annotated[Optional[Path], typer.Option("--calib", help="Images for the ranges of layers the int8 model kept float \\[default: those quantize used].", show_default=False)] = None,
     check: Annotated[Optional[str], typer.Option("--check", help="edgetpu: check the file against the Edge TPU compiler's rules (exit 1 if it breaks them).", show_default=False)] = None,
@@ -39,7 +39,7 @@ def export(
 
     out = output if output is not None else model.with_suffix(".tflite")
     with progress_bar(not json_out) as on_progress:
-        path = export_tflite(model, out, precision, on_progress=on_progress, calib=calib)
+        path = export_tflite(model, out, precision, on_progress=on_progress, calib=calib, target=check)
     meta = read_tflite_meta(path)
     info = {"output": str(path), "precision": meta.get("mnetctl.precision"), "bytes": path.stat().st_size,
             "source": str(model), "source_bytes": model.stat().st_size}

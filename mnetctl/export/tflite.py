@@ -14,7 +14,8 @@ precision
          layers' weights stay int8 in the file (the int8 storage `quantize` gave them) behind a DEQUANTIZE
          of the constant, which LiteRT evaluates once: the file keeps int8 size.
   fp32   float32 throughout (from a float model; a QDQ model's weights are taken dequantized).
-  auto   int8 for a QDQ model, fp32 otherwise.
+  auto   mixed for a QDQ model (what its int8 file computes), fp32 for a float model; int8 (full integer) when
+         the export is for the Edge TPU (`target="edgetpu"`, `export --check edgetpu`).
 
 Layout: NHWC; the input is [1, R, R, 3] (the normalised image, quantized for int8), conv weights
 [O, kh, kw, I], depthwise [1, kh, kw, C], FULLY_CONNECTED [O, I]. Ops: CONV_2D, DEPTHWISE_CONV_2D (ReLU/ReLU6
@@ -341,11 +342,11 @@ class _Lowering:
                   FusedActivationFunction=ACTIVATIONS[None])
 
 
-def _check_precision(precision: str, quantized: bool, where: str) -> str:
+def _check_precision(precision: str, quantized: bool, where: str, target: str | None = None) -> str:
     if precision not in PRECISIONS:
         raise BadInput(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "auto":
-        return "int8" if quantized else "fp32"
+        return ("int8" if target == "edgetpu" else "mixed") if quantized else "fp32"
     if precision in ("int8", "mixed") and not quantized:
         raise BadInput(f"precision {precision} needs a quantized (QDQ) model, and {where} is float",
                        "quantize it first: mnetctl quantize MODEL, then export the .int8.onnx file")
@@ -361,9 +362,10 @@ def _moving_average(model) -> bool:
 
 
 def build_flat(model, precision: str = "auto", calib: Path | str | None = None,
-               on_progress: ProgressFn | None = None, dynamic_batch: bool = False) -> tuple[FlatModel, str]:
+               on_progress: ProgressFn | None = None, dynamic_batch: bool = False,
+               target: str | None = None) -> tuple[FlatModel, str]:
     """The TFLite model (in memory) of a Model handle, and the precision it was exported at."""
-    precision = _check_precision(precision, model.quantized, model.name)
+    precision = _check_precision(precision, model.quantized, model.name, target)
     graph = read_graph(model.proto, model.name)
     if precision == "int8":
         if graph.input not in graph.quant:
@@ -390,10 +392,10 @@ def build_flat(model, precision: str = "auto", calib: Path | str | None = None,
 
 
 def export_tflite(model, out, precision: str = "auto", on_progress: ProgressFn | None = None,
-                  calib: Path | str | None = None, dynamic_batch: bool = False) -> Path:
+                  calib: Path | str | None = None, dynamic_batch: bool = False, target: str | None = None) -> Path:
     """Write `model` (a Model handle or an ONNX path) as a TFLite file at `out` (atomically); returns the path.
 
-    precision: auto | int8 (full integer) | mixed | fp32 (module doc). calib: images for the ranges a full-integer
+    precision: auto | int8 (full integer) | mixed | fp32 (module doc); target "edgetpu": auto means int8. calib: images for the ranges a full-integer
     export measures (default: those `quantize` calibrates on). dynamic_batch: batch -1 in the shape signatures
     (static batch 1 otherwise). An op the writer cannot express is a BadInput
     naming the node.
@@ -404,7 +406,7 @@ def export_tflite(model, out, precision: str = "auto", on_progress: ProgressFn |
     m = as_model(model)
     out = check_writable(Path(out), [m.path])
     report(on_progress, 0, 3, "export")
-    flat, _ = build_flat(m, precision, calib, on_progress, dynamic_batch)
+    flat, _ = build_flat(m, precision, calib, on_progress, dynamic_batch, target)
     report(on_progress, 2, 3, "export")
     data = serialize(flat)
     write_bytes(out, data)
