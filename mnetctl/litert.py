@@ -38,10 +38,13 @@ def load_litert():
 def load_delegate(library: str):
     """A LiteRT delegate from its shared library (the GPU delegate on Android: libtensorflowlite_gpu_delegate.so);
     EnvironmentMissing (exit 3) when the library cannot be loaded here."""
+    import ctypes
+
     load_litert()
     from ai_edge_litert.interpreter import load_delegate as _load
 
     try:
+        ctypes.CDLL(library)  # first: LiteRT's Delegate object fails noisily in __del__ when the library is absent
         with _native_stderr_silenced():
             return _load(library)
     except (ValueError, OSError, RuntimeError) as exc:

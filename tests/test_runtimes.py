@@ -284,3 +284,18 @@ def test_quantize_defaults_per_runtime_are_data():
     assert resolve_settings("v2", 1.0, "openvino", method="entropy").method == "entropy"
     with pytest.raises(BadInput, match="runtime must be one of onnxruntime, openvino for quantize"):
         default_settings("v2", 1.0, "litert")
+
+
+@pytest.mark.parametrize("profile", ["pixel-7-litert-gpu", "snapdragon-8-gen-2-litert-gpu"])
+def test_phone_gpu_delegate_profiles_say_plainly_they_cannot_run_here(profile, capsys):
+    """The LiteRT GPU-delegate alternatives of the phone profiles: the delegate library is not on this host, so
+    bench is one line and exit 3 (never a silent CPU run)."""
+    from mnetctl.cli import main
+    from mnetctl.profiles import load_profile
+
+    prof = load_profile(profile)
+    assert prof.engine == "litert" and prof.engine_options["delegate"] == "gpu"
+    tflite = Path(__file__).resolve().parents[1] / "models/pretrained/coral/mobilenet_v1_0.25_128_quant.tflite"
+    assert main(["bench", str(tflite), "--device", profile, "-n", "2"]) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "delegate library" in err and "Traceback" not in err, err
