@@ -93,6 +93,8 @@ def bench_cmd(
     from ..report import write_bench_reports
     from ._progress import progress_bar
 
+    if device and profile:  # first: every path below reads one of them
+        raise BadInput("give --device NAME or --profile PATH, not both")
     if runtime is not None and runtime.strip().lower() != "onnxruntime" and (against or max_seconds is not None or strict
                                                                             or scenario is not None or len(models) > 1):
         raise BadInput(f"--runtime {runtime} times one model; --against, --scenario and several models run on onnxruntime",
@@ -117,8 +119,6 @@ def bench_cmd(
 
         return bench_many(models, dict(locals()))
     model = models[0]
-    if device and profile:
-        raise BadInput("give --device NAME or --profile PATH, not both")
     from ..edgetpu import is_edgetpu_profile
 
     if is_edgetpu_profile(device or (profile and str(profile))):  # checks only: timing needs the device
