@@ -834,9 +834,6 @@ def _draw_pareto(results: list[VariantResult], path: Path, metric: str) -> None:
         ax.step([r.latency(metric) for r in front], [y(r) for r in front], where="post",
                 color="tab:red", lw=1.2, alpha=0.7, label="Pareto frontier", zorder=2)
     several = len({r.device for r in results}) > 1
-    for r in results:  # "~": its p50 interval overlaps another variant's (a tie on latency)
-        ax.annotate(r.name + (f" @{r.device}" if several else "") + (" ~" if r.ties_with else ""), (r.latency(metric), y(r)), fontsize=7,
-                    xytext=(4, 3), textcoords="offset points")
     ax.set_xlabel(f"latency {metric} (ms, batch 1)")
     headline = results[0].headline if results else "top1"
     ax.set_ylabel("model size (MB)" if sized else f"{'top-1' if headline == 'top1' else headline} (%)")
@@ -845,11 +842,47 @@ def _draw_pareto(results: list[VariantResult], path: Path, metric: str) -> None:
     ax.margins(x=0.12, y=0.08)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left" if sized else "lower right", fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout()  # the final layout first: labels are placed where they will be drawn
+    _place_labels(fig, ax, [(r.name + (f" @{r.device}" if several else "") + (" ~" if r.ties_with else ""),  # ~: a tie
+                             (r.latency(metric), y(r))) for r in results])
     try:
         fig.savefig(path, format="png")
     finally:
         plt.close(fig)
+
+
+# label offsets (points) tried in turn until a label overlaps none placed before it
+_LABEL_OFFSETS = ((4, 3), (4, -10), (4, 12), (-4, 3), (4, -20), (4, 22), (-4, -10), (-4, 12), (-4, -22), (-4, 24))
+
+
+def _place_labels(fig, ax, labels: list[tuple[str, tuple[float, float]]]) -> None:
+    """Annotate each point with its text at the first offset whose box stays inside the axes and overlaps no label
+    placed before; where none does, at the one inside the axes with the least overlap."""
+    renderer = fig.canvas.get_renderer()
+    placed = []
+
+    def cost(box) -> float:
+        inside = ax.bbox.x0 <= box.x0 and box.x1 <= ax.bbox.x1 and ax.bbox.y0 <= box.y0 and box.y1 <= ax.bbox.y1
+        overlap = sum(max(0.0, min(box.x1, o.x1) - max(box.x0, o.x0)) * max(0.0, min(box.y1, o.y1) - max(box.y0, o.y0))
+                      for o in placed)
+        return overlap + (0.0 if inside else 1e9)
+
+    for text, xy in sorted(labels, key=lambda item: item[1]):
+        best = None
+        for dx, dy in _LABEL_OFFSETS:
+            ann = ax.annotate(text, xy, fontsize=7, xytext=(dx, dy), textcoords="offset points",
+                              ha="left" if dx >= 0 else "right")
+            box = ann.get_window_extent(renderer)
+            c = cost(box)
+            if best is None or c < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (c, ann, box)
+            else:
+                ann.remove()
+            if c == 0.0:
+                break
+        placed.append(best[2])
 
 
 def _pct(value: float | None) -> str:
