@@ -138,11 +138,9 @@ BLOCK_WARMUP = 2  # untimed runs at the start of each block (the variant's cache
 
 
 def run_bench_group(models: list[str], names: list[str], profile: dict[str, Any], threads: int | None,
-                    iterations: int, max_load: float, max_seconds: float,
-                    profiles: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                    iterations: int, max_load: float, max_seconds: float) -> dict[str, Any]:
     """Time `models` (named `names`) together on the profile's providers: rounds of one block per model, the order
     rotating, rounds under more than `max_load` of a core of other load taken again for up to `max_seconds`.
-    `profiles`: one profile per model instead (a sweep over several devices, e.g. runtimes: one frontier).
 
     Per model: latency statistics (ms), the 95% interval of its p50, other processes' load during its blocks, and
     the providers that ran it.
@@ -152,11 +150,11 @@ def run_bench_group(models: list[str], names: list[str], profile: dict[str, Any]
     from .profiles import Profile
 
     prof = Profile.model_validate(profile)
-    members = [Profile.model_validate(p) for p in profiles] if profiles is not None else [prof] * len(models)
+    threads = threads if threads is not None else prof.threads
     warmup = prof.warmup if prof.warmup is not None else DEFAULT_WARMUP
     runnables, providers = [], {}
-    for model, name, member in zip(models, names, members):
-        runnable, used = _bench_runnable(Path(model), name, member, threads if threads is not None else member.threads)
+    for model, name in zip(models, names):
+        runnable, used = _bench_runnable(Path(model), name, prof, threads)
         runnables.append(runnable)
         providers[name] = used
     runs = min(RUNS_PER_BLOCK, iterations)
@@ -207,17 +205,12 @@ def _bench_runnable(path: Path, name: str, prof, threads: int | None):
 
 
 def bench_group_key(models: list[str], names: list[str], profile: dict[str, Any], threads: int | None,
-                    iterations: int, max_load: float, max_seconds: float, host: dict[str, Any],
-                    profiles: list[dict[str, Any]] | None = None) -> str:
+                    iterations: int, max_load: float, max_seconds: float, host: dict[str, Any]) -> str:
     """The group's content: every member's name and model bytes (as a set: the order of the rounds does not
     matter), the measured profile contents, settings, host and version. Adding or changing one variant re-times
     the whole group, since each variant's figure was taken beside the others."""
     measured = {k: v for k, v in profile.items() if k not in _NOT_MEASURED}
-    if profiles is None:
-        members = sorted([n, file_digest(m)] for m, n in zip(models, names))
-    else:
-        members = sorted([n, file_digest(m), {k: v for k, v in p.items() if k not in _NOT_MEASURED}]
-                         for m, n, p in zip(models, names, profiles))
+    members = sorted([n, file_digest(m)] for m, n in zip(models, names))
     return digest({"members": members, "profile": measured, "threads": threads, "iterations": iterations,
                    "max_load": max_load, "max_seconds": max_seconds, "host": host, "version": __version__})
 

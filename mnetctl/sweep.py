@@ -291,10 +291,6 @@ class SweepPlan:
     train: dict | None = None  # with train data: data, digest, names, the resolved head settings
     profiles: list = field(default_factory=list)  # every device of the sweep (profile is the first)
 
-    @property
-    def opsets(self) -> list[int]:
-        return [opset_for_profile(p) for p in self.profiles]
-
 
 def prepare(settings: SweepSettings) -> SweepPlan:
     """Validate and resolve a sweep's settings before any work (errors name the parameter)."""

@@ -42,8 +42,6 @@ def bench_ab(models: list[Path], options: dict[str, Any]) -> int:
         if options.get(key) not in (None, False, []):
             raise BadInput(f"{flag} does not apply with --against", "the A/B gate compares the two models in one run"
                            + ("; use --baseline alone on a dedicated device" if key == "baseline" else ""))
-    if options.get("device") and options.get("profile"):
-        raise BadInput("give --device NAME or --profile PATH, not both")
     new, old = models[0], against[0]
     check_model_path(new)
     check_model_path(old)

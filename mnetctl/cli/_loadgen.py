@@ -44,8 +44,6 @@ def bench_loadgen(models: list[Path], options: dict[str, Any]) -> int:
     for key, flag in _BENCH_ONLY.items():
         if _given(options.get(key)):
             raise BadInput(f"{flag} does not apply to --scenario runs", "LoadGen decides the run's length and validity")
-    if options.get("device") and options.get("profile"):
-        raise BadInput("give --device NAME or --profile PATH, not both")
     model = check_model_path(models[0])
     device, profile = options.get("device"), options.get("profile")
     prof = load_profile(profile if profile is not None else device) if (device or profile) else None

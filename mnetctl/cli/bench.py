@@ -178,8 +178,6 @@ def _bench_elsewhere(opts: dict) -> int:
         raise BadInput(f"--cluster/--env take the profile's settings; not supported with them: {', '.join(sorted(given))}")
     if len(opts["models"]) != 1:
         raise BadInput("--cluster/--env bench one model")
-    if opts["device"] and opts["profile"]:
-        raise BadInput("give --device NAME or --profile PATH, not both")
     if opts["cluster"] and opts["env"]:
         raise BadInput("--env and --cluster: on a cluster the device's profile names its environment")
     model = opts["models"][0]
